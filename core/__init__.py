@@ -1,0 +1,1 @@
+"""The keeper: headless scheduling engine of watchkeeper. Never imports textual."""

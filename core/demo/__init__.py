@@ -1,0 +1,1 @@
+"""Scripts the demo vault runs; copied into <vault>/scripts by `watchkeeper init`."""

@@ -1,0 +1,82 @@
+"""A run's environment: keeper env + env_file + job env, and the secrets to mask in it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from core.config import JobConfig
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
+MASK = "***"
+# Shorter values would mangle ordinary output ("1", "yes") without protecting anything.
+MIN_SECRET_LENGTH = 4
+
+
+class EnvFileError(ValueError):
+    pass
+
+
+def expand(value: str, source: Mapping[str, str]) -> str:
+    """${NAME} from the keeper's environment; an unset name expands to "" as in a shell."""
+    return _REFERENCE.sub(lambda match: source.get(match.group(1), ""), value)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines, `#` comments, `export ` prefixes and quotes allowed."""
+    values: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise EnvFileError(f"{path}: cannot read env_file: {error.strerror}") from None
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise EnvFileError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def job_environment(job: JobConfig, vault: Path, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    if job.env_file:
+        env.update(read_env_file(vault / job.env_file))
+    for key, value in job.env.items():
+        env[key] = expand(value, base)
+    return env
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def secret_values(env: Mapping[str, str], declared: Iterable[str]) -> list[str]:
+    names = set(declared) | {name for name in env if is_secret_name(name)}
+    values = {env[name] for name in names if len(env.get(name, "")) >= MIN_SECRET_LENGTH}
+    # Longest first, so a secret containing another is masked whole.
+    return sorted(values, key=len, reverse=True)
+
+
+class Masker:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = [secret for secret in secrets if secret]
+        self._pattern = (
+            re.compile("|".join(re.escape(secret) for secret in self.secrets))
+            if self.secrets
+            else None
+        )
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)

@@ -1,0 +1,35 @@
+"""Where things live: the vault (flag, env, nearest ancestor, user data dir) and user dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_config_path, user_data_path
+
+from core.config import CONFIG_NAME
+
+APP = "watchkeeper"
+VAULT_ENV = "WATCHKEEPER_VAULT"
+
+
+def default_vault() -> Path:
+    return user_data_path(APP) / "vault"
+
+
+def user_themes_dir() -> Path:
+    return user_config_path(APP) / "themes"
+
+
+def find_vault(flag: Path | None, cwd: Path | None = None) -> tuple[Path, str]:
+    """The vault to use and why: "flag", "env", "ancestor" or "default"."""
+    if flag is not None:
+        return flag.expanduser().absolute(), "flag"
+    env = os.environ.get(VAULT_ENV)
+    if env:
+        return Path(env).expanduser().absolute(), "env"
+    here = (cwd or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder, "ancestor"
+    return default_vault(), "default"

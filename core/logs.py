@@ -1,0 +1,114 @@
+"""Size-rotated log files (keeper log and job logs) that degrade instead of failing."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+
+def rotated_name(path: Path, index: int) -> Path:
+    return path.with_name(f"{path.name}.{index}")
+
+
+class RotatingFile:
+    """Appends bytes to `path`; past `max_size` renames it to .1 (.1 to .2 ...) first.
+
+    A failing write (disk full, permissions) is reported once through `on_error` and
+    the data dropped: losing log lines is better than stopping the scheduler.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_size: int,
+        backups: int,
+        on_error: Callable[[Path, OSError], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.backups = backups
+        self.on_error = on_error
+        self.failed_writes = 0
+        self._fd: int | None = None
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            if self._fd is None:
+                self._open()
+            if self.max_size and self._size and self._size + len(data) > self.max_size:
+                self._rotate()
+            assert self._fd is not None
+            os.write(self._fd, data)
+            self._size += len(data)
+        except OSError as error:
+            self.failed_writes += 1
+            self.close()
+            if self.failed_writes == 1 and self.on_error is not None:
+                self.on_error(self.path, error)
+            return
+        if self.failed_writes:
+            # Writes work again: let the next failure be reported as well.
+            self.failed_writes = 0
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    def _rotate(self) -> None:
+        self.close()
+        if self.backups <= 0:
+            os.truncate(self.path, 0)
+        else:
+            for index in range(self.backups - 1, 0, -1):
+                older = rotated_name(self.path, index)
+                if older.exists():
+                    os.replace(older, rotated_name(self.path, index + 1))
+            os.replace(self.path, rotated_name(self.path, 1))
+        self._open()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = None
+
+
+def _stderr_warning(path: Path, error: OSError) -> None:
+    print(f"watchkeeper: cannot write {path}: {error.strerror}; logging degraded", file=sys.stderr)
+
+
+class KeeperLog:
+    """Logs/watchkeeper.log: one line per event, ISO 8601 time with offset, level, text.
+
+    Listeners (the event stream) see every line even when the file cannot be written.
+    """
+
+    def __init__(self, path: Path, max_size: int, backups: int, tz: tzinfo | None = None) -> None:
+        self.file = RotatingFile(path, max_size, backups, on_error=_stderr_warning)
+        self.tz = tz
+        self.listeners: list[Callable[[str, str, str], None]] = []
+
+    def write(self, level: str, message: str) -> None:
+        now = datetime.now(self.tz) if self.tz else datetime.now().astimezone()
+        stamp = now.isoformat(timespec="milliseconds")
+        self.file.write(f"{stamp} {level:<5} {message}\n".encode())
+        for listener in self.listeners:
+            listener(stamp, level, message)
+
+    def info(self, message: str) -> None:
+        self.write("INFO", message)
+
+    def warning(self, message: str) -> None:
+        self.write("WARN", message)
+
+    def error(self, message: str) -> None:
+        self.write("ERROR", message)
+
+    def close(self) -> None:
+        self.file.close()

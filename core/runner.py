@@ -1,0 +1,187 @@
+"""One run = one child process group, watched through a pidfd and one output pipe.
+
+The event loop never blocks on a child: exit arrives as a readable pidfd, output as a
+readable pipe. Timeout, cancel and shutdown end the whole group: TERM, then KILL after
+a grace period. When the main process exits, whatever it left behind in its group is
+ended the same way, so a finished run leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.units import format_duration
+
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    timeout: float | None = None
+    kill_grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str
+    exit_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _end_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Run:
+    """A started child. `done` resolves once the main process has exited and the group's
+    output is closed (or the leftovers were killed)."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        on_output: Callable[[bytes], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.spec = spec
+        self.loop = loop or asyncio.get_running_loop()
+        self.on_output = on_output
+        self.done: asyncio.Future[RunOutcome] = self.loop.create_future()
+        self._stop_status: str | None = None
+        self._stop_reason: str | None = None
+        self._outcome: RunOutcome | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._timeout_timer: asyncio.TimerHandle | None = None
+        read_end, write_end = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=write_end,
+                cwd=spec.cwd,
+                env=spec.env,
+                process_group=0,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self.started_mono = time.monotonic()
+        self.pid = self.process.pid
+        self._pipe: int | None = read_end
+        os.set_blocking(read_end, False)
+        self.loop.add_reader(read_end, self._read_output)
+        self._pidfd: int | None = os.pidfd_open(self.pid)
+        self.loop.add_reader(self._pidfd, self._leader_exited)
+        if spec.timeout:
+            self._timeout_timer = self.loop.call_later(
+                spec.timeout, self.stop, "timeout", f"timed out after {format_duration(spec.timeout)}"
+            )
+
+    @property
+    def exited(self) -> bool:
+        return self._outcome is not None
+
+    def stop(self, status: str, reason: str) -> None:
+        """End the run's group: TERM now, KILL after the grace period."""
+        if self._outcome is not None or self._stop_status is not None:
+            return
+        self._stop_status, self._stop_reason = status, reason
+        _end_group(self.pid, signal.SIGTERM)
+        self._kill_timer = self.loop.call_later(self.spec.kill_grace, self._kill_group)
+
+    def _kill_group(self) -> None:
+        _end_group(self.pid, signal.SIGKILL)
+
+    def _read_output(self) -> None:
+        assert self._pipe is not None
+        try:
+            data = os.read(self._pipe, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.on_output(data)
+            return
+        self.loop.remove_reader(self._pipe)
+        os.close(self._pipe)
+        self._pipe = None
+        if self._outcome is not None:
+            self._finish()
+
+    def _leader_exited(self) -> None:
+        assert self._pidfd is not None
+        self.loop.remove_reader(self._pidfd)
+        duration_ms = int((time.monotonic() - self.started_mono) * 1000)
+        # WNOWAIT keeps the leader a zombie, so its pid (the group id) cannot be reused
+        # while we signal whatever is left in the group.
+        info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        self._outcome = self._judge(info, duration_ms)
+        if self._timeout_timer is not None:
+            self._timeout_timer.cancel()
+        _end_group(self.pid, signal.SIGTERM)
+        if self._pipe is None:
+            self._finish()
+            return
+        # Leftovers hold the output open: give them the grace period, then KILL.
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self._kill_timer = self.loop.call_later(self.spec.kill_grace, self._reap_leftovers)
+
+    def _reap_leftovers(self) -> None:
+        self._kill_group()
+        if self._pipe is not None:
+            self.loop.remove_reader(self._pipe)
+            os.close(self._pipe)
+            self._pipe = None
+        self._finish()
+
+    def _judge(self, info: os.waitid_result | None, duration_ms: int) -> RunOutcome:
+        if info is None:
+            return RunOutcome("failure", None, "exit status lost", duration_ms)
+        if info.si_code == os.CLD_EXITED:
+            exit_code = info.si_status
+            error = None if exit_code == 0 else f"exit code {exit_code}"
+        else:
+            exit_code = 128 + info.si_status
+            error = f"ended by {_signal_name(info.si_status)}"
+        if self._stop_status is not None:
+            return RunOutcome(self._stop_status, exit_code, self._stop_reason, duration_ms)
+        return RunOutcome("success" if exit_code == 0 else "failure", exit_code, error, duration_ms)
+
+    def _finish(self) -> None:
+        if self.done.done():
+            return
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self.process.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        assert self._outcome is not None
+        self.done.set_result(self._outcome)

@@ -1,0 +1,134 @@
+"""`watchkeeper init`: a new vault with its folders, demo scripts and a commented config."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import tomli_w
+
+from core.config import CONFIG_NAME
+from core.vault import ensure_layout
+
+DEMO_DIR = Path(__file__).parent / "demo"
+DEMO_SCRIPTS = ("watcher.py", "task_planner.py", "archive.py")
+
+WELCOME = """# Welcome to watchkeeper
+
+This note arrived in Inbox. The vault-watcher job moves it to Needs_Action,
+then task-planner writes a plan for it into Plans.
+
+- Open the plan in Plans
+- Tick every box when the work is done
+- The archiver job files it into Done
+"""
+
+# Each section: the comment block above it, then its data (written by tomli-w).
+SECTIONS: list[tuple[str, dict]] = [
+    (
+        "# watchkeeper.toml: the keeper's jobs for this vault.\n"
+        "# Durations: 500ms, 30s, 5m, 1h30m, 2d. Sizes: 512KB, 5MB, 1GB.\n"
+        "# Check this file with `watchkeeper validate`.\n\n"
+        "[keeper]\n"
+        '# timezone = "Europe/Berlin"   # cron time zone; default: the machine\'s\n'
+        "# max_runs_per_hour = 0        # global quota over a sliding hour; 0 = none\n"
+        "# kill_grace = \"5s\"            # TERM, then KILL after this long\n"
+        "# shutdown_grace = \"30s\"       # on SIGTERM, how long runs may finish",
+        {
+            "keeper": {
+                "max_parallel": 4,
+                "log_max_size": "5MB",
+                "log_backups": 3,
+                "history_retention_days": 30,
+                "catch_up": "once",
+            }
+        },
+    ),
+    (
+        "# Moves notes from Inbox to Needs_Action every few seconds.\n"
+        "# Triggers: every = \"5m\", cron = \"0 3 * * *\", on_files = [\"Inbox/*.md\"],\n"
+        '# after = ["other-job"]; none at all means the job runs only when named.',
+        {
+            "jobs": {
+                "vault-watcher": {
+                    "description": "Move new notes from Inbox to Needs_Action",
+                    "command": ["python3", "scripts/watcher.py"],
+                    "every": "5s",
+                }
+            }
+        },
+    ),
+    (
+        "# Runs each time vault-watcher succeeds; a plain string runs under /bin/sh -c.",
+        {
+            "jobs": {
+                "task-planner": {
+                    "description": "Write a plan into Plans for each Needs_Action note",
+                    "command": "python3 scripts/task_planner.py",
+                    "after": ["vault-watcher"],
+                    "timeout": "1m",
+                    "retries": 2,
+                    "retry_delay": "10s",
+                }
+            }
+        },
+    ),
+    (
+        "# Files finished work into Done, every ten minutes (5 cron fields, or 6 with seconds first).",
+        {
+            "jobs": {
+                "archiver": {
+                    "description": "Move items whose plan is all ticked into Done",
+                    "command": ["python3", "scripts/archive.py"],
+                    "cron": "*/10 * * * *",
+                    "overlap": "skip",
+                }
+            }
+        },
+    ),
+]
+
+
+def _inline_short_arrays(text: str) -> str:
+    """tomli-w puts every array on several lines; short ones read better on one."""
+
+    def join(match: re.Match[str]) -> str:
+        items = [item.strip().rstrip(",") for item in match.group(2).strip().splitlines()]
+        inline = f"{match.group(1)}[{', '.join(items)}]"
+        return inline if len(inline) <= 88 else match.group(0)
+
+    return re.sub(r"^(\w[\w-]* = )\[\n((?:    .*\n)+)\]", join, text, flags=re.MULTILINE)
+
+
+def demo_config() -> str:
+    parts = []
+    for comment, data in SECTIONS:
+        body = _inline_short_arrays(tomli_w.dumps(data))
+        if "keeper" in data:
+            # The comment block already opened [keeper] so its commented keys sit inside it.
+            body = body.replace("[keeper]\n", "", 1)
+        parts.append(f"{comment}\n{body}")
+    return "\n".join(parts)
+
+
+def init_vault(vault: Path) -> list[Path]:
+    """Create what is missing; never overwrite a file that is already there."""
+    ensure_layout(vault)
+    created: list[Path] = []
+    config = vault / CONFIG_NAME
+    if not config.exists():
+        config.write_text(demo_config(), encoding="utf-8")
+        created.append(config)
+    scripts = vault / "scripts"
+    scripts.mkdir(exist_ok=True)
+    for name in DEMO_SCRIPTS:
+        target = scripts / name
+        if not target.exists():
+            shutil.copyfile(DEMO_DIR / name, target)
+            created.append(target)
+    welcome = vault / "Inbox" / "Welcome.md"
+    if not any((vault / folder / "Welcome.md").exists() for folder in ("Inbox", "Needs_Action", "Done")):
+        welcome.write_text(WELCOME, encoding="utf-8")
+        created.append(welcome)
+    return created

@@ -1,0 +1,53 @@
+"""Logs/state.toml: what an operator switched at runtime (pauses, theme), kept across restarts."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+STATE_NAME = "state.toml"
+
+
+@dataclass
+class RuntimeState:
+    paused: bool = False
+    paused_jobs: set[str] = field(default_factory=set)
+    theme: str | None = None
+
+    def is_paused(self, job: str) -> bool:
+        return self.paused or job in self.paused_jobs
+
+
+def state_path(vault: Path) -> Path:
+    return vault / "Logs" / STATE_NAME
+
+
+def load_state(vault: Path) -> RuntimeState:
+    """A missing or unreadable state file means nothing was switched: defaults."""
+    try:
+        data = tomllib.loads(state_path(vault).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return RuntimeState()
+    jobs = data.get("paused_jobs", [])
+    theme = data.get("theme")
+    return RuntimeState(
+        paused=data.get("paused") is True,
+        paused_jobs={job for job in jobs if isinstance(job, str)} if isinstance(jobs, list) else set(),
+        theme=theme if isinstance(theme, str) else None,
+    )
+
+
+def save_state(vault: Path, state: RuntimeState) -> None:
+    """Atomic: a crash mid-write leaves the previous state, never half a file."""
+    data: dict = {"paused": state.paused, "paused_jobs": sorted(state.paused_jobs)}
+    if state.theme:
+        data["theme"] = state.theme
+    path = state_path(vault)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    os.replace(temp, path)

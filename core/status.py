@@ -1,0 +1,117 @@
+"""What `--status` and `jobs` report when they read the vault's files directly."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from core import history as hist
+from core import lock
+from core.config import Config, JobConfig
+from core.history import RunRecord
+from core.state import load_state
+from core.triggers import schedules_for
+from core.vault import summarize_all
+
+# Jobs with no run in the last day are looked up one by one, up to this many.
+MAX_SINGLE_LOOKUPS = 50
+
+
+def keeper_info(vault: Path) -> dict[str, Any]:
+    holder = lock.holder(vault)
+    if holder is None:
+        return {"running": False, "pid": None, "hostname": None, "started_at": None, "uptime_s": None}
+    started = holder.get("started_at")
+    uptime = None
+    if isinstance(started, str):
+        try:
+            uptime = round(time.time() - datetime.fromisoformat(started).timestamp(), 1)
+        except ValueError:
+            pass
+    return {
+        "running": True,
+        "pid": holder.get("pid"),
+        "hostname": holder.get("hostname"),
+        "started_at": started,
+        "uptime_s": uptime,
+    }
+
+
+def next_run_offline(job: JobConfig, config: Config) -> datetime | None:
+    """Cron slots can be computed from the config alone; interval slots depend on when
+    the keeper started, which only the keeper knows."""
+    tz = config.keeper.tz
+    wall = [s for s in schedules_for(job, tz) if s.clock == "wall"] if job.enabled else []
+    if not wall:
+        return None
+    return datetime.fromtimestamp(min(s.first(time.time()) for s in wall), tz)
+
+
+def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int]:
+    """Last final record per job, today's ok/failed counts, unreadable history lines."""
+    directory = config.vault / "Logs" / "history"
+    now = datetime.now(config.keeper.tz)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    result = hist.runs_since(directory, min(midnight, now - timedelta(days=1)))
+    last: dict[str, RunRecord] = {}
+    today = {"ok": 0, "failed": 0}
+    bad = result.bad_lines
+    for record in result.records:
+        if record.status == "running":
+            continue
+        last.setdefault(record.job, record)
+        if record.started_at >= midnight:
+            if record.status == "success":
+                today["ok"] += 1
+            elif record.status in ("failure", "timeout", "interrupted"):
+                today["failed"] += 1
+    missing = [name for name in config.jobs if name not in last][:MAX_SINGLE_LOOKUPS]
+    for name in missing:
+        older = hist.recent(directory, hist.Query(job=name, limit=5))
+        bad += older.bad_lines
+        final = [record for record in older.records if record.status != "running"]
+        if final:
+            last[name] = final[0]
+    return last, today, bad
+
+
+def jobs_view(config: Config) -> list[dict[str, Any]]:
+    state = load_state(config.vault)
+    last, _, _ = last_runs(config)
+    return [_job_view(job, config, state.is_paused(job.name), last.get(job.name)) for job in config.jobs.values()]
+
+
+def _job_view(job: JobConfig, config: Config, paused: bool, last: RunRecord | None) -> dict[str, Any]:
+    next_run = next_run_offline(job, config)
+    return {
+        "name": job.name,
+        "trigger": job.trigger_summary,
+        "enabled": job.enabled,
+        "paused": paused,
+        "next_run": next_run.isoformat(timespec="seconds") if next_run else None,
+        "last": last.to_json() if last else None,
+        "running": [],
+        "queued": 0,
+    }
+
+
+def vault_status(config: Config) -> dict[str, Any]:
+    state = load_state(config.vault)
+    last, today, bad = last_runs(config)
+    return {
+        "vault": str(config.vault),
+        "keeper": keeper_info(config.vault),
+        "paused": state.paused,
+        "folders": {
+            folder.name: {"count": folder.count, "newest": list(folder.newest)}
+            for folder in summarize_all(config.vault)
+        },
+        "today": today,
+        "jobs": [
+            _job_view(job, config, state.is_paused(job.name), last.get(job.name))
+            for job in config.jobs.values()
+        ],
+        "history_bad_lines": bad,
+    }

@@ -1,0 +1,64 @@
+"""When a job is due next. Cron slots follow the wall clock in the configured zone;
+intervals follow the monotonic clock, so a clock jump never fires a burst."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
+
+from core.config import JobConfig
+from core.cron import CronSchedule
+
+Clock = Literal["wall", "mono"]
+
+
+class Schedule(Protocol):
+    clock: Clock
+
+    def first(self, now: float) -> float:
+        """The first slot after `now` (seconds on this schedule's clock)."""
+        ...
+
+    def following(self, slot: float, now: float) -> float:
+        """The next slot after `slot` that is still ahead of `now`: missed slots are
+        skipped, never fired in a burst."""
+        ...
+
+
+@dataclass(frozen=True)
+class EverySchedule:
+    interval: float
+    clock: Clock = "mono"
+
+    def first(self, now: float) -> float:
+        return now + self.interval
+
+    def following(self, slot: float, now: float) -> float:
+        # Keep the phase of the original slot so a late firing does not drift the series.
+        steps = max(1, math.ceil((now - slot) / self.interval))
+        return slot + steps * self.interval
+
+
+@dataclass(frozen=True)
+class CronTrigger:
+    cron: CronSchedule
+    tz: ZoneInfo
+    clock: Clock = "wall"
+
+    def first(self, now: float) -> float:
+        return self.cron.next_after(datetime.fromtimestamp(now, self.tz), self.tz).timestamp()
+
+    def following(self, slot: float, now: float) -> float:
+        return self.first(max(slot, now))
+
+
+def schedules_for(job: JobConfig, tz: ZoneInfo) -> list[Schedule]:
+    schedules: list[Schedule] = []
+    if job.cron is not None:
+        schedules.append(CronTrigger(CronSchedule.parse(job.cron), tz))
+    if job.every is not None:
+        schedules.append(EverySchedule(job.every))
+    return schedules

@@ -1,0 +1,729 @@
+"""watchkeeper.toml validation: every problem found at once, each at its file, line and key."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import tomllib
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.config import (
+    CONFIG_NAME,
+    ConfigError,
+    ConfigIssue,
+    _KeyLines,
+    _localtime_zone,
+    default_timezone,
+    load_config,
+    parse_config,
+)
+
+# Copied from DESIGN.md ("Config" section).
+DESIGN_EXAMPLE = """\
+[keeper]
+timezone = "Europe/Berlin"   # IANA name; default: the machine's local zone
+max_runs_per_hour = 60       # global quota, sliding 60-minute window; 0 or unset = none
+max_parallel = 4             # runs at once
+log_max_size = "5MB"
+log_backups = 3
+history_retention_days = 30
+catch_up = "once"            # after downtime: run each missed slot once, or "none"
+
+[jobs.vault-watcher]
+command = ["python3", "scripts/watcher.py"]   # argv list: no shell
+every = "5m"
+
+[jobs.task-planner]
+command = "python3 scripts/task_planner.py --once"   # a string runs under /bin/sh -c
+after = ["vault-watcher"]    # runs when vault-watcher succeeds
+timeout = "5m"
+retries = 2
+retry_delay = "30s"          # exponential backoff with full jitter, capped by max_retry_delay
+
+[jobs.triage]
+command = ["python3", "scripts/triage.py"]
+on_files = ["Inbox/*.md"]    # globs relative to the vault
+max_per_hour = 10            # per-job quota
+overlap = "queue"            # skip | queue | allow
+settle = "1s"                # a file still being written waits until it holds still this long
+quarantine_after = 3         # failed runs on one file before it moves to Needs_Action/ with a note
+secret_env = ["API_TOKEN"]   # masked wherever written
+env = { API_TOKEN = "${API_TOKEN}" }   # ${NAME} comes from the keeper's environment
+env_file = ".env"            # optional KEY=VALUE file, relative to the vault
+
+[jobs.nightly-report]
+command = ["python3", "scripts/report.py"]
+cron = "0 3 * * *"
+on_failure = ["notify-send", "nightly-report failed"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / CONFIG_NAME
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def issues_of(tmp_path: Path, text: str) -> list[ConfigIssue]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert all(issue.path == path for issue in caught.value.issues)
+    return caught.value.issues
+
+
+def one_issue(tmp_path: Path, text: str) -> ConfigIssue:
+    issues = issues_of(tmp_path, text)
+    assert len(issues) == 1, issues
+    return issues[0]
+
+
+def located(issue: ConfigIssue) -> tuple[int, str]:
+    return issue.line, issue.key
+
+
+# --- the example config ----------------------------------------------------------------------
+
+
+def test_design_example_parses_with_expected_values(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, DESIGN_EXAMPLE))
+
+    assert config.vault == tmp_path
+    keeper = config.keeper
+    assert (keeper.timezone, keeper.tz) == ("Europe/Berlin", ZoneInfo("Europe/Berlin"))
+    assert keeper.max_runs_per_hour == 60
+    assert keeper.max_parallel == 4
+    assert keeper.log_max_size == 5 * 1024 * 1024
+    assert keeper.log_backups == 3
+    assert keeper.history_retention_days == 30
+    assert keeper.catch_up == "once"
+    assert (keeper.kill_grace, keeper.shutdown_grace) == (5.0, 30.0)
+
+    assert list(config.jobs) == ["vault-watcher", "task-planner", "triage", "nightly-report"]
+    watcher = config.jobs["vault-watcher"]
+    assert watcher.command == ("python3", "scripts/watcher.py")
+    assert watcher.every == 300.0
+    assert watcher.line == 10
+    assert watcher.scheduled
+
+    planner = config.jobs["task-planner"]
+    assert planner.command == "python3 scripts/task_planner.py --once"
+    assert planner.after == ("vault-watcher",)
+    assert (planner.timeout, planner.retries, planner.retry_delay) == (300.0, 2, 30.0)
+    assert planner.line == 14
+    assert not planner.scheduled
+
+    triage = config.jobs["triage"]
+    assert triage.on_files == ("Inbox/*.md",)
+    assert triage.max_per_hour == 10
+    assert triage.overlap == "queue"
+    assert triage.settle == 1.0
+    assert triage.quarantine_after == 3
+    assert triage.secret_env == ("API_TOKEN",)
+    assert triage.env == {"API_TOKEN": "${API_TOKEN}"}
+    assert triage.env_file == ".env"
+    assert triage.line == 21
+
+    nightly = config.jobs["nightly-report"]
+    assert nightly.cron == "0 3 * * *"
+    assert nightly.on_failure == ("notify-send", "nightly-report failed")
+    assert nightly.on_success is None
+    assert nightly.enabled
+    assert nightly.line == 32
+
+
+def test_defaults_without_keeper_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    config = load_config(write(tmp_path, '[jobs.a]\ncommand = "true"\n'))
+    assert config.keeper.timezone == "America/New_York"
+    assert config.keeper.log_max_size == 5 * 1024 * 1024
+    job = config.jobs["a"]
+    assert (job.retries, job.overlap, job.enabled, job.line) == (0, "skip", True, 1)
+
+
+# --- one test per kind of error ----------------------------------------------------------------
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [jobs.triage]
+        command = "true"
+        overlapp = "queue"
+        """,
+    )
+    assert located(issue) == (3, "jobs.triage.overlapp")
+    assert issue.message == "unknown key 'overlapp' (did you mean 'overlap'?)"
+    assert str(issue) == (
+        f"{tmp_path / CONFIG_NAME}:3: jobs.triage.overlapp: "
+        "unknown key 'overlapp' (did you mean 'overlap'?)"
+    )
+
+
+def test_unknown_keeper_key(tmp_path: Path) -> None:
+    issue = one_issue(tmp_path, "[keeper]\nmax_paralel = 2\n")
+    assert located(issue) == (2, "keeper.max_paralel")
+    assert "did you mean 'max_parallel'?" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "message"),
+    [
+        ('retries = "ten"', "retries", "expected an integer >= 0, got 'ten'"),
+        ("retries = true", "retries", "expected an integer >= 0, got true"),
+        ("max_per_hour = 2.0", "max_per_hour", "expected an integer >= 0, got 2.0"),
+        ("quarantine_after = 0", "quarantine_after", "expected an integer >= 1, got 0"),
+        ('enabled = "yes"', "enabled", "expected true or false, got 'yes'"),
+        ("description = 5", "description", "expected a string, got 5"),
+        ("secret_env = ['A', '']", "secret_env", "expected a list of non-empty strings"),
+        ("after = 'a'", "after", "expected a list of non-empty strings, got 'a'"),
+        ("on_failure = []", "on_failure", "expected a command string or a non-empty list"),
+        ("on_success = ['x', 1]", "on_success", "expected a command string or a non-empty list"),
+        ("env_file = '/etc/env'", "env_file", "expected a path relative to the vault"),
+        ("env = 'A=1'", "env", "expected a table like"),
+        ("env = { A = 'x', B = 1 }", "env.B", "expected a string, got 1"),
+    ],
+)
+def test_wrong_type(tmp_path: Path, line: str, key: str, message: str) -> None:
+    issue = one_issue(tmp_path, f'[jobs.a]\ncommand = "true"\n{line}\n')
+    assert located(issue) == (3, f"jobs.a.{key}")
+    assert issue.message.startswith(message)
+
+
+def test_wrong_keeper_type(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, "[keeper]\nlog_backups = -1\nmax_parallel = 0\n")
+    assert [(i.line, i.key, i.message) for i in issues] == [
+        (2, "keeper.log_backups", "expected an integer >= 0, got -1"),
+        (3, "keeper.max_parallel", "expected an integer >= 1, got 0"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "message"),
+    [
+        ('timeout = "5 minutes"', "timeout", "expected a duration like"),
+        ('every = "0s"', "every", "expected a duration > 0, got '0s'"),
+        ("retry_delay = -5", "retry_delay", "a duration cannot be negative"),
+        ("settle = true", "settle", "expected a duration like"),
+    ],
+)
+def test_bad_duration(tmp_path: Path, line: str, key: str, message: str) -> None:
+    issue = one_issue(tmp_path, f'\n[jobs.a]\n\ncommand = "true"\n{line}\n')
+    assert located(issue) == (5, f"jobs.a.{key}")
+    assert issue.message.startswith(message)
+
+
+def test_durations_and_sizes_are_converted(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """\
+            [keeper]
+            log_max_size = "512KiB"
+            kill_grace = "1500ms"
+            shutdown_grace = "1m30s"
+            [jobs.a]
+            command = "true"
+            every = 90
+            max_retry_delay = "1h"
+            """,
+        )
+    )
+    assert config.keeper.log_max_size == 512 * 1024
+    assert (config.keeper.kill_grace, config.keeper.shutdown_grace) == (1.5, 90.0)
+    assert (config.jobs["a"].every, config.jobs["a"].max_retry_delay) == (90.0, 3600.0)
+
+
+@pytest.mark.parametrize("value", ['"5XB"', '"0MB"', "[1]"])
+def test_bad_size(tmp_path: Path, value: str) -> None:
+    issue = one_issue(tmp_path, f"# sizes\n[keeper]\nlog_max_size = {value}\n")
+    assert located(issue) == (3, "keeper.log_max_size")
+    assert "expected a size" in issue.message
+
+
+def test_bad_cron(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [jobs.nightly]
+        command = "true"
+        cron = "every day at three"
+        """,
+    )
+    assert located(issue) == (3, "jobs.nightly.cron")
+    assert issue.message
+
+
+def test_good_cron_is_kept(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[jobs.n]\ncommand = "true"\ncron = "*/5 * * * *"\n'))
+    assert config.jobs["n"].cron == "*/5 * * * *"
+
+
+def test_bad_timezone(tmp_path: Path) -> None:
+    issue = one_issue(tmp_path, '[keeper]\ntimezone = "Europe/Berln"\n')
+    assert located(issue) == (2, "keeper.timezone")
+    assert issue.message == "unknown IANA time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)"
+
+
+@pytest.mark.parametrize("name", ["Europe", "../etc/passwd", "/usr/share/zoneinfo/UTC", ""])
+def test_timezone_that_is_no_zone_name(tmp_path: Path, name: str) -> None:
+    issue = one_issue(tmp_path, f'[keeper]\ntimezone = "{name}"\n')
+    assert located(issue) == (2, "keeper.timezone")
+
+
+def test_bad_enum(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """\
+        [keeper]
+        catch_up = "all"
+        [jobs.a]
+        command = "true"
+        overlap = "queu"
+        """,
+    )
+    assert [(i.line, i.key, i.message) for i in issues] == [
+        (2, "keeper.catch_up", "expected one of 'once', 'none', got 'all'"),
+        (
+            5,
+            "jobs.a.overlap",
+            "expected one of 'skip', 'queue', 'allow', got 'queu' (did you mean 'queue'?)",
+        ),
+    ]
+
+
+def test_unknown_after_job(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [jobs.watcher]
+        command = "true"
+
+        [jobs.planner]
+        command = "true"
+        after = ["wacher"]
+        """,
+    )
+    assert located(issue) == (6, "jobs.planner.after")
+    assert issue.message == "unknown job 'wacher' (did you mean 'watcher'?)"
+
+
+def test_after_itself(tmp_path: Path) -> None:
+    issue = one_issue(tmp_path, '[jobs.a]\ncommand = "true"\nafter = ["a"]\n')
+    assert located(issue) == (3, "jobs.a.after")
+    assert issue.message == "job 'a' cannot run after itself"
+
+
+def test_after_cycle_is_named_once(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [jobs.a]
+        command = "true"
+        after = ["c"]
+        [jobs.b]
+        command = "true"
+        after = ["a"]
+        [jobs.c]
+        after = ["b"]
+        command = "true"
+        [jobs.d]
+        command = "true"
+        after = ["a"]
+        """,
+    )
+    assert located(issue) == (3, "jobs.a.after")
+    assert issue.message == "jobs wait on each other in a cycle: a -> c -> b -> a"
+
+
+def test_two_separate_cycles(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """\
+        [jobs.x]
+        command = "true"
+        after = ["y"]
+        [jobs.y]
+        command = "true"
+        after = ["x"]
+        [jobs.p]
+        command = "true"
+        after = ["q"]
+        [jobs.q]
+        command = "true"
+        after = ["p"]
+        """,
+    )
+    assert [(i.line, i.key, i.message.split(": ")[-1]) for i in issues] == [
+        (3, "jobs.x.after", "x -> y -> x"),
+        (9, "jobs.p.after", "p -> q -> p"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ('[jobs."two words"]', 'jobs."two words"'),
+        ("[jobs.-dash]", "jobs.-dash"),
+        ("[jobs.'a/b']", 'jobs."a/b"'),
+        ('[jobs.".hidden"]', 'jobs.".hidden"'),
+    ],
+)
+def test_bad_job_name(tmp_path: Path, header: str, key: str) -> None:
+    issue = one_issue(tmp_path, f'[keeper]\n\n{header}\ncommand = "true"\n')
+    assert located(issue) == (3, key)
+    assert issue.message.startswith("bad job name")
+
+
+def test_job_names_with_dots_and_underscores_are_fine(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[jobs."report.v2_x-1"]\ncommand = "true"\n'))
+    assert list(config.jobs) == ["report.v2_x-1"]
+
+
+def test_missing_command_points_at_the_job_header(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [jobs.a]
+        command = "true"
+
+        [jobs.b]
+        every = "5m"
+        """,
+    )
+    assert located(issue) == (4, "jobs.b.command")
+    assert issue.message == "missing required key 'command'"
+
+
+@pytest.mark.parametrize("value", ['""', '"   "', "[]", '[""]', "5"])
+def test_empty_or_wrong_command(tmp_path: Path, value: str) -> None:
+    issue = one_issue(tmp_path, f"[jobs.a]\ncommand = {value}\n")
+    assert located(issue) == (2, "jobs.a.command")
+    assert issue.message.startswith("expected a command string or a non-empty list of strings")
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [jobs.a]
+        command = "true"
+        retries 3
+        """,
+    )
+    assert located(issue) == (3, "<toml>")
+    assert issue.message.startswith("TOML syntax error: ")
+    assert "(column" in issue.message
+
+
+def test_toml_syntax_error_at_end_of_file(tmp_path: Path) -> None:
+    issue = one_issue(tmp_path, '[jobs.a]\ncommand = "true\n\n')
+    assert issue.key == "<toml>"
+    assert issue.line in (2, 3)
+
+
+def test_unknown_top_level_table(tmp_path: Path) -> None:
+    issue = one_issue(
+        tmp_path,
+        """\
+        [keeper]
+        max_parallel = 2
+
+        [job.a]
+        command = "true"
+        """,
+    )
+    assert located(issue) == (4, "job")
+    assert issue.message == "unknown table 'job' (did you mean 'jobs'?)"
+
+
+def test_keeper_key_at_top_level_says_where_it_belongs(tmp_path: Path) -> None:
+    issue = one_issue(tmp_path, 'timezone = "UTC"\n')
+    assert located(issue) == (1, "timezone")
+    assert issue.message == "unknown key 'timezone' (it belongs under [keeper])"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["/srv/inbox/*.md"]', "glob '/srv/inbox/*.md' must be relative to the vault"),
+        ('["Inbox/../../etc/*"]', "glob 'Inbox/../../etc/*' must stay inside the vault"),
+        ('["Inbox/*.md", ""]', "expected a list of non-empty strings"),
+        ('"Inbox/*.md"', "expected a list of non-empty strings, got 'Inbox/*.md'"),
+    ],
+)
+def test_bad_on_files_glob(tmp_path: Path, value: str, message: str) -> None:
+    issue = one_issue(tmp_path, f'[jobs.triage]\ncommand = "true"\n\non_files = {value}\n')
+    assert located(issue) == (4, "jobs.triage.on_files")
+    assert issue.message.startswith(message)
+
+
+def test_tables_of_the_wrong_shape(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, 'keeper = 5\njobs = { a = "true" }\n')
+    assert [located(i) for i in issues] == [(1, "keeper"), (2, "jobs.a")]
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / CONFIG_NAME
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line, issue.key) == (path, 0, "<file>")
+    assert str(path) in str(caught.value)
+
+
+def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / CONFIG_NAME
+    path.write_bytes(b'[jobs.a]\ncommand = "true"\ndescription = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [located(i) for i in caught.value.issues] == [(3, "<file>")]
+
+
+# --- all problems at once ----------------------------------------------------------------------
+
+
+def test_every_problem_is_reported_at_once_in_line_order(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """\
+        [keeper]
+        timezone = "Mars/Olympus"
+        max_parallel = "four"
+
+        [jobs.b]
+        command = "true"
+        after = ["nope"]
+
+        [jobs.a]
+        command = ["echo"]
+        retries = -1
+        overlap = "sometimes"
+        colour = "red"
+
+        [jobs.c]
+        every = "soon"
+        """,
+    )
+    assert [located(i) for i in issues] == [
+        (2, "keeper.timezone"),
+        (3, "keeper.max_parallel"),
+        (7, "jobs.b.after"),
+        (11, "jobs.a.retries"),
+        (12, "jobs.a.overlap"),
+        (13, "jobs.a.colour"),
+        (15, "jobs.c.command"),
+        (16, "jobs.c.every"),
+    ]
+    assert str(ConfigError(issues)).count("\n") == len(issues) - 1
+
+
+# --- the line scanner ----------------------------------------------------------------------------
+
+
+def test_keys_inside_multiline_strings_and_arrays_are_not_keys(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        '''\
+        [jobs.a]
+        command = [
+            "python3",  # retries = "not a key"
+            "-c",
+            """
+        [jobs.fake]
+        retries = "inside a string"
+        """,
+        ]
+        description = """
+        overlap = "sometimes"
+        [keeper]
+        text with \\""" and "" quotes """
+        cwd = \'\'\'
+        timeout = "x"
+        [jobs.other]\'\'\'
+        on_files = [
+          "Inbox/*.md",
+          # on_files = "/abs"
+          { retries = "x" },
+        ]
+        retries = "three"
+        env = { A = "1", B = 2, C = { D = "x" } }
+        [jobs.b]
+        command = "true"
+        overlap = "queu"
+        ''',
+    )
+    assert [located(i) for i in issues] == [
+        (17, "jobs.a.on_files"),
+        (22, "jobs.a.retries"),
+        (23, "jobs.a.env.B"),
+        (23, "jobs.a.env.C"),
+        (26, "jobs.b.overlap"),
+    ]
+
+
+def test_dotted_and_quoted_keys(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """\
+        [jobs]
+        build.command = "make"
+        build.retries = -1
+        "deploy" . command = "true"
+        'deploy'."timeout" = "never"
+
+        [ jobs . "nightly.report" ]
+        command = "true"
+        "cron" = "not cron"
+        env."A B" = 5
+
+        [jobs.'lit\\eral']
+        command = "true"
+        "\\u0065very" = "later"
+        """,
+    )
+    assert [located(i) for i in issues] == [
+        (3, "jobs.build.retries"),
+        (5, "jobs.deploy.timeout"),
+        (9, 'jobs."nightly.report".cron'),
+        (10, 'jobs."nightly.report".env."A B"'),
+        (12, 'jobs."lit\\\\eral"'),
+        (14, 'jobs."lit\\\\eral".every'),
+    ]
+
+
+def test_job_defined_by_dotted_keys_has_the_line_of_its_first_key(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[jobs]\n\na.command = "true"\na.retries = 1\n'))
+    assert config.jobs["a"].line == 3
+
+
+def test_super_table_declared_after_its_child(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """\
+        [jobs.a.env]
+        X = 1
+        [jobs.a]
+        command = "true"
+        """,
+    )
+    assert [located(i) for i in issues] == [(2, "jobs.a.env.X")]
+    config = load_config(write(tmp_path, '[jobs.a.env]\nX = "1"\n[jobs.a]\ncommand = "true"\n'))
+    assert config.jobs["a"].line == 3
+
+
+def test_crlf_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / CONFIG_NAME
+    path.write_bytes(b'[jobs.a]\r\ncommand = "true"\r\n\r\nretries = "x"\r\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [located(i) for i in caught.value.issues] == [(4, "jobs.a.retries")]
+
+
+_KEY_TEXT = st.text(st.sampled_from(list("abcXYZ019_-. '\"\\=#[]{}\n\tüλ")), min_size=1, max_size=6)
+_LEAF = (
+    st.integers()
+    | st.booleans()
+    | st.floats(allow_nan=False)
+    | st.text(st.sampled_from(list("ab '\"\\\n\t#=[]{}.,")), max_size=12)
+    | st.datetimes()
+)
+
+
+def _documents() -> st.SearchStrategy[dict[str, object]]:
+    values = st.recursive(
+        _LEAF,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEY_TEXT, inner, max_size=3),
+        max_leaves=12,
+    )
+    return st.dictionaries(_KEY_TEXT, values, max_size=5)
+
+
+def _table_keys(table: dict[str, object], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for key, value in table.items():
+        found.append((*prefix, key))
+        if isinstance(value, dict):
+            found.extend(_table_keys(value, (*prefix, key)))
+    return found
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents())
+def test_scanner_finds_every_key_tomli_w_writes(document: dict[str, object]) -> None:
+    text = tomli_w.dumps(document, multiline_strings=True)
+    lines = _KeyLines(text).scan()
+    source = text.split("\n")
+    for keypath in _table_keys(tomllib.loads(text)):
+        assert keypath in lines, (keypath, text)
+        last = keypath[-1]
+        if last.isalnum():
+            assert last in source[lines[keypath] - 1], (keypath, text)
+
+
+# --- default time zone -------------------------------------------------------------------------
+
+
+def test_default_timezone_from_tz(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    assert default_timezone() == ("Asia/Tokyo", ZoneInfo("Asia/Tokyo"))
+    monkeypatch.setenv("TZ", ":Europe/Paris")
+    assert default_timezone()[0] == "Europe/Paris"
+
+
+def test_default_timezone_ignores_a_tz_that_is_no_zone_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "CET-1CEST-not-a-zone")
+    assert default_timezone() == _localtime_zone(Path("/etc/localtime"))
+
+
+def test_localtime_link_gives_the_iana_name(tmp_path: Path) -> None:
+    link = tmp_path / "localtime"
+    os.symlink("../usr/share/zoneinfo/Europe/Berlin", link)
+    assert _localtime_zone(link) == ("Europe/Berlin", ZoneInfo("Europe/Berlin"))
+
+
+def test_localtime_copy_is_read_from_the_file(tmp_path: Path) -> None:
+    source = next(
+        Path(directory) / "Europe" / "Berlin"
+        for directory in _tz_dirs()
+        if (Path(directory) / "Europe" / "Berlin").is_file()
+    )
+    copy = tmp_path / "localtime"
+    copy.write_bytes(source.read_bytes())
+    name, zone = _localtime_zone(copy)
+    assert name == "localtime"
+    from datetime import datetime
+
+    assert zone.utcoffset(datetime(2024, 7, 1)) == ZoneInfo("Europe/Berlin").utcoffset(
+        datetime(2024, 7, 1)
+    )
+
+
+def test_no_localtime_falls_back_to_utc(tmp_path: Path) -> None:
+    assert _localtime_zone(tmp_path / "missing") == ("UTC", ZoneInfo("UTC"))
+
+
+def _tz_dirs() -> list[str]:
+    import zoneinfo
+
+    import tzdata
+
+    return [*zoneinfo.TZPATH, str(Path(tzdata.__file__).parent / "zoneinfo")]
+
+
+def test_parse_config_takes_text_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere.toml"
+    config = parse_config('[jobs.a]\ncommand = "true"\n', path)
+    assert config.path == path
+    with pytest.raises(ConfigError) as caught:
+        parse_config("[jobs.a]\n", path)
+    assert caught.value.issues[0].path == path

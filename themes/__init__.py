@@ -1,0 +1,1 @@
+"""Console themes shipped as TOML files."""

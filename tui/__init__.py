@@ -1,0 +1,1 @@
+"""The console and command line of watchkeeper (imports core, never the reverse)."""

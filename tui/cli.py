@@ -1,0 +1,418 @@
+"""The `watchkeeper` command. Exit codes: 0 ok, 1 a job failed, 2 usage or config
+error, 3 another keeper holds the vault."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from core.config import CONFIG_NAME, Config, ConfigError, load_config
+from core.locations import find_vault
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+FAILED_STATUSES = ("failure", "timeout", "cancelled", "interrupted")
+GLYPHS = {
+    "running": "▶",
+    "success": "✔",
+    "failure": "✘",
+    "timeout": "⧗",
+    "skipped": "↷",
+    "cancelled": "■",
+    "interrupted": "⚡",
+}
+
+app = typer.Typer(
+    name="watchkeeper",
+    help="Keeps watch over a file-based task vault: runs its jobs, records every run.",
+    add_completion=False,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+VaultOption = Annotated[
+    Path | None,
+    typer.Option("--vault", help="Vault folder (else $WATCHKEEPER_VAULT, the nearest "
+                 "folder up holding watchkeeper.toml, or the user data dir).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Stable JSON output.")]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"watchkeeper: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _vault(ctx: typer.Context, vault: Path | None) -> tuple[Path, str]:
+    return find_vault(vault or (ctx.obj or {}).get("vault"))
+
+
+def _config(ctx: typer.Context, vault: Path | None) -> Config:
+    """Load the vault's config; the default vault is created with the demo on first use."""
+    path, source = _vault(ctx, vault)
+    config_file = path / CONFIG_NAME
+    if not config_file.exists():
+        if source != "default":
+            raise fail(f"no {CONFIG_NAME} in {path} (from {source}): run `watchkeeper init {path}`")
+        from core.scaffold import init_vault
+
+        init_vault(path)
+        typer.echo(f"watchkeeper: created the demo vault at {path}", err=True)
+    try:
+        return load_config(config_file)
+    except ConfigError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise fail(f"{len(error.issues)} error(s) in {config_file}") from None
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _local(iso: str | None, tz: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if not iso:
+        return "—"
+    return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _status_word(status: str) -> str:
+    return f"{GLYPHS.get(status, '?')} {status}"
+
+
+def _acquire(vault: Path):
+    from core.lock import LockHeld, acquire
+
+    try:
+        return acquire(vault)
+    except LockHeld as held:
+        raise fail(f"{held} (exit with `kill {held.holder.get('pid', '?')}`)", EXIT_LOCKED) from None
+
+
+# ---- the bare command -----------------------------------------------------------
+
+
+@app.callback(invoke_without_command=True)
+def main_command(
+    ctx: typer.Context,
+    vault: VaultOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Run each enabled scheduled job once, then its after chain, and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --once: show what would run.")] = False,
+    daemon: Annotated[bool, typer.Option("--daemon", help="Run headless until SIGINT/SIGTERM.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Keeper up? pid, uptime; vault counts; jobs.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    ctx.obj = {"vault": vault}
+    if ctx.invoked_subcommand is not None:
+        if once or daemon or status:
+            raise fail("--once, --daemon and --status do not go with a command")
+        return
+    if sum((once, daemon, status)) > 1:
+        raise fail("choose one of --once, --daemon, --status")
+    if dry_run and not once:
+        raise fail("--dry-run goes with --once")
+    if once:
+        raise typer.Exit(_once(_config(ctx, vault), dry_run))
+    if daemon:
+        raise typer.Exit(_daemon(_config(ctx, vault)))
+    if status or not sys.stdout.isatty():
+        _status(_config(ctx, vault), as_json)
+        return
+    config = _config(ctx, vault)
+    typer.echo("watchkeeper: the console is not built yet; showing the status instead.", err=True)
+    _status(config, as_json)
+
+
+def _once(config: Config, dry_run: bool) -> int:
+    from core.keeper import Keeper, run_once
+
+    if dry_run:
+        chosen = [
+            job
+            for job in config.jobs.values()
+            if job.enabled and job.scheduled
+        ]
+        from core.state import load_state
+
+        state = load_state(config.vault)
+        for job in chosen:
+            note = " (paused: would be left out)" if state.is_paused(job.name) else ""
+            typer.echo(f"would run {job.name}: {job.trigger_summary}{note}")
+        dependents = [job.name for job in config.jobs.values() if job.after and job.enabled]
+        if dependents:
+            typer.echo("then, as their chains succeed: " + ", ".join(dependents))
+        return EXIT_OK
+    lock = _acquire(config.vault)
+    keeper = Keeper(config, lock)
+    finished: list[dict] = []
+
+    async def drive() -> None:
+        subscription = keeper.bus.subscribe(maxsize=100_000)
+        await keeper.start()
+        await run_once(keeper)
+        await keeper.stop()
+        while (event := subscription.get_nowait()) is not None:
+            if event.kind == "run_finished":
+                finished.append(event.data)
+
+    try:
+        asyncio.run(drive())
+    finally:
+        lock.release()
+    for record in finished:
+        duration = f"{record['duration']} ms" if record["duration"] is not None else ""
+        error = f"  {record['error']}" if record["error"] else ""
+        typer.echo(f"{_status_word(record['status'])}  {record['taskId']}  {duration}{error}")
+    if not finished:
+        typer.echo("nothing to run: no enabled scheduled job")
+    failed = [record for record in finished if record["status"] in FAILED_STATUSES]
+    return EXIT_JOB_FAILED if failed else EXIT_OK
+
+
+def _daemon(config: Config) -> int:
+    import os
+
+    from core.keeper import Keeper, run_daemon
+
+    lock = _acquire(config.vault)
+    keeper = Keeper(config, lock)
+    # Under systemd, stderr is the journal: mirror the keeper log there.
+    keeper.log.listeners.append(
+        lambda stamp, level, message: print(f"{level:<5} {message}", file=sys.stderr, flush=True)
+    )
+    typer.echo(f"watchkeeper: keeper pid {os.getpid()} on {config.vault}", err=True)
+    try:
+        asyncio.run(run_daemon(keeper))
+    finally:
+        lock.release()
+    return EXIT_OK
+
+
+def _status(config: Config, as_json: bool) -> None:
+    from core.status import vault_status
+
+    data = vault_status(config)
+    if as_json:
+        _print_json(data)
+        return
+    tz = config.keeper.tz
+    keeper = data["keeper"]
+    if keeper["running"]:
+        from core.units import format_duration
+
+        uptime = format_duration(keeper["uptime_s"]) if keeper["uptime_s"] is not None else "?"
+        typer.echo(f"keeper: up, pid {keeper['pid']} on {keeper['hostname']}, uptime {uptime}")
+    else:
+        typer.echo("keeper: not running")
+    typer.echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
+    typer.echo(
+        "folders: "
+        + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
+    )
+    typer.echo(f"today: {data['today']['ok']} ok, {data['today']['failed']} failed")
+    _jobs_table(data["jobs"], tz)
+
+
+def _jobs_table(jobs: list[dict], tz: Any) -> None:
+    rows = []
+    for job in jobs:
+        last = job["last"]
+        last_text = (
+            f"{_status_word(last['status'])} {_local(last['completedAt'] or last['startedAt'], tz, '%m-%d %H:%M:%S')}"
+            if last
+            else "—"
+        )
+        state = "paused" if job["paused"] else ("disabled" if not job["enabled"] else "")
+        rows.append([job["name"], job["trigger"], _local(job["next_run"], tz), last_text, state])
+    _table(["JOB", "TRIGGER", "NEXT RUN", "LAST", "STATE"], rows)
+
+
+# ---- subcommands ------------------------------------------------------------------
+
+
+@app.command()
+def init(path: Annotated[Path | None, typer.Argument(help="Folder for the new vault.")] = None) -> None:
+    """Create a vault: folders, demo scripts and a commented example config."""
+    from core.scaffold import init_vault
+
+    target = (path or Path.cwd()).expanduser().absolute()
+    created = init_vault(target)
+    for item in created:
+        typer.echo(f"created {item}")
+    if not created:
+        typer.echo(f"{target} already holds a vault; nothing changed")
+    typer.echo(f"next: watchkeeper --vault {target}")
+
+
+@app.command()
+def validate(ctx: typer.Context, vault: VaultOption = None) -> None:
+    """Check the config; each error names file:line and key."""
+    config = _config(ctx, vault)
+    typer.echo(f"{config.path}: ok, {len(config.jobs)} job(s)")
+
+
+@app.command()
+def jobs(ctx: typer.Context, vault: VaultOption = None, as_json: JsonOption = False) -> None:
+    """Each job: trigger, next run, last result, paused."""
+    from core.status import jobs_view
+
+    config = _config(ctx, vault)
+    view = jobs_view(config)
+    if as_json:
+        _print_json(view)
+    else:
+        _jobs_table(view, config.keeper.tz)
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from core.units import parse_duration
+
+    try:
+        return datetime.now().astimezone() - timedelta(seconds=parse_duration(value))
+    except ValueError as error:
+        raise fail(f"--since: {error}") from None
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    vault: VaultOption = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only runs started this long ago or later, e.g. 24h.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs, newest first."""
+    from core import history as hist
+
+    config = _config(ctx, vault)
+    if status is not None and status not in hist.STATUSES:
+        raise fail(f"--status: expected one of {', '.join(hist.STATUSES)}, got {status!r}")
+    if job is not None and job not in config.jobs:
+        typer.echo(f"watchkeeper: note: {job!r} is not in the current config", err=True)
+    result = hist.recent(
+        config.vault / "Logs" / "history",
+        hist.Query(job=job, status=status, since=_since(since), limit=limit),
+    )
+    if as_json:
+        _print_json([record.to_json() for record in result.records])
+    else:
+        tz = config.keeper.tz
+        from core.units import format_duration
+
+        rows = [
+            [
+                _local(record.to_json()["startedAt"], tz),
+                record.job,
+                _status_word(record.status),
+                format_duration(record.duration_ms / 1000) if record.duration_ms is not None else "—",
+                record.trigger + (f" #{record.attempt}" if record.attempt > 1 else ""),
+                record.id,
+                record.error or "",
+            ]
+            for record in result.records
+        ]
+        _table(["STARTED", "JOB", "STATUS", "DURATION", "TRIGGER", "RUN ID", "ERROR"], rows)
+    if result.bad_lines:
+        typer.echo(f"watchkeeper: skipped {result.bad_lines} unreadable history line(s)", err=True)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    vault: VaultOption = None,
+    since: Annotated[str, typer.Option("--since", help="Window, e.g. 24h, 7d.")] = "24h",
+    as_json: JsonOption = False,
+) -> None:
+    """Per job: runs, success rate, p50/p95 duration."""
+    from core import history as hist
+
+    config = _config(ctx, vault)
+    start = _since(since)
+    assert start is not None
+    per_job = hist.stats(config.vault / "Logs" / "history", start)
+    if as_json:
+        _print_json({"since": start.isoformat(timespec="seconds"), "jobs": {name: s.to_json() for name, s in per_job.items()}})
+        return
+    from core.units import format_duration
+
+    def ms(value: float | None) -> str:
+        return format_duration(value / 1000) if value is not None else "—"
+
+    rows = [
+        [
+            name,
+            str(s.runs),
+            f"{s.success_rate * 100:.1f}%" if s.success_rate is not None else "—",
+            str(s.counts.get("success", 0)),
+            str(sum(s.counts.get(status, 0) for status in FAILED_STATUSES)),
+            str(s.counts.get("skipped", 0)),
+            ms(s.p50_ms),
+            ms(s.p95_ms),
+        ]
+        for name, s in sorted(per_job.items())
+    ]
+    _table(["JOB", "RUNS", "SUCCESS", "OK", "FAILED", "SKIPPED", "P50", "P95"], rows)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="The job to run now.")],
+    vault: VaultOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (a local run always waits).")] = False,
+) -> None:
+    """Run a job now (locally: no keeper is running)."""
+    from core.keeper import Keeper
+
+    config = _config(ctx, vault)
+    if job not in config.jobs:
+        raise fail(f"no job {job!r} in {config.path}; jobs: {', '.join(config.jobs) or 'none'}")
+    lock = _acquire(config.vault)
+    keeper = Keeper(config, lock)
+    outcome: dict = {}
+
+    async def drive() -> None:
+        subscription = keeper.bus.subscribe(maxsize=100_000)
+        await keeper.start()
+        run_id = keeper.run_now(job)
+        await keeper.wait_idle()
+        await keeper.stop()
+        while (event := subscription.get_nowait()) is not None:
+            if event.kind == "run_finished" and event.data["id"] == run_id:
+                outcome.update(event.data)
+
+    try:
+        asyncio.run(drive())
+    finally:
+        lock.release()
+    typer.echo(
+        f"{_status_word(outcome['status'])}  {job}  run {outcome['id']} (locally)"
+        + (f"  {outcome['error']}" if outcome["error"] else "")
+    )
+    raise typer.Exit(EXIT_OK if outcome["status"] == "success" else EXIT_JOB_FAILED)
+
+
+def main() -> None:
+    app()
