@@ -38,10 +38,8 @@ NICKNAMES = {
     "@hourly": "0 * * * *",
 }
 
-_MONTH_NAMES = {
-    name: i + 1
-    for i, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())
-}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_NAMES = {name: i for i, name in enumerate(_MONTHS, start=1)}
 _DOW_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 # Longest length of each month, leap day included: a day-of-month is impossible only
 # if it exceeds every chosen month even in a leap year.
@@ -67,8 +65,9 @@ _ITEM = re.compile(r"(\*|[a-z0-9]+)(?:-([a-z0-9]+))?(?:/([0-9]+))?", re.IGNORECA
 _NEAREST_WEEKDAY = re.compile(r"([0-9]+)w", re.IGNORECASE)
 _NTH_WEEKDAY = re.compile(r"([a-z0-9]+)#([0-9]+)", re.IGNORECASE)
 
-# Bounds the walk over gap and fold slots, which croniter itself cannot bound for us.
-_MAX_STEPS = 100_000
+# A wildcard job whose every slot fell into spring-forward gaps would skip gaps forever;
+# no real zone and expression do that, but a century of skipped gaps is enough to say so.
+_MAX_GAP_SKIPS = 100
 
 
 def _value(text: str, spec: _Field, item: str) -> int:
@@ -136,8 +135,6 @@ def _canonical_field(text: str, spec: _Field) -> str:
             specials.append(f"{_value(nth.group(1), spec, item) % 7}#{nth.group(2)}")
         else:
             values.update(_expand_item(item, spec))
-    if spec is _DOW:
-        values = {v % 7 for v in values}
     return ",".join([*map(str, sorted(values)), *specials])
 
 
@@ -159,19 +156,20 @@ def _naive(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None, fold=0)
 
 
+_ORDINARY, _REPEATED, _MISSING = 0, 1, 2
+_ONE_SECOND = timedelta(seconds=1)
+
+
 def _kind(wall: datetime, tz: ZoneInfo) -> int:
-    """0 for an ordinary wall time, 1 when it occurs twice, 2 when it does not exist."""
+    """Whether a naive wall time is ordinary, repeated (autumn) or missing (spring)."""
     first = wall.replace(tzinfo=tz, fold=0)
     if first.utcoffset() == wall.replace(tzinfo=tz, fold=1).utcoffset():
-        return 0
-    return 1 if _naive(first.astimezone(UTC).astimezone(tz)) == wall else 2
+        return _ORDINARY
+    return _REPEATED if _naive(first.astimezone(UTC).astimezone(tz)) == wall else _MISSING
 
 
-_ORDINARY, _REPEATED, _MISSING = 0, 1, 2
-
-
-def _transition(wall: datetime, tz: ZoneInfo) -> datetime:
-    """The zone's offset change that makes ``wall`` missing or repeated, as an aware time.
+def _transition(wall: datetime, tz: ZoneInfo) -> int:
+    """The POSIX second of the zone's offset change that makes ``wall`` missing or repeated.
 
     Its two fold readings lie on either side of the change, so a binary search over whole
     seconds between them finds it (zone transitions fall on whole seconds).
@@ -186,7 +184,7 @@ def _transition(wall: datetime, tz: ZoneInfo) -> datetime:
             lo = mid
         else:
             hi = mid
-    return datetime.fromtimestamp(hi, tz)
+    return hi
 
 
 @dataclass(frozen=True)
@@ -223,7 +221,9 @@ class CronSchedule:
         if len(parts) == 6:
             specs = (_SECOND, *specs)
         try:
-            canonical = [_canonical_field(part, spec) for part, spec in zip(parts, specs)]
+            canonical = [
+                _canonical_field(part, spec) for part, spec in zip(parts, specs, strict=True)
+            ]
         except ValueError as exc:
             raise ValueError(f"cron {self.expr!r}: {exc}") from None
         _check_possible(self.expr, *canonical[-3:])
@@ -258,11 +258,9 @@ class CronSchedule:
         if _kind(wall, tz) == _REPEATED:
             # The repeated wall times are [repeat_start, repeat_end): the change read on
             # the new offset, then on the old one.
-            repeat_start = _naive(_transition(wall, tz))
-            old_offset = wall.replace(tzinfo=tz, fold=0).utcoffset()
-            new_offset = wall.replace(tzinfo=tz, fold=1).utcoffset()
-            assert old_offset is not None and new_offset is not None
-            repeat_end = repeat_start + (old_offset - new_offset)
+            change = _transition(wall, tz)
+            repeat_start = _naive(datetime.fromtimestamp(change, tz))
+            repeat_end = _naive(datetime.fromtimestamp(change - 1, tz)) + _ONE_SECOND
             if local.fold == 0:
                 # The rest of the first pass has no slot, so the second pass comes next.
                 if self.wildcard and slot >= repeat_end:
@@ -288,22 +286,23 @@ class CronSchedule:
 
     def _resolve(self, cron: croniter, slot: datetime, tz: ZoneInfo) -> datetime:
         """Map a matching wall time onto its first real instant, per cronie's DST rules."""
-        for _ in range(_MAX_STEPS):
-            kind = _kind(slot, tz)
-            if kind != _MISSING:
+        for _ in range(_MAX_GAP_SKIPS):
+            if _kind(slot, tz) != _MISSING:
                 return slot.replace(tzinfo=tz, fold=0)
-            gap_end = _transition(slot, tz)
+            gap_end = datetime.fromtimestamp(_transition(slot, tz), tz)
             if not self.wildcard:
                 return gap_end
             slot = self._match(cron, _naive(gap_end), inclusive=True)
-        raise ValueError(f"cron {self.expr!r}: no existing fire time found")
+        raise ValueError(
+            f"cron {self.expr!r}: every fire time falls into a skipped DST hour in {tz.key}"
+        )
 
     def _match(self, cron: croniter, wall: datetime, *, inclusive: bool) -> datetime:
         """First matching naive wall time after ``wall`` (or at it, when inclusive)."""
         from croniter import CroniterBadDateError
 
         # croniter steps past its start by one unit, then rounds down to that unit.
-        start = wall - timedelta(seconds=1) if inclusive else wall
+        start = wall - _ONE_SECOND if inclusive else wall
         try:
             return cron.get_next(datetime, start_time=start)
         except CroniterBadDateError:

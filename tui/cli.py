@@ -353,7 +353,18 @@ def stats(
     assert start is not None
     per_job = hist.stats(config.vault / "Logs" / "history", start)
     if as_json:
-        _print_json({"since": start.isoformat(timespec="seconds"), "jobs": {name: s.to_json() for name, s in per_job.items()}})
+        jobs_json = {
+            name: {
+                "runs": s.runs,
+                "counts": s.counts,
+                "success_rate": s.success_rate,
+                "p50_ms": s.p50_ms,
+                "p95_ms": s.p95_ms,
+                "last_run": s.last_run.to_json() if s.last_run else None,
+            }
+            for name, s in sorted(per_job.items())
+        }
+        _print_json({"since": start.isoformat(timespec="seconds"), "jobs": jobs_json})
         return
     from core.units import format_duration
 

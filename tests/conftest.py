@@ -1,0 +1,68 @@
+"""Shared test helpers: real vaults in tmp dirs, the real CLI, waiting on conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.vault import ensure_layout
+
+CLI = Path(sys.executable).parent / "watchkeeper"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+def history_lines(vault: Path) -> list[dict]:
+    lines = []
+    for segment in sorted((vault / "Logs" / "history").glob("*.jsonl")):
+        for raw in segment.read_text().splitlines():
+            if raw.strip():
+                lines.append(json.loads(raw))
+    return lines
+
+
+def final_records(vault: Path) -> dict[str, dict]:
+    """Folded by id, last line wins, as DESIGN says readers do."""
+    folded: dict[str, dict] = {}
+    for line in history_lines(vault):
+        folded[line["id"]] = line
+    return folded
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+    full_env.update({"NO_COLOR": "1", **(env or {})})
+    return subprocess.run(
+        [str(CLI), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def make_vault(tmp_path: Path) -> Callable[[str], Path]:
+    """A vault whose watchkeeper.toml is the given text (dedented)."""
+
+    def make(config: str, name: str = "vault") -> Path:
+        vault = tmp_path / name
+        ensure_layout(vault)
+        (vault / "watchkeeper.toml").write_text(textwrap.dedent(config))
+        return vault
+
+    return make

@@ -1,0 +1,132 @@
+"""--daemon as a real process: single instance, SIGTERM drain, kill -9 recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from conftest import CLI, final_records, run_cli, wait_for
+from test_runner import pid_alive
+
+
+def start_daemon(vault: Path) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+    return subprocess.Popen(
+        [str(CLI), "--daemon", "--vault", str(vault)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def keeper_log(vault: Path) -> str:
+    path = vault / "Logs" / "watchkeeper.log"
+    return path.read_text() if path.exists() else ""
+
+
+def running_ids(vault: Path) -> list[str]:
+    return [rid for rid, record in final_records(vault).items() if record["status"] == "running"]
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=10)
+
+
+def test_second_daemon_exits_3_naming_the_first(make_vault) -> None:
+    vault = make_vault('[jobs.idle]\ncommand = ["true"]\n')
+    first = start_daemon(vault)
+    try:
+        wait_for(lambda: "keeper started" in keeper_log(vault))
+        second = run_cli("--daemon", "--vault", str(vault), timeout=30)
+        assert second.returncode == 3
+        assert f"pid {first.pid}" in second.stderr
+        once = run_cli("--once", "--vault", str(vault), timeout=30)
+        assert once.returncode == 3
+    finally:
+        stop(first)
+
+
+def test_sigterm_drains_running_runs_then_exits_0(make_vault, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    vault = make_vault(
+        f"""
+        [jobs.slowish]
+        command = ["sh", "-c", "touch {marker}; sleep 1; echo finished"]
+        every = "100ms"
+        """
+    )
+    daemon = start_daemon(vault)
+    try:
+        wait_for(marker.exists)
+        run_id = wait_for(lambda: running_ids(vault) and running_ids(vault)[0])
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        stop(daemon)
+    record = final_records(vault)[run_id]
+    assert record["status"] == "success"
+    assert "draining" in keeper_log(vault) and "keeper stopped" in keeper_log(vault)
+    assert running_ids(vault) == []
+    assert not (vault / "Logs" / ".watchkeeper.lock").read_text().strip()
+
+
+def test_sigterm_past_grace_cancels_and_leaves_no_orphans(make_vault, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    vault = make_vault(
+        f"""
+        [keeper]
+        shutdown_grace = "300ms"
+        kill_grace = "1s"
+        [jobs.stuck]
+        command = ["sh", "-c", "sleep 300 & echo $! > {pids}; wait"]
+        every = "100ms"
+        """
+    )
+    daemon = start_daemon(vault)
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text().strip())
+        run_id = running_ids(vault)[0]
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        stop(daemon)
+    assert final_records(vault)[run_id]["status"] == "cancelled"
+    assert not pid_alive(int(pids.read_text()))
+
+
+def test_kill_9_then_restart_closes_run_as_interrupted_and_ends_its_group(make_vault, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    vault = make_vault(
+        f"""
+        [keeper]
+        kill_grace = "1s"
+        [jobs.victim]
+        command = ["sh", "-c", "sleep 300 & echo $! $$ > {pids}; wait"]
+        every = "100ms"
+        """
+    )
+    first = start_daemon(vault)
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2)
+    run_id = running_ids(vault)[0]
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    first.communicate()
+    orphans = [int(pid) for pid in pids.read_text().split()]
+    assert all(pid_alive(pid) for pid in orphans), "kill -9 of the keeper does not end its runs"
+
+    second = start_daemon(vault)
+    try:
+        wait_for(lambda: final_records(vault)[run_id]["status"] == "interrupted")
+        record = final_records(vault)[run_id]
+        assert f"keeper pid {first.pid}" in record["error"]
+        assert "leftover process" in record["error"]
+        wait_for(lambda: not any(pid_alive(pid) for pid in orphans))
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+        stop(second)

@@ -1,0 +1,275 @@
+"""The keeper in-process, with real jobs: scheduling, overlap, chains, retries, pause."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import final_records, history_lines
+
+from core.config import load_config
+from core.keeper import Keeper, run_once
+from core.lock import acquire
+from core.state import load_state
+
+
+async def started_keeper(vault: Path) -> Keeper:
+    keeper = Keeper(load_config(vault / "watchkeeper.toml"), acquire(vault))
+    await keeper.start()
+    return keeper
+
+
+async def until(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def finish(keeper: Keeper, serving: asyncio.Task | None = None) -> None:
+    await keeper.stop(grace=5)
+    if serving is not None:
+        await serving
+    assert keeper.lock is not None
+    keeper.lock.release()
+
+
+def finals(vault: Path, job: str | None = None) -> list[dict]:
+    return [
+        record
+        for record in final_records(vault).values()
+        if record["status"] != "running" and (job is None or record["taskId"] == job)
+    ]
+
+
+async def test_interval_job_runs_repeatedly_with_records(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.tick]
+        command = ["sh", "-c", "echo tick $WATCHKEEPER_TRIGGER"]
+        every = "200ms"
+        """
+    )
+    keeper = await started_keeper(vault)
+    serving = asyncio.create_task(keeper.serve())
+    await until(lambda: len(finals(vault, "tick")) >= 3)
+    await finish(keeper, serving)
+    records = finals(vault, "tick")
+    assert all(record["status"] == "success" and record["trigger"] == "schedule" for record in records)
+    lines = history_lines(vault)
+    for record in records:
+        ids = [line["status"] for line in lines if line["id"] == record["id"]]
+        assert ids == ["running", "success"]
+    log = (vault / "Logs" / "jobs" / "tick.log").read_text()
+    assert f"[{records[0]['id']}] tick schedule" in log
+
+
+async def test_overlap_skip_records_a_skipped_run(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.slow]
+        command = ["sleep", "0.6"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    first = keeper.run_now("slow")
+    second = keeper.run_now("slow")
+    await keeper.wait_idle(10)
+    await finish(keeper)
+    records = final_records(vault)
+    assert records[first]["status"] == "success"
+    assert records[second]["status"] == "skipped"
+    assert records[second]["error"] == f"run {first} still running (overlap = skip)"
+
+
+async def test_overlap_queue_runs_one_after_the_other(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.q]
+        command = ["sleep", "0.3"]
+        overlap = "queue"
+        """
+    )
+    keeper = await started_keeper(vault)
+    first, second, third = (keeper.run_now("q") for _ in range(3))
+    await keeper.wait_idle(10)
+    await finish(keeper)
+    records = final_records(vault)
+    assert records[first]["status"] == records[second]["status"] == "success"
+    assert records[second]["startedAt"] >= records[first]["completedAt"]
+    assert records[third]["status"] == "skipped"
+
+
+async def test_max_parallel_holds_runs_back(make_vault, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    jobs = "\n".join(
+        f"""
+        [jobs.j{index}]
+        command = ["sh", "-c", "touch {marks}/$WATCHKEEPER_JOB.start; sleep 0.4; touch {marks}/$WATCHKEEPER_JOB.end"]
+        """
+        for index in range(4)
+    )
+    vault = make_vault("[keeper]\nmax_parallel = 2\n" + jobs)
+    keeper = await started_keeper(vault)
+    for index in range(4):
+        keeper.run_now(f"j{index}")
+    assert keeper.snapshot()["running"] == 2
+    assert keeper.snapshot()["waiting"] == 2
+    await keeper.wait_idle(10)
+    await finish(keeper)
+    records = sorted(finals(vault), key=lambda record: record["startedAt"])
+    assert [record["status"] for record in records] == ["success"] * 4
+    # The last two could only start once the first two had ended.
+    assert min(r["startedAt"] for r in records[2:]) >= min(r["completedAt"] for r in records[:2])
+
+
+async def test_after_chain_runs_dependents_in_order(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.a]
+        command = ["true"]
+        every = "1h"
+        [jobs.b]
+        command = ["true"]
+        after = ["a"]
+        [jobs.c]
+        command = ["true"]
+        after = ["b"]
+        [jobs.broken]
+        command = ["false"]
+        every = "1h"
+        [jobs.never]
+        command = ["true"]
+        after = ["broken"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    chosen = await run_once(keeper)
+    await finish(keeper)
+    assert sorted(chosen) == ["a", "broken"]
+    by_job = {record["taskId"]: record for record in finals(vault)}
+    assert set(by_job) == {"a", "b", "c", "broken"}
+    assert by_job["b"]["trigger"] == by_job["c"]["trigger"] == "after"
+    assert by_job["a"]["completedAt"] <= by_job["b"]["startedAt"]
+    assert by_job["b"]["completedAt"] <= by_job["c"]["startedAt"]
+
+
+async def test_retries_are_separate_attempts(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.flaky]
+        command = ["sh", "-c", "exit 3"]
+        retries = 2
+        retry_delay = "50ms"
+        """
+    )
+    keeper = await started_keeper(vault)
+    keeper.run_now("flaky")
+    await until(lambda: len(finals(vault, "flaky")) == 3)
+    await finish(keeper)
+    records = sorted(finals(vault, "flaky"), key=lambda record: record["attempt"])
+    assert [(r["attempt"], r["trigger"], r["status"], r["exitCode"]) for r in records] == [
+        (1, "manual", "failure", 3),
+        (2, "retry", "failure", 3),
+        (3, "retry", "failure", 3),
+    ]
+
+
+async def test_pause_persists_and_skips_scheduled_slots(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.tick]
+        command = ["true"]
+        every = "100ms"
+        [jobs.other]
+        command = ["true"]
+        every = "100ms"
+        """
+    )
+    keeper = await started_keeper(vault)
+    keeper.pause("tick")
+    serving = asyncio.create_task(keeper.serve())
+    await until(lambda: len(finals(vault, "other")) >= 3)
+    assert finals(vault, "tick") == []
+    assert keeper.jobs["tick"].missed_while_paused >= 2
+    assert load_state(vault).paused_jobs == {"tick"}
+    keeper.resume("tick")
+    await until(lambda: len(finals(vault, "tick")) >= 1)
+    keeper.pause()
+    assert load_state(vault).paused is True
+    await finish(keeper, serving)
+
+
+async def test_cancel_ends_a_running_run(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.long]
+        command = ["sleep", "60"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    run_id = keeper.run_now("long")
+    assert keeper.cancel(run_id)
+    await keeper.wait_idle(10)
+    await finish(keeper)
+    record = final_records(vault)[run_id]
+    assert (record["status"], record["error"]) == ("cancelled", "cancelled by operator")
+
+
+async def test_spawn_failure_is_recorded(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.ghost]
+        command = ["/no/such/program"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    run_id = keeper.run_now("ghost")
+    await finish(keeper)
+    record = final_records(vault)[run_id]
+    assert record["status"] == "failure"
+    assert record["exitCode"] == 127
+    assert "cannot start /no/such/program" in record["error"]
+
+
+async def test_stop_cancels_runs_past_the_grace(make_vault) -> None:
+    vault = make_vault(
+        """
+        [keeper]
+        kill_grace = "1s"
+        [jobs.long]
+        command = ["sleep", "60"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    run_id = keeper.run_now("long")
+    await keeper.stop(grace=0.2)
+    keeper.lock.release()
+    record = final_records(vault)[run_id]
+    assert (record["status"], record["error"]) == ("cancelled", "keeper stopped")
+
+
+async def test_secret_values_never_reach_logs_or_history(make_vault, monkeypatch) -> None:
+    monkeypatch.setenv("DEPLOY_TOKEN", "tok-123456789")
+    vault = make_vault(
+        """
+        [jobs.leaky]
+        command = ["sh", "-c", "echo token=$DEPLOY_TOKEN api=$API; exit 1"]
+        secret_env = ["API"]
+        env = { API = "hunter2-secret" }
+        """
+    )
+    keeper = await started_keeper(vault)
+    keeper.run_now("leaky")
+    await keeper.wait_idle(10)
+    await finish(keeper)
+    log = (vault / "Logs" / "jobs" / "leaky.log").read_text()
+    assert "token=*** api=***" in log
+    for path in (vault / "Logs").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "tok-123456789" not in text and "hunter2-secret" not in text, path

@@ -1,0 +1,79 @@
+"""Size rotation and degraded logging with real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.logs import KeeperLog, RotatingFile
+
+
+def test_rotation_at_the_limit_keeps_n_backups(tmp_path: Path) -> None:
+    path = tmp_path / "job.log"
+    log = RotatingFile(path, max_size=100, backups=2)
+    for index in range(10):
+        log.write(f"{index:02d}".encode() * 20 + b"\n")  # 41 bytes a line
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["job.log", "job.log.1", "job.log.2"]
+    for name in files:
+        assert (tmp_path / name).stat().st_size <= 100
+    # Newest lines in the live file, older ones in .1, oldest surviving in .2.
+    assert (tmp_path / "job.log").read_text().startswith("08")
+    assert (tmp_path / "job.log.1").read_text().startswith("06")
+    assert (tmp_path / "job.log.2").read_text().startswith("04")
+
+
+def test_rotation_resumes_from_existing_size(tmp_path: Path) -> None:
+    path = tmp_path / "keeper.log"
+    path.write_bytes(b"x" * 90)
+    log = RotatingFile(path, max_size=100, backups=1)
+    log.write(b"y" * 20)
+    log.close()
+    assert (tmp_path / "keeper.log.1").read_bytes() == b"x" * 90
+    assert path.read_bytes() == b"y" * 20
+
+
+def test_zero_backups_truncates_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "a.log"
+    log = RotatingFile(path, max_size=10, backups=0)
+    log.write(b"123456789\n")
+    log.write(b"abc\n")
+    log.close()
+    assert path.read_bytes() == b"abc\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.log"]
+
+
+def test_failing_writes_degrade_and_report_once(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a directory should be")
+    errors: list[OSError] = []
+    log = RotatingFile(blocked / "job.log", 1000, 1, on_error=lambda _path, error: errors.append(error))
+    for _ in range(5):
+        log.write(b"line\n")  # must not raise
+    assert len(errors) == 1
+    assert log.failed_writes == 5
+
+
+def test_keeper_log_lines_have_iso_offset_and_reach_listeners(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    log = KeeperLog(tmp_path / "watchkeeper.log", 10_000, 1, ZoneInfo("Europe/Berlin"))
+    seen: list[tuple[str, str]] = []
+    log.listeners.append(lambda stamp, level, message: seen.append((level, message)))
+    log.info("hello")
+    log.error("bad")
+    log.close()
+    lines = (tmp_path / "watchkeeper.log").read_text().splitlines()
+    assert lines[0].split()[0][-6:] in ("+01:00", "+02:00")
+    assert lines[0].split(maxsplit=2)[1:] == ["INFO", "hello"]
+    assert seen == [("INFO", "hello"), ("ERROR", "bad")]
+
+
+def test_keeper_log_failure_still_feeds_listeners(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    log = KeeperLog(blocked / "watchkeeper.log", 1000, 1)
+    seen: list[str] = []
+    log.listeners.append(lambda stamp, level, message: seen.append(message))
+    log.info("still scheduling")
+    assert seen == ["still scheduling"]
