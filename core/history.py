@@ -434,13 +434,13 @@ class _Scan:
                         self.bad_lines += 1  # torn: a write that never finished
                     end = pos + stop
                 if pos == 0:
-                    # The brace stands in for the end of a line before the first.
-                    yield _Block(b"}\n" + buf[:stop], 1, stop + 2)
+                    if stop:  # the brace stands in for the end of a line before the first
+                        yield _Block(b"}\n" + buf[:stop], 1, stop + 2)
                     return
                 # The line that `pos` cut is read whole with the next block.
                 start = buf.find(b"\n", 1, stop)
-                if start == stop - 1:
-                    size *= 2
+                if start < 0 or start == stop - 1:
+                    size *= 2  # no whole line in this block
                     continue
                 yield _Block(buf, start, stop)
                 end = pos + start + 1
@@ -514,7 +514,7 @@ def _collect(
         if limit is not None and len(found) == limit:
             # Any run started after the limit-th newest start was written after it too. Runs
             # end out of start order, so the stop is on write time, never on startedAt.
-            oldest = datetime.fromisoformat(found[-1][0].decode())
+            oldest = datetime.fromisoformat(found[0][0].decode())
             scan.floor = max(scan.floor, _stamp(oldest - WRITE_SLACK))
     records = []
     for _, _, row, block in sorted(found, key=lambda item: item[:2], reverse=True):

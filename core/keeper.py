@@ -8,6 +8,7 @@ slot or until something (run-now, pause, a finished run) wakes it. There is no t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import os
 import random
@@ -110,6 +111,8 @@ class Keeper:
         self.log.listeners.append(self._publish_log_line)
         self.history = HistoryWriter(logs / "history", on_error=self._history_failed)
         self.state: RuntimeState = load_state(self.vault)
+        self._shared_env = dict(os.environ)
+        self._shared_masker = Masker(secret_values(self._shared_env, ()))
         self.jobs: dict[str, JobRuntime] = {
             name: self._runtime(job) for name, job in config.jobs.items()
         }
@@ -130,8 +133,14 @@ class Keeper:
     # ---- setup -------------------------------------------------------------
 
     def _runtime(self, job: JobConfig) -> JobRuntime:
-        # env_file is read at each run instead (see _run_env), so it is left out here.
-        base_env = job_environment(replace(job, env_file=None), self.vault, os.environ)
+        # Jobs without env of their own share one copy of the keeper's environment and
+        # one masker: with thousands of jobs, per-job copies would dominate memory.
+        if job.env or job.secret_env:
+            # env_file is read at each run instead (see _run_env), so it is left out here.
+            base_env = job_environment(replace(job, env_file=None), self.vault, os.environ)
+            masker = Masker(secret_values(base_env, job.secret_env))
+        else:
+            base_env, masker = self._shared_env, self._shared_masker
         return JobRuntime(
             config=job,
             schedules=schedules_for(job, self.tz) if job.enabled else [],
@@ -142,7 +151,7 @@ class Keeper:
                 on_error=self._log_write_failed,
             ),
             base_env=base_env,
-            masker=Masker(secret_values(base_env, job.secret_env)),
+            masker=masker,
         )
 
     async def start(self) -> None:
@@ -178,10 +187,8 @@ class Keeper:
         since = utc_now() - timedelta(days=2)
         started = previous.get("started_at")
         if isinstance(started, str):
-            try:
+            with contextlib.suppress(ValueError):
                 since = min(since, datetime.fromisoformat(started))
-            except ValueError:
-                pass
         open_runs = hist.open_runs(self.vault / "Logs" / "history", since)
         if not open_runs:
             return
@@ -192,12 +199,16 @@ class Keeper:
         for record in open_runs:
             record.status = "interrupted"
             record.completed_at = utc_now()
-            record.duration_ms = int((record.completed_at - record.started_at).total_seconds() * 1000)
+            record.duration_ms = int(
+                (record.completed_at - record.started_at).total_seconds() * 1000
+            )
             record.error = f"{holder} stopped while this run was in flight"
             if ended.get(record.id):
                 record.error += f"; ended {ended[record.id]} leftover process(es)"
             self.history.append(record)
-            self.log.warning(f"run {record.id} of {record.job} closed as interrupted: {record.error}")
+            self.log.warning(
+                f"run {record.id} of {record.job} closed as interrupted: {record.error}"
+            )
 
     def _load_recent(self) -> None:
         midnight = datetime.now(self.tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -344,15 +355,24 @@ class Keeper:
         cwd = self.vault / job.cwd if job.cwd else self.vault
         try:
             env, masker = self._run_env(runtime, request)
-            sink = OutputSink(runtime.log, request.run_id, masker, self.tz, self._job_line(job.name))
+            sink = OutputSink(
+                runtime.log, request.run_id, masker, self.tz, self._job_line(job.name)
+            )
             spec = RunSpec(
-                request.run_id, _argv(job.command), env, cwd, job.timeout, self.config.keeper.kill_grace
+                request.run_id,
+                _argv(job.command),
+                env,
+                cwd,
+                job.timeout,
+                self.config.keeper.kill_grace,
             )
             run = Run(spec, sink.feed, self._loop)
         except (OSError, EnvFileError, ValueError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             exit_code = 127 if isinstance(error, FileNotFoundError) else 126
-            self._finish_unstarted(runtime, record, f"cannot start {_argv(job.command)[0]}: {reason}", exit_code)
+            self._finish_unstarted(
+                runtime, record, f"cannot start {_argv(job.command)[0]}: {reason}", exit_code
+            )
             return
         spawned_mono = time.monotonic()
         self._running += 1
@@ -363,13 +383,17 @@ class Keeper:
         lateness_ms = None
         if request.due_mono is not None:
             lateness_ms = (spawned_mono - request.due_mono) * 1000
-        self.log.info(f"run {request.run_id} of {job.name} started ({request.trigger}, pid {run.pid})")
+        self.log.info(
+            f"run {request.run_id} of {job.name} started ({request.trigger}, pid {run.pid})"
+        )
         self.bus.publish(
             "run_started", **self.record_view(record), pid=run.pid, lateness_ms=lateness_ms
         )
         run.done.add_done_callback(lambda done: self._finished(active, done.result()))
 
-    def _finish_unstarted(self, runtime: JobRuntime, record: RunRecord, error: str, exit_code: int) -> None:
+    def _finish_unstarted(
+        self, runtime: JobRuntime, record: RunRecord, error: str, exit_code: int
+    ) -> None:
         record.status, record.error, record.exit_code = "failure", error, exit_code
         record.completed_at = utc_now()
         record.duration_ms = 0
@@ -529,7 +553,12 @@ class Keeper:
     def _record_never_started(self, request: StartRequest, status: str, reason: str) -> None:
         now = utc_now()
         record = self._new_record(request, now)
-        record.status, record.completed_at, record.duration_ms, record.error = status, now, 0, reason
+        record.status, record.completed_at, record.duration_ms, record.error = (
+            status,
+            now,
+            0,
+            reason,
+        )
         self.history.append(record)
         self.bus.publish("run_finished", **self.record_view(record))
 
@@ -548,9 +577,13 @@ class Keeper:
             self._record_never_started(self._waiting.popleft(), "skipped", "keeper stopped first")
         for runtime in self.jobs.values():
             while runtime.queued:
-                self._record_never_started(runtime.queued.popleft(), "skipped", "keeper stopped first")
+                self._record_never_started(
+                    runtime.queued.popleft(), "skipped", "keeper stopped first"
+                )
         if self._running:
-            self.log.info(f"stopping: waiting up to {format_duration(grace)} for {self._running} run(s)")
+            self.log.info(
+                f"stopping: waiting up to {format_duration(grace)} for {self._running} run(s)"
+            )
             await self.wait_idle(grace)
         if self._running:
             self.hurry()
@@ -659,7 +692,9 @@ async def run_once(keeper: Keeper, dry_run: bool = False) -> list[str]:
     chosen = [
         runtime.name
         for runtime in keeper.jobs.values()
-        if runtime.config.enabled and runtime.config.scheduled and not keeper.state.is_paused(runtime.name)
+        if runtime.config.enabled
+        and runtime.config.scheduled
+        and not keeper.state.is_paused(runtime.name)
     ]
     if dry_run:
         return chosen

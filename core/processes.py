@@ -8,6 +8,7 @@ that started them was killed, with no pid files that could point at a reused pid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -49,10 +50,8 @@ def _alive(pid: int) -> bool:
 
 def _signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 async def end_leftovers(run_ids: set[str], grace: float) -> dict[str, int]:

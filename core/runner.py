@@ -9,6 +9,7 @@ ended the same way, so a finished run leaves no orphans.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,10 +49,8 @@ def _signal_name(number: int) -> str:
 
 
 def _end_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Run:
@@ -99,7 +98,10 @@ class Run:
         self.loop.add_reader(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(
-                spec.timeout, self.stop, "timeout", f"timed out after {format_duration(spec.timeout)}"
+                spec.timeout,
+                self.stop,
+                "timeout",
+                f"timed out after {format_duration(spec.timeout)}",
             )
 
     @property

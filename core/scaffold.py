@@ -33,8 +33,8 @@ SECTIONS: list[tuple[str, dict]] = [
         "[keeper]\n"
         '# timezone = "Europe/Berlin"   # cron time zone; default: the machine\'s\n'
         "# max_runs_per_hour = 0        # global quota over a sliding hour; 0 = none\n"
-        "# kill_grace = \"5s\"            # TERM, then KILL after this long\n"
-        "# shutdown_grace = \"30s\"       # on SIGTERM, how long runs may finish",
+        '# kill_grace = "5s"            # TERM, then KILL after this long\n'
+        '# shutdown_grace = "30s"       # on SIGTERM, how long runs may finish',
         {
             "keeper": {
                 "max_parallel": 4,
@@ -47,7 +47,7 @@ SECTIONS: list[tuple[str, dict]] = [
     ),
     (
         "# Moves notes from Inbox to Needs_Action every few seconds.\n"
-        "# Triggers: every = \"5m\", cron = \"0 3 * * *\", on_files = [\"Inbox/*.md\"],\n"
+        '# Triggers: every = "5m", cron = "0 3 * * *", on_files = ["Inbox/*.md"],\n'
         '# after = ["other-job"]; none at all means the job runs only when named.',
         {
             "jobs": {
@@ -75,7 +75,8 @@ SECTIONS: list[tuple[str, dict]] = [
         },
     ),
     (
-        "# Files finished work into Done, every ten minutes (5 cron fields, or 6 with seconds first).",
+        "# Files finished work into Done every ten minutes.\n"
+        "# cron takes 5 fields, or 6 with seconds first.",
         {
             "jobs": {
                 "archiver": {
@@ -128,7 +129,9 @@ def init_vault(vault: Path) -> list[Path]:
             shutil.copyfile(DEMO_DIR / name, target)
             created.append(target)
     welcome = vault / "Inbox" / "Welcome.md"
-    if not any((vault / folder / "Welcome.md").exists() for folder in ("Inbox", "Needs_Action", "Done")):
+    if not any(
+        (vault / folder / "Welcome.md").exists() for folder in ("Inbox", "Needs_Action", "Done")
+    ):
         welcome.write_text(WELCOME, encoding="utf-8")
         created.append(welcome)
     return created

@@ -36,7 +36,9 @@ def load_state(vault: Path) -> RuntimeState:
     theme = data.get("theme")
     return RuntimeState(
         paused=data.get("paused") is True,
-        paused_jobs={job for job in jobs if isinstance(job, str)} if isinstance(jobs, list) else set(),
+        paused_jobs={job for job in jobs if isinstance(job, str)}
+        if isinstance(jobs, list)
+        else set(),
         theme=theme if isinstance(theme, str) else None,
     )
 

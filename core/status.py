@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,14 +23,18 @@ MAX_SINGLE_LOOKUPS = 50
 def keeper_info(vault: Path) -> dict[str, Any]:
     holder = lock.holder(vault)
     if holder is None:
-        return {"running": False, "pid": None, "hostname": None, "started_at": None, "uptime_s": None}
+        return {
+            "running": False,
+            "pid": None,
+            "hostname": None,
+            "started_at": None,
+            "uptime_s": None,
+        }
     started = holder.get("started_at")
     uptime = None
     if isinstance(started, str):
-        try:
+        with contextlib.suppress(ValueError):
             uptime = round(time.time() - datetime.fromisoformat(started).timestamp(), 1)
-        except ValueError:
-            pass
     return {
         "running": True,
         "pid": holder.get("pid"),
@@ -77,13 +82,19 @@ def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int
     return last, today, bad
 
 
-def jobs_view(config: Config) -> list[dict[str, Any]]:
+def jobs_view(config: Config, last: dict[str, RunRecord] | None = None) -> list[dict[str, Any]]:
     state = load_state(config.vault)
-    last, _, _ = last_runs(config)
-    return [_job_view(job, config, state.is_paused(job.name), last.get(job.name)) for job in config.jobs.values()]
+    if last is None:
+        last = last_runs(config)[0]
+    return [
+        _job_view(job, config, state.is_paused(job.name), last.get(job.name))
+        for job in config.jobs.values()
+    ]
 
 
-def _job_view(job: JobConfig, config: Config, paused: bool, last: RunRecord | None) -> dict[str, Any]:
+def _job_view(
+    job: JobConfig, config: Config, paused: bool, last: RunRecord | None
+) -> dict[str, Any]:
     next_run = next_run_offline(job, config)
     return {
         "name": job.name,
@@ -109,9 +120,6 @@ def vault_status(config: Config) -> dict[str, Any]:
             for folder in summarize_all(config.vault)
         },
         "today": today,
-        "jobs": [
-            _job_view(job, config, state.is_paused(job.name), last.get(job.name))
-            for job in config.jobs.values()
-        ],
+        "jobs": jobs_view(config, last),
         "history_bad_lines": bad,
     }

@@ -18,7 +18,9 @@ from core.vault import ensure_layout
 CLI = Path(sys.executable).parent / "watchkeeper"
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> object:
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -28,6 +30,15 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {condition}")
         time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    """Running or sleeping; a zombie has finished and only waits to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def history_lines(vault: Path) -> list[dict]:
@@ -47,7 +58,9 @@ def final_records(vault: Path) -> dict[str, dict]:
     return folded
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     full_env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
     full_env.update({"NO_COLOR": "1", **(env or {})})
     return subprocess.run(

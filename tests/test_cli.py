@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import final_records, run_cli
 
 
@@ -33,7 +32,9 @@ def test_init_then_once_records_a_success_per_job(demo_vault: Path) -> None:
         for segment in (demo_vault / "Logs" / "history").glob("*.jsonl"):
             jq = subprocess.run(
                 ["jq", "-r", 'select(.status == "success") | .taskId', str(segment)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             assert sorted(jq.stdout.split()) == ["archiver", "task-planner", "vault-watcher"]
 
@@ -101,7 +102,9 @@ def test_vault_from_env_and_from_ancestor(demo_vault: Path) -> None:
 
 
 def test_default_vault_is_created_with_the_demo(tmp_path: Path) -> None:
-    result = run_cli("--status", "--json", cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "data")})
+    result = run_cli(
+        "--status", "--json", cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "data")}
+    )
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["vault"] == str(tmp_path / "data" / "watchkeeper" / "vault")
@@ -139,10 +142,14 @@ def test_history_filters_and_json(make_vault) -> None:
     everything = json.loads(run_cli("history", "--json", "--vault", str(vault)).stdout)
     assert len(everything) == 6
     assert everything == sorted(everything, key=lambda r: r["startedAt"], reverse=True)
-    failures = json.loads(run_cli("history", "--json", "--status", "failure", "--vault", str(vault)).stdout)
+    failures = json.loads(
+        run_cli("history", "--json", "--status", "failure", "--vault", str(vault)).stdout
+    )
     assert {r["taskId"] for r in failures} == {"bad"} and len(failures) == 3
     assert all(r["exitCode"] == 4 for r in failures)
-    limited = json.loads(run_cli("history", "--json", "--job", "ok", "--limit", "2", "--vault", str(vault)).stdout)
+    limited = json.loads(
+        run_cli("history", "--json", "--job", "ok", "--limit", "2", "--vault", str(vault)).stdout
+    )
     assert [r["taskId"] for r in limited] == ["ok", "ok"]
     future = json.loads(run_cli("history", "--json", "--since", "0s", "--vault", str(vault)).stdout)
     assert future == []
@@ -174,7 +181,9 @@ def test_stats_json(make_vault) -> None:
 
 
 def test_run_job_locally(make_vault) -> None:
-    vault = make_vault('[jobs.hello]\ncommand = ["sh", "-c", "echo hi; exit $X"]\nenv = { X = "0" }\n')
+    vault = make_vault(
+        '[jobs.hello]\ncommand = ["sh", "-c", "echo hi; exit $X"]\nenv = { X = "0" }\n'
+    )
     result = run_cli("run", "hello", "--vault", str(vault))
     assert result.returncode == 0 and "(locally)" in result.stdout
     record = next(r for r in final_records(vault).values())
@@ -189,7 +198,9 @@ def test_jobs_table_shows_paused(make_vault) -> None:
     result = run_cli("jobs", "--vault", str(vault))
     assert "paused" in result.stdout and "cron 0 3 * * *" in result.stdout
     view = json.loads(run_cli("jobs", "--json", "--vault", str(vault)).stdout)
-    assert view[0]["paused"] is True and view[0]["next_run"].endswith(("00:00", "+00:00")) or view[0]["next_run"]
+    assert (
+        view[0]["paused"] is True and view[0]["next_run"].endswith(("00:00", "+00:00"))
+    ) or view[0]["next_run"]
 
 
 def test_conflicting_flags_are_usage_errors(demo_vault: Path) -> None:

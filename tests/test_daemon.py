@@ -7,8 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import CLI, final_records, run_cli, wait_for
-from test_runner import pid_alive
+from conftest import CLI, final_records, pid_alive, run_cli, wait_for
 
 
 def start_daemon(vault: Path) -> subprocess.Popen:
@@ -96,10 +95,12 @@ def test_sigterm_past_grace_cancels_and_leaves_no_orphans(make_vault, tmp_path: 
     finally:
         stop(daemon)
     assert final_records(vault)[run_id]["status"] == "cancelled"
-    assert not pid_alive(int(pids.read_text()))
+    wait_for(lambda: not pid_alive(int(pids.read_text())), timeout=5)
 
 
-def test_kill_9_then_restart_closes_run_as_interrupted_and_ends_its_group(make_vault, tmp_path: Path) -> None:
+def test_kill_9_then_restart_closes_run_as_interrupted_and_ends_its_group(
+    make_vault, tmp_path: Path
+) -> None:
     pids = tmp_path / "pids"
     vault = make_vault(
         f"""

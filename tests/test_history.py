@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.history import (
+    _FIRST_BLOCK,
     FINAL_STATUSES,
     HistoryWriter,
     Query,
@@ -183,17 +184,24 @@ def test_a_long_run_started_before_fifty_short_ones_is_still_found(writer, histo
 
 
 def test_last_n_keeps_reading_past_n_ids_written_late(writer, history):
-    # 200 long runs start first and all end after c, which started after every one of them:
-    # the newest lines (far more than one read block) belong to older runs.
-    long_runs = [start(f"long{n:03d}", T0 + timedelta(seconds=n)) for n in range(200)]
+    # 400 long runs start first; c1 and c2 start after all of them, and between and after
+    # their lines come the long runs' final lines, far more than one read block of them.
+    long_runs = [start(f"long{n:03d}", T0 + timedelta(seconds=n)) for n in range(400)]
     for record in long_runs:
         writer.append(record)
-    one_run(writer, "c", T0 + timedelta(seconds=300))
-    for n, record in enumerate(long_runs):
-        writer.append(finish(record, T0 + timedelta(seconds=1000 + n)))
+    one_run(writer, "c1", T0 + timedelta(seconds=1000))
+    for n, record in enumerate(long_runs[:200]):
+        writer.append(finish(record, T0 + timedelta(seconds=2000 + n)))
+    one_run(writer, "c2", T0 + timedelta(seconds=3000))
+    for n, record in enumerate(long_runs[200:]):
+        writer.append(finish(record, T0 + timedelta(seconds=4000 + n)))
 
-    assert ids(recent(history, Query(limit=2)).records) == ["c", "long199"]
-    assert ids(recent(history, Query(since=T0 + timedelta(seconds=250))).records) == ["c"]
+    # The newest lines belong to older runs: reading must go on to the write time of the
+    # N-th newest start, not stop at N ids nor at the newest start.
+    assert ids(recent(history, Query(limit=2)).records) == ["c2", "c1"]
+    assert ids(recent(history, Query(limit=3)).records) == ["c2", "c1", "long399"]
+    assert ids(recent(history, Query(since=T0 + timedelta(seconds=500))).records) == ["c2", "c1"]
+    assert stats(history, T0)["alpha"].last_run.id == "c2"
 
 
 def test_a_run_with_two_final_lines_counts_once_by_the_last(writer, history):
@@ -266,6 +274,23 @@ def test_a_line_longer_than_a_read_block(writer, history):
     assert ids(result.records) == ["small", "huge"]
     assert result.records[1].error == huge.error
     assert stats(history, T0)["alpha"].counts["failure"] == 1
+
+    writer.close()
+    with (history / "2025-03-14.jsonl").open("ab") as file:
+        file.write(huge.to_line()[:-1000])  # torn, and longer than a read block too
+    result = recent(history, Query())
+    assert ids(result.records) == ["small", "huge"] and result.bad_lines == 1
+
+
+@pytest.mark.parametrize("torn", [_FIRST_BLOCK - 2, _FIRST_BLOCK - 1, _FIRST_BLOCK])
+def test_a_torn_tail_ending_where_a_read_block_starts(writer, history, torn):
+    one_run(writer, "good", T0)
+    writer.close()
+    with (history / "2025-03-14.jsonl").open("ab") as file:
+        file.write(b"{" + b"x" * (torn - 1))
+
+    result = recent(history, Query())
+    assert ids(result.records) == ["good"] and result.bad_lines == 1
 
 
 def test_a_run_across_midnight_folds_across_two_segments(writer, history):

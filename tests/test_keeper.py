@@ -58,7 +58,9 @@ async def test_interval_job_runs_repeatedly_with_records(make_vault) -> None:
     await until(lambda: len(finals(vault, "tick")) >= 3)
     await finish(keeper, serving)
     records = finals(vault, "tick")
-    assert all(record["status"] == "success" and record["trigger"] == "schedule" for record in records)
+    assert all(
+        record["status"] == "success" and record["trigger"] == "schedule" for record in records
+    )
     lines = history_lines(vault)
     for record in records:
         ids = [line["status"] for line in lines if line["id"] == record["id"]]
@@ -109,7 +111,7 @@ async def test_max_parallel_holds_runs_back(make_vault, tmp_path: Path) -> None:
     jobs = "\n".join(
         f"""
         [jobs.j{index}]
-        command = ["sh", "-c", "touch {marks}/$WATCHKEEPER_JOB.start; sleep 0.4; touch {marks}/$WATCHKEEPER_JOB.end"]
+        command = ["sh", "-c", "touch {marks}/$WATCHKEEPER_JOB; sleep 0.4"]
         """
         for index in range(4)
     )

@@ -47,7 +47,9 @@ def test_failing_writes_degrade_and_report_once(tmp_path: Path) -> None:
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a directory should be")
     errors: list[OSError] = []
-    log = RotatingFile(blocked / "job.log", 1000, 1, on_error=lambda _path, error: errors.append(error))
+    log = RotatingFile(
+        blocked / "job.log", 1000, 1, on_error=lambda _path, error: errors.append(error)
+    )
     for _ in range(5):
         log.write(b"line\n")  # must not raise
     assert len(errors) == 1

@@ -14,7 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -24,26 +35,43 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     # Dependencies come from the test venv (no network needed); watchkeeper itself only
     # from the wheel: a plain path entry does not run the editable install's finder.
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
     where = subprocess.run(
-        [str(python), "-c", "import core, tui, themes; print(core.__file__, tui.__file__, themes.__file__)"],
-        capture_output=True, text=True, check=True, cwd=tmp_path, env=env,
+        [
+            str(python),
+            "-c",
+            "import core, tui, themes; print(core.__file__, tui.__file__, themes.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=env,
     ).stdout.split()
     assert all(path.startswith(site) for path in where), where
     command = venv / "bin" / "watchkeeper"
     vault = tmp_path / "vault"
-    subprocess.run([str(command), "init", str(vault)], check=True, capture_output=True, cwd=tmp_path, env=env)
+    subprocess.run(
+        [str(command), "init", str(vault)], check=True, capture_output=True, cwd=tmp_path, env=env
+    )
     once = subprocess.run(
-        [str(command), "--once", "--vault", str(vault)], capture_output=True, text=True, cwd=tmp_path, env=env
+        [str(command), "--once", "--vault", str(vault)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     assert once.returncode == 0, once.stdout + once.stderr
     assert once.stdout.count("✔ success") == 3

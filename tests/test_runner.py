@@ -9,16 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pid_alive
 
 from core.runner import Run, RunSpec
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+async def gone(pid: int, timeout: float = 5.0) -> bool:
+    """A process whose output just closed may need a moment more to finish exiting."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while pid_alive(pid):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 async def run(argv: list[str], tmp_path: Path, **spec: object) -> tuple[Run, bytes]:
@@ -70,15 +73,16 @@ async def test_timeout_ends_child_and_grandchild(tmp_path: Path) -> None:
     assert outcome.status == "timeout"
     assert outcome.error == "timed out after 500ms"
     grandchild, child = (int(line) for line in pids.read_text().split())
-    assert not pid_alive(child)
-    assert not pid_alive(grandchild)
+    assert await gone(child)
+    assert await gone(grandchild)
 
 
 async def test_term_ignoring_group_is_killed_after_grace(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     script = f"trap '' TERM; touch {ready}; while :; do sleep 0.05; done"
     handle = Run(
-        RunSpec("r1", ["sh", "-c", script], dict(os.environ), tmp_path, kill_grace=0.3), lambda _: None
+        RunSpec("r1", ["sh", "-c", script], dict(os.environ), tmp_path, kill_grace=0.3),
+        lambda _: None,
     )
     while not ready.exists():
         await asyncio.sleep(0.01)
@@ -86,7 +90,7 @@ async def test_term_ignoring_group_is_killed_after_grace(tmp_path: Path) -> None
     outcome = await asyncio.wait_for(handle.done, 30)
     assert (outcome.status, outcome.error) == ("cancelled", "cancelled by test")
     assert outcome.exit_code == 128 + signal.SIGKILL
-    assert not pid_alive(handle.pid)
+    assert await gone(handle.pid)
 
 
 async def test_leftovers_are_ended_when_the_main_process_exits(tmp_path: Path) -> None:
@@ -95,20 +99,17 @@ async def test_leftovers_are_ended_when_the_main_process_exits(tmp_path: Path) -
         ["sh", "-c", f"sleep 300 > /dev/null 2>&1 & echo $! > {pid_file}"], tmp_path, kill_grace=1
     )
     assert handle.done.result().status == "success"
-    leftover = int(pid_file.read_text())
-    for _ in range(200):
-        if not pid_alive(leftover):
-            break
-        await asyncio.sleep(0.01)
-    assert not pid_alive(leftover)
+    assert await gone(int(pid_file.read_text()))
 
 
 async def test_leftover_holding_output_is_killed_after_grace(tmp_path: Path) -> None:
     pid_file = tmp_path / "bg"
-    script = f"sh -c 'trap \"\" TERM; echo $$ > {pid_file}; while :; do sleep 0.05; done' & sleep 0.2"
+    script = (
+        f"sh -c 'trap \"\" TERM; echo $$ > {pid_file}; while :; do sleep 0.05; done' & sleep 0.2"
+    )
     handle, _ = await run(["sh", "-c", script], tmp_path, kill_grace=0.3)
     assert handle.done.result().status == "success"
-    assert not pid_alive(int(pid_file.read_text()))
+    assert await gone(int(pid_file.read_text()))
 
 
 async def test_missing_command_raises_at_spawn(tmp_path: Path) -> None:
@@ -119,6 +120,9 @@ async def test_missing_command_raises_at_spawn(tmp_path: Path) -> None:
 async def test_environment_reaches_the_child(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "WATCHKEEPER_RUN_ID": "abc", "ODD": "a b $(x) ;"}
     output = bytearray()
-    handle = Run(RunSpec("abc", ["sh", "-c", 'printf "%s|%s" "$WATCHKEEPER_RUN_ID" "$ODD"'], env, tmp_path), output.extend)
+    handle = Run(
+        RunSpec("abc", ["sh", "-c", 'printf "%s|%s" "$WATCHKEEPER_RUN_ID" "$ODD"'], env, tmp_path),
+        output.extend,
+    )
     await asyncio.wait_for(handle.done, 30)
     assert bytes(output) == b"abc|a b $(x) ;"

@@ -38,8 +38,12 @@ app = typer.Typer(
 
 VaultOption = Annotated[
     Path | None,
-    typer.Option("--vault", help="Vault folder (else $WATCHKEEPER_VAULT, the nearest "
-                 "folder up holding watchkeeper.toml, or the user data dir).", show_default=False),
+    typer.Option(
+        "--vault",
+        help="Vault folder (else $WATCHKEEPER_VAULT, the nearest "
+        "folder up holding watchkeeper.toml, or the user data dir).",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Stable JSON output.")]
 
@@ -104,7 +108,9 @@ def _acquire(vault: Path):
     try:
         return acquire(vault)
     except LockHeld as held:
-        raise fail(f"{held} (exit with `kill {held.holder.get('pid', '?')}`)", EXIT_LOCKED) from None
+        raise fail(
+            f"{held} (exit with `kill {held.holder.get('pid', '?')}`)", EXIT_LOCKED
+        ) from None
 
 
 # ---- the bare command -----------------------------------------------------------
@@ -114,10 +120,21 @@ def _acquire(vault: Path):
 def main_command(
     ctx: typer.Context,
     vault: VaultOption = None,
-    once: Annotated[bool, typer.Option("--once", help="Run each enabled scheduled job once, then its after chain, and exit.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --once: show what would run.")] = False,
-    daemon: Annotated[bool, typer.Option("--daemon", help="Run headless until SIGINT/SIGTERM.")] = False,
-    status: Annotated[bool, typer.Option("--status", help="Keeper up? pid, uptime; vault counts; jobs.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Run each enabled scheduled job once, then its after chain, and exit."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --once: show what would run.")
+    ] = False,
+    daemon: Annotated[
+        bool, typer.Option("--daemon", help="Run headless until SIGINT/SIGTERM.")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Keeper up? pid, uptime; vault counts; jobs.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     ctx.obj = {"vault": vault}
@@ -145,11 +162,7 @@ def _once(config: Config, dry_run: bool) -> int:
     from core.keeper import Keeper, run_once
 
     if dry_run:
-        chosen = [
-            job
-            for job in config.jobs.values()
-            if job.enabled and job.scheduled
-        ]
+        chosen = [job for job in config.jobs.values() if job.enabled and job.scheduled]
         from core.state import load_state
 
         state = load_state(config.vault)
@@ -224,8 +237,7 @@ def _status(config: Config, as_json: bool) -> None:
         typer.echo("keeper: not running")
     typer.echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
     typer.echo(
-        "folders: "
-        + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
+        "folders: " + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
     )
     typer.echo(f"today: {data['today']['ok']} ok, {data['today']['failed']} failed")
     _jobs_table(data["jobs"], tz)
@@ -235,11 +247,10 @@ def _jobs_table(jobs: list[dict], tz: Any) -> None:
     rows = []
     for job in jobs:
         last = job["last"]
-        last_text = (
-            f"{_status_word(last['status'])} {_local(last['completedAt'] or last['startedAt'], tz, '%m-%d %H:%M:%S')}"
-            if last
-            else "—"
-        )
+        last_text = "—"
+        if last:
+            when = _local(last["completedAt"] or last["startedAt"], tz, "%m-%d %H:%M:%S")
+            last_text = f"{_status_word(last['status'])} {when}"
         state = "paused" if job["paused"] else ("disabled" if not job["enabled"] else "")
         rows.append([job["name"], job["trigger"], _local(job["next_run"], tz), last_text, state])
     _table(["JOB", "TRIGGER", "NEXT RUN", "LAST", "STATE"], rows)
@@ -249,7 +260,9 @@ def _jobs_table(jobs: list[dict], tz: Any) -> None:
 
 
 @app.command()
-def init(path: Annotated[Path | None, typer.Argument(help="Folder for the new vault.")] = None) -> None:
+def init(
+    path: Annotated[Path | None, typer.Argument(help="Folder for the new vault.")] = None,
+) -> None:
     """Create a vault: folders, demo scripts and a commented example config."""
     from core.scaffold import init_vault
 
@@ -299,7 +312,10 @@ def history(
     vault: VaultOption = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only runs started this long ago or later, e.g. 24h.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only runs started this long ago or later, e.g. 24h."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
@@ -326,7 +342,9 @@ def history(
                 _local(record.to_json()["startedAt"], tz),
                 record.job,
                 _status_word(record.status),
-                format_duration(record.duration_ms / 1000) if record.duration_ms is not None else "—",
+                format_duration(record.duration_ms / 1000)
+                if record.duration_ms is not None
+                else "—",
                 record.trigger + (f" #{record.attempt}" if record.attempt > 1 else ""),
                 record.id,
                 record.error or "",
@@ -392,7 +410,9 @@ def run(
     ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="The job to run now.")],
     vault: VaultOption = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (a local run always waits).")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the result (a local run always waits).")
+    ] = False,
 ) -> None:
     """Run a job now (locally: no keeper is running)."""
     from core.keeper import Keeper
