@@ -18,6 +18,7 @@ from pathlib import Path
 
 STATUSES = ("running", "success", "failure", "timeout", "skipped", "cancelled", "interrupted")
 FINAL_STATUSES = frozenset(STATUSES) - {"running"}
+_FINAL_ORDER = tuple(status for status in STATUSES if status in FINAL_STATUSES)
 TRIGGERS = ("schedule", "file", "after", "manual", "retry", "catch_up")
 
 
@@ -182,6 +183,11 @@ class Query:
     status: str | None = None  # one of STATUSES
     since: datetime | None = None  # runs STARTED at/after this
     limit: int = 50
+
+    def __post_init__(self) -> None:
+        # A misspelt status would otherwise match nothing, silently.
+        if self.status is not None and self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}: one of {', '.join(STATUSES)}")
 
 
 @dataclass
@@ -495,6 +501,10 @@ def _collect(
     # (startedAt, id, row, block): a min-heap holding the `limit` newest when limited.
     found: list[tuple[bytes, bytes, Row, _Block]] = []
     for block in scan.blocks():
+        # All lines of a run name its job, so a block without the name holds nothing that
+        # folds into the answer: a rarely run job is found without parsing the rest.
+        if job_key is not None and block.buf.find(job_key, block.start, block.stop) < 0:
+            continue
         for row in reversed(scan.rows(block)):
             run_id = row[_ID]
             if run_id in seen:
@@ -620,9 +630,6 @@ def stats(directory: Path, since: datetime) -> dict[str, JobStats]:
             last_run=last_run or _row_record(tally.newest),
         )
     return result
-
-
-_FINAL_ORDER = tuple(status for status in STATUSES if status in FINAL_STATUSES)
 
 
 def prune(directory: Path, keep_days: int, today: date) -> list[Path]:

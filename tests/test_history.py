@@ -332,6 +332,8 @@ def test_filters_by_job_status_since_and_limit(writer, history):
     assert query(limit=2) == ["b3", "a3"]
     assert query(limit=0) == []
     assert query(job="nobody") == []
+    with pytest.raises(ValueError, match="unknown status 'failed'"):
+        Query(status="failed")
     assert recent(history / "missing", Query()).records == []
 
 
