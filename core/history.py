@@ -146,13 +146,20 @@ class HistoryWriter:
                     self._close_fd()
                     raise
         except OSError as exc:
-            if self._on_error is None:
-                raise
-            self._on_error(exc)  # outside the lock: the handler may log, or even append again
+            self._report(exc)
 
     def close(self) -> None:
-        with self._lock:
-            self._close_fd()
+        try:
+            with self._lock:
+                self._close_fd()
+        except OSError as exc:
+            self._report(exc)
+
+    def _report(self, exc: OSError) -> None:
+        # Called outside the lock: the handler may log, or even append again.
+        if self._on_error is None:
+            raise exc
+        self._on_error(exc)
 
     def _open(self, day: date) -> None:
         self._close_fd()
@@ -327,6 +334,9 @@ def _row_record(row: Row) -> RunRecord:
     )
 
 
+_ID_PREFIX = b'{"id":"'
+
+
 @dataclass
 class _Block:
     """Whole lines of a segment: buf[start] is the newline before the first of them, and
@@ -335,6 +345,7 @@ class _Block:
     buf: bytes
     start: int
     stop: int
+    _last_lines: dict[bytes, bytes] | None = field(default=None, repr=False)
 
     def find(self, pattern: re.Pattern[bytes]) -> list[Row]:
         return pattern.findall(self.buf, self.start - 1, self.stop)
@@ -358,6 +369,17 @@ class _Block:
         """The last line of run `row` in this block, if the block has one."""
         if len(row) > _OWN_LINE:
             return row[_OWN_LINE]
+        if self._last_lines is None:
+            # One pass over the block instead of a search per row: an unlimited query
+            # asks for every run of every block.
+            self._last_lines = {}
+            for line in self.lines():
+                if line.startswith(_ID_PREFIX):
+                    end = line.find(b'"', len(_ID_PREFIX))
+                    self._last_lines[line[len(_ID_PREFIX) : end]] = line
+        line = self._last_lines.get(row[_ID])
+        if line is not None:
+            return line
         pos = self.buf.rfind(b'\n{"id":"' + row[_ID] + b'","taskId":"', self.start, self.stop)
         if pos < 0:
             return None
@@ -495,6 +517,8 @@ def _collect(
         return QueryResult([], 0)
     scan = _Scan(directory, floor)
     job_key = _raw(job) if job is not None else None
+    # The whole field, so a short job name is not found inside every other line.
+    job_needle = b'"taskId":"' + job_key + b'"' if job_key is not None else None
     status_key = status.encode() if status is not None else None
     since_key = _stamp(since) if since is not None else b""
     seen: set[bytes] = set()
@@ -503,7 +527,7 @@ def _collect(
     for block in scan.blocks():
         # All lines of a run name its job, so a block without the name holds nothing that
         # folds into the answer: a rarely run job is found without parsing the rest.
-        if job_key is not None and block.buf.find(job_key, block.start, block.stop) < 0:
+        if job_needle is not None and block.buf.find(job_needle, block.start, block.stop) < 0:
             continue
         for row in reversed(scan.rows(block)):
             run_id = row[_ID]

@@ -16,8 +16,10 @@ from core.state import load_state
 from core.triggers import schedules_for
 from core.vault import summarize_all
 
-# Jobs with no run in the last day are looked up one by one, up to this many.
-MAX_SINGLE_LOOKUPS = 50
+# Jobs with no run in the last day are looked up one by one, up to this many and
+# this far back: a job that never ran would otherwise cost a scan of all history.
+MAX_SINGLE_LOOKUPS = 20
+SINGLE_LOOKBACK = timedelta(days=7)
 
 
 def keeper_info(vault: Path) -> dict[str, Any]:
@@ -74,7 +76,7 @@ def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int
                 today["failed"] += 1
     missing = [name for name in config.jobs if name not in last][:MAX_SINGLE_LOOKUPS]
     for name in missing:
-        older = hist.recent(directory, hist.Query(job=name, limit=5))
+        older = hist.recent(directory, hist.Query(job=name, since=now - SINGLE_LOOKBACK, limit=5))
         bad += older.bad_lines
         final = [record for record in older.records if record.status != "running"]
         if final:
