@@ -43,6 +43,9 @@ APS_REQUIREMENT = "apscheduler>=3.11,<4"
 CHILD = ["/bin/true"]
 LEAD = 1.0  # setup is done this long before the first slot
 IDLE_JOBS = 10_000
+CPUS = os.cpu_count() or 1
+QUIET_PCT = 10.0  # a worker starts once the machine is at most this busy ...
+QUIET_WAIT_S = 300.0  # ... or after waiting this long
 IDLE_SETTLE = 5.0
 FIRE_SCENARIOS = ("every1s_100", "every1s_1000", "same_instant_1000")
 SCENARIOS = (*FIRE_SCENARIOS, "idle_10000_hourly")
@@ -421,30 +424,49 @@ def ensure_apscheduler() -> None:
     )
 
 
-def machine_busy_pct(seconds: float = 1.0) -> float:
-    """How busy all CPUs are with other work, sampled while no worker runs. Spawn latency
-    depends on it (a vfork parent waits until its child gets a CPU to exec on), so a
-    result taken on a busy machine says so."""
+def machine_cpu_seconds() -> float:
+    """CPU time spent by everything on the machine so far (idle and iowait excluded)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
-    def sample() -> tuple[int, int]:
-        fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields) - idle, sum(fields)
 
-    busy0, total0 = sample()
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def busy_pct(seconds: float = 1.0) -> float:
+    before = machine_cpu_seconds()
     time.sleep(seconds)
-    busy1, total1 = sample()
-    return round(100 * (busy1 - busy0) / max(1, total1 - total0), 1)
+    return round(100 * (machine_cpu_seconds() - before) / (seconds * CPUS), 1)
+
+
+def wait_quiet() -> float:
+    """Spawn latency depends on free CPUs (a vfork parent waits until its child gets one
+    to exec on), so each worker starts once other work leaves the machine quiet, or after
+    QUIET_WAIT_S anyway. Returns the last busy% seen."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while (busy := busy_pct()) > QUIET_PCT and time.monotonic() < deadline:
+        print(f"    machine {busy}% busy: waiting for it to quiet down", file=sys.stderr)
+    return busy
 
 
 def run_worker(scenario: str, impl: str, quick: bool) -> dict[str, Any]:
-    background = machine_busy_pct()
-    print(f"  {scenario} / {impl} (machine {background}% busy) ...", file=sys.stderr, flush=True)
+    busy_before = wait_quiet()
+    print(f"  {scenario} / {impl} ...", file=sys.stderr, flush=True)
     argv = [sys.executable, __file__, "--worker", scenario, "--impl", impl]
+    machine0, children0, wall0 = machine_cpu_seconds(), children_cpu_seconds(), time.monotonic()
     result = subprocess.run(
         [*argv, "--quick"] if quick else argv, stdout=subprocess.PIPE, text=True, check=True
     )
-    data = {**json.loads(result.stdout.strip().splitlines()[-1]), "busy_before_pct": background}
+    # CPU the rest of the machine used meanwhile: all CPU time minus the worker's and its
+    # children's (a reaped process's time rolls up to its parent's RUSAGE_CHILDREN).
+    others = (machine_cpu_seconds() - machine0) - (children_cpu_seconds() - children0)
+    data = {
+        **json.loads(result.stdout.strip().splitlines()[-1]),
+        "machine_busy_before_pct": busy_before,
+        "other_load_pct": round(max(0.0, 100 * others / ((time.monotonic() - wall0) * CPUS)), 1),
+    }
     print(f"    {json.dumps(data)}", file=sys.stderr, flush=True)
     return data
 
@@ -540,7 +562,7 @@ def main() -> None:
     output: dict[str, Any] = {
         "bench": "fire_lateness",
         "quick": args.quick,
-        "cpus": os.cpu_count(),
+        "cpus": CPUS,
         "python": sys.version.split()[0],
     }
     for scenario in (args.scenario,) if args.scenario else SCENARIOS:

@@ -2,7 +2,7 @@
 
 Everything here runs on one asyncio loop. Slots sit in two heaps, one per clock (cron
 on the wall clock, intervals on the monotonic one); the loop sleeps until the nearest
-slot or until something (run-now, pause, a finished run) wakes it. There is no tick.
+slot or until something (run-now, pause, a finished run, a file) wakes it. No tick.
 """
 
 from __future__ import annotations
@@ -17,30 +17,45 @@ import secrets
 import signal
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from core import history as hist
-from core.config import Config, JobConfig
+from core.config import Config, ConfigError, JobConfig, load_config
+from core.dashboard import render_dashboard, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
+from core.filewatch import relative, watch, watch_paths
+from core.handover import Handover
 from core.history import HistoryWriter, RunRecord, utc_now
+from core.ledger import LEDGER_NAME, Ledger
 from core.lock import VaultLock
 from core.logs import KeeperLog, RotatingFile
+from core.metrics import Metrics, write_metrics
 from core.output import OutputSink
 from core.processes import end_leftovers
+from core.quota import Quota, usage_view
 from core.runner import Run, RunOutcome, RunSpec
 from core.state import RuntimeState, load_state, save_state
+from core.status import last_runs
 from core.triggers import Schedule, schedules_for
 from core.units import format_duration
-from core.vault import ensure_layout
+from core.vault import summarize_all
 
 # A wall-clock sleep is re-checked at least this often, so a clock step delays a cron
 # slot by at most this long instead of by the size of the step.
 MAX_WALL_SLEEP = 60.0
+# Dashboard.md, metrics.prom and vault counts are rewritten at most this often.
+OUTPUT_INTERVAL = 2.0
+VAULT_EVENT_INTERVAL = 0.25
+HOOK_TIMEOUT = 60.0
+# A dependent remembers this many recent waves of its `after` jobs' successes.
+WAVES_KEPT = 32
+WATCH_DELETED = 3  # watchfiles.Change.deleted
 
 
 def new_run_id() -> str:
@@ -55,14 +70,9 @@ class StartRequest:
     files: list[str] = field(default_factory=list)
     due_mono: float | None = None
     run_id: str = field(default_factory=new_run_id)
-
-
-@dataclass
-class ActiveRun:
-    request: StartRequest
-    record: RunRecord
-    run: Run
-    sink: OutputSink
+    wave: str | None = None
+    """Runs of one wave (one slot, one --once, one manual start and what follows from
+    it) satisfy `after` lists together."""
 
 
 @dataclass
@@ -76,16 +86,31 @@ class JobRuntime:
     active: dict[str, ActiveRun] = field(default_factory=dict)
     queued: deque[StartRequest] = field(default_factory=deque)
     last: RunRecord | None = None
-    after_met: set[str] = field(default_factory=set)
+    waves: OrderedDict[str, set[str]] = field(default_factory=OrderedDict)
     missed_while_paused: int = 0
+    file_request: bool = False
+    files_not_before: float = 0.0
 
     @property
     def name(self) -> str:
         return self.config.name
 
 
+@dataclass
+class ActiveRun:
+    request: StartRequest
+    record: RunRecord
+    run: Run
+    sink: OutputSink
+    runtime: JobRuntime
+
+
 def _argv(command: tuple[str, ...] | str) -> list[str]:
     return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+def _same_job(a: JobConfig, b: JobConfig) -> bool:
+    return replace(a, line=0) == replace(b, line=0)
 
 
 def _raise_fd_limit() -> None:
@@ -93,6 +118,11 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _backoff(job: JobConfig, attempt: int) -> float:
+    """Exponential backoff with full jitter: spreads retries of many failing jobs."""
+    return random.uniform(0, min(job.max_retry_delay, job.retry_delay * 2 ** (attempt - 1)))
 
 
 class Keeper:
@@ -103,19 +133,25 @@ class Keeper:
         self.tz = config.keeper.tz
         self.host = socket.gethostname()
         self.bus = EventBus()
-        ensure_layout(self.vault)
         logs = self.vault / "Logs"
+        for folder in (logs / "jobs", logs / "history"):
+            folder.mkdir(parents=True, exist_ok=True)
         self.log = KeeperLog(
             logs / "watchkeeper.log", config.keeper.log_max_size, config.keeper.log_backups, self.tz
         )
         self.log.listeners.append(self._publish_log_line)
         self.history = HistoryWriter(logs / "history", on_error=self._history_failed)
+        self.ledger = Ledger(logs / LEDGER_NAME, on_error=self._ledger_failed)
+        self.handover = Handover(self.vault, self.ledger, self.log, self._files_ready)
+        self.metrics = Metrics()
         self.state: RuntimeState = load_state(self.vault)
+        self.quota = Quota(config.keeper.max_runs_per_hour, self._job_limits(config))
         self._shared_env = dict(os.environ)
         self._shared_masker = Masker(secret_values(self._shared_env, ()))
         self.jobs: dict[str, JobRuntime] = {
             name: self._runtime(job) for name, job in config.jobs.items()
         }
+        self.active: dict[str, ActiveRun] = {}
         self.started_at = utc_now()
         self.started_mono = time.monotonic()
         self.stopping = False
@@ -124,13 +160,21 @@ class Keeper:
         self._heaps: dict[str, list[tuple[float, int, str, int]]] = {"wall": [], "mono": []}
         self._seq = 0
         self._waiting: deque[StartRequest] = deque()
-        self._running = 0
-        self._retry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
+        self._stop_watching: asyncio.Event | None = None
+        self._watchers: list[asyncio.Task] = []
+        self._renders: set[asyncio.Task] = set()
+        self._outputs_due: asyncio.TimerHandle | None = None
+        self._vault_due: asyncio.TimerHandle | None = None
 
     # ---- setup -------------------------------------------------------------
+
+    @staticmethod
+    def _job_limits(config: Config) -> dict[str, int]:
+        return {name: job.max_per_hour for name, job in config.jobs.items() if job.max_per_hour}
 
     def _runtime(self, job: JobConfig) -> JobRuntime:
         # Jobs without env of their own share one copy of the keeper's environment and
@@ -154,26 +198,28 @@ class Keeper:
             masker=masker,
         )
 
-    async def start(self) -> None:
-        """Close what a dead keeper left open, learn recent results, lay out the schedule."""
+    async def start(self, catch_up: bool = True, files: bool = True) -> None:
+        """Close what a dead keeper left open, learn recent results, lay out the
+        schedule, catch up what downtime missed, and find files already waiting."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stop_watching = asyncio.Event()
         _raise_fd_limit()
         await self._close_interrupted()
-        self._load_recent()
-        now = {"wall": time.time(), "mono": time.monotonic()}
+        history_dir = self.vault / "Logs" / "history"
+        self.quota = Quota.from_history(
+            history_dir,
+            self.config.keeper.max_runs_per_hour,
+            self._job_limits(self.config),
+            time.time(),
+        )
+        last = self._load_recent()
         for runtime in self.jobs.values():
-            runtime.next_due = []
-            for index, schedule in enumerate(runtime.schedules):
-                due = schedule.first(now[schedule.clock])
-                runtime.next_due.append(due)
-                self._push(schedule.clock, due, runtime.name, index)
+            self._lay_out(runtime)
         pruned = hist.prune(
-            self.vault / "Logs" / "history",
-            self.config.keeper.history_retention_days,
-            utc_now().date(),
+            history_dir, self.config.keeper.history_retention_days, utc_now().date()
         )
         if pruned:
             self.log.info(f"history retention removed {len(pruned)} old segment(s)")
@@ -181,6 +227,22 @@ class Keeper:
             f"keeper started: pid {os.getpid()}, {len(self.jobs)} job(s), vault {self.vault}"
         )
         self.bus.publish("keeper_state", state=self.state_word)
+        if catch_up and self.config.keeper.catch_up == "once":
+            self._catch_up(last)
+        self.ledger.load()
+        self.handover.configure(self.config.jobs)
+        if files:
+            self.handover.rescan()
+
+    def _lay_out(self, runtime: JobRuntime, keep: dict[int, float] | None = None) -> None:
+        now = {"wall": time.time(), "mono": time.monotonic()}
+        runtime.next_due = []
+        for index, schedule in enumerate(runtime.schedules):
+            due = (keep or {}).get(index)
+            if due is None:
+                due = schedule.first(now[schedule.clock])
+            runtime.next_due.append(due)
+            self._push(schedule.clock, due, runtime.name, index)
 
     async def _close_interrupted(self) -> None:
         previous = self.lock.previous if self.lock else {}
@@ -210,20 +272,27 @@ class Keeper:
                 f"run {record.id} of {record.job} closed as interrupted: {record.error}"
             )
 
-    def _load_recent(self) -> None:
-        midnight = datetime.now(self.tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        since = min(midnight, datetime.now(self.tz) - timedelta(days=1))
-        result = hist.runs_since(self.vault / "Logs" / "history", since)
-        for record in result.records:
-            runtime = self.jobs.get(record.job)
-            if record.status == "running":
+    def _load_recent(self) -> dict[str, RunRecord]:
+        last, today, bad = last_runs(self.config)
+        for name, record in last.items():
+            if name in self.jobs:
+                self.jobs[name].last = record
+        self.today = today
+        if bad:
+            self.log.warning(f"history: skipped {bad} unreadable line(s)")
+        return last
+
+    def _catch_up(self, last: dict[str, RunRecord]) -> None:
+        """One run per job whose slot passed while no keeper ran; never a burst."""
+        now = time.time()
+        for name, runtime in self.jobs.items():
+            record = last.get(name)
+            if record is None or not runtime.schedules or self.state.is_paused(name):
                 continue
-            if runtime is not None and runtime.last is None:
-                runtime.last = record
-            if record.started_at >= midnight:
-                self._count_today(record.status)
-        if result.bad_lines:
-            self.log.warning(f"history: skipped {result.bad_lines} unreadable line(s)")
+            since = record.started_at.timestamp()
+            if any(schedule.missed_since(since, now) for schedule in runtime.schedules):
+                self.log.info(f"{name}: a slot passed since its last run; catching up once")
+                self.submit(StartRequest(name, "catch_up"))
 
     # ---- the loop -------------------------------------------------------------
 
@@ -236,9 +305,13 @@ class Keeper:
             self._wake.set()
 
     async def serve(self) -> None:
-        """Fire due slots until stop() is called."""
+        """Fire due slots until stop() is called; watch the vault meanwhile."""
         assert self._loop is not None and self._wake is not None
         loop = self._loop
+        self._watchers = [
+            asyncio.create_task(self._watch_vault()),
+            asyncio.create_task(self._watch_config()),
+        ]
         while not self.stopping:
             self._fire_due()
             delay = self._sleep_for()
@@ -272,47 +345,124 @@ class Keeper:
                     runtime.missed_while_paused += 1
                     continue
                 due_mono = due if clock == "mono" else now["mono"] - (now["wall"] - due)
-                self.submit(StartRequest(name, "schedule", due_mono=due_mono))
+                self.submit(
+                    StartRequest(name, "schedule", due_mono=due_mono, wave=f"{clock}:{due:.0f}")
+                )
+
+    # ---- the vault -----------------------------------------------------------
+
+    async def _watch_vault(self) -> None:
+        assert self._stop_watching is not None
+        paths = watch_paths(self.vault, self.handover.patterns)
+        try:
+            async for changes in watch(paths, self._stop_watching):
+                for change, path in changes:
+                    rel = relative(self.vault, Path(path))
+                    if rel is None:
+                        continue
+                    if change == WATCH_DELETED:
+                        self.handover.gone(rel)
+                    else:
+                        self.handover.offer(rel)
+                self._vault_changed()
+        except Exception as error:
+            self.log.error(f"vault watch stopped: {error}; file triggers need a restart")
+
+    async def _watch_config(self) -> None:
+        from watchfiles import awatch
+
+        assert self._stop_watching is not None
+        config_path = str(self.config.path)
+        try:
+            async for changes in awatch(
+                self.vault, stop_event=self._stop_watching, recursive=False, debounce=300, step=50
+            ):
+                if any(path == config_path for _, path in changes):
+                    self.reload("the config file changed")
+        except Exception as error:
+            self.log.error(f"config watch stopped: {error}; reload with SIGHUP")
+
+    def _vault_changed(self) -> None:
+        if self._vault_due is None and self._loop is not None:
+            self._vault_due = self._loop.call_later(VAULT_EVENT_INTERVAL, self._publish_vault)
+
+    def _publish_vault(self) -> None:
+        self._vault_due = None
+        folders = summarize_all(self.vault)
+        self.bus.publish(
+            "vault_changed",
+            folders={f.name: {"count": f.count, "newest": list(f.newest)} for f in folders},
+        )
+        self._outputs_changed()
+
+    def _files_ready(self, job: str) -> None:
+        """Files wait for `job`: start a run for them unless one will pick them up."""
+        runtime = self.jobs.get(job)
+        if runtime is None or not runtime.config.enabled or self.stopping:
+            return
+        if self.state.is_paused(job) or runtime.file_request:
+            return
+        if runtime.active and runtime.config.overlap != "allow":
+            return  # the run in flight takes them on when it ends
+        wait = runtime.files_not_before - time.monotonic()
+        if wait > 0:
+            key = f"files:{job}"
+            if key not in self._timers and self._loop is not None:
+                self._timers[key] = self._loop.call_later(wait, self._files_timer, job)
+            return
+        runtime.file_request = True
+        self.submit(StartRequest(job, "file"))
+
+    def _files_timer(self, job: str) -> None:
+        self._timers.pop(f"files:{job}", None)
+        self._files_ready(job)
 
     # ---- starting runs ----------------------------------------------------------
 
     def submit(self, request: StartRequest) -> str:
         """Start a run now, or queue it behind max_parallel / overlap; returns its id."""
         runtime = self.jobs[request.job]
+        if request.wave is None:
+            request.wave = request.run_id
         if self.stopping:
-            self._record_skipped(request, "keeper is stopping")
+            self._record_never_started(request, "skipped", "keeper is stopping")
             return request.run_id
-        if runtime.active:
-            overlap = runtime.config.overlap
-            if overlap == "skip":
+        if runtime.active and runtime.config.overlap != "allow":
+            if request.trigger == "file":
+                runtime.file_request = False  # the run in flight takes the files on
+                return request.run_id
+            if runtime.config.overlap == "skip":
                 running = next(iter(runtime.active))
-                self._record_skipped(request, f"run {running} still running (overlap = skip)")
-                return request.run_id
-            if overlap == "queue":
-                if runtime.queued:
-                    queued = runtime.queued[0].run_id
-                    self._record_skipped(request, f"run {queued} already queued (overlap = queue)")
-                else:
-                    runtime.queued.append(request)
-                    self.bus.publish("job_state", **self.job_view(runtime))
-                return request.run_id
-        if self._running >= self.config.keeper.max_parallel:
+                self._record_never_started(
+                    request, "skipped", f"run {running} still running (overlap = skip)"
+                )
+            elif runtime.queued:
+                queued = runtime.queued[0].run_id
+                self._record_never_started(
+                    request, "skipped", f"run {queued} already queued (overlap = queue)"
+                )
+            else:
+                runtime.queued.append(request)
+                self.bus.publish("job_state", **self.job_view(runtime))
+            return request.run_id
+        if len(self.active) >= self.config.keeper.max_parallel:
             self._waiting.append(request)
             return request.run_id
         self._start(request)
         return request.run_id
 
-    def _record_skipped(self, request: StartRequest, reason: str) -> None:
-        now = utc_now()
-        record = self._new_record(request, now)
-        record.status, record.completed_at, record.duration_ms, record.error = (
-            "skipped",
-            now,
-            0,
-            reason,
-        )
-        self.history.append(record)
-        self.bus.publish("run_finished", **self.record_view(record))
+    def _admit(self, runtime: JobRuntime, request: StartRequest) -> bool:
+        now = time.time()
+        refusal = self.quota.check(request.job, now, manual=request.trigger == "manual")
+        if refusal is None:
+            self.quota.record(request.job, now)
+            return True
+        self._record_never_started(request, "skipped", refusal.message(now))
+        if request.trigger == "file":
+            # The files stay in line and go once the quota frees a slot.
+            runtime.files_not_before = time.monotonic() + max(0.0, refusal.next_free - now)
+            self._files_ready(request.job)
+        return False
 
     def _new_record(self, request: StartRequest, started_at: datetime) -> RunRecord:
         return RunRecord(
@@ -323,7 +473,7 @@ class Keeper:
             status="running",
             trigger=request.trigger,
             host=self.host,
-            cron=self.jobs[request.job].config.cron,
+            cron=self.config.jobs[request.job].cron if request.job in self.config.jobs else None,
             attempt=request.attempt,
             files=list(request.files),
         )
@@ -348,6 +498,19 @@ class Keeper:
     def _start(self, request: StartRequest) -> None:
         runtime = self.jobs[request.job]
         job = runtime.config
+        if request.trigger == "file":
+            runtime.file_request = False
+            request.files = self.handover.claim(job.name, request.run_id)
+            if not request.files:
+                return  # another run took them: nothing to do, nothing to record
+        elif request.files:
+            self.handover.carry(job.name, request.files, request.run_id)
+        if not self._admit(runtime, request):
+            if request.files and request.trigger != "file":
+                self.handover.settle_run(
+                    job.name, request.run_id, request.files, "skipped", None, False
+                )
+            return
         record = self._new_record(request, utc_now())
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
@@ -371,14 +534,18 @@ class Keeper:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             exit_code = 127 if isinstance(error, FileNotFoundError) else 126
             self._finish_unstarted(
-                runtime, record, f"cannot start {_argv(job.command)[0]}: {reason}", exit_code
+                runtime,
+                request,
+                record,
+                f"cannot start {_argv(job.command)[0]}: {reason}",
+                exit_code,
             )
             return
         spawned_mono = time.monotonic()
-        self._running += 1
         self._idle.clear()
-        active = ActiveRun(request, record, run, sink)
+        active = ActiveRun(request, record, run, sink, runtime)
         runtime.active[request.run_id] = active
+        self.active[request.run_id] = active
         sink.note(f"▶ started: trigger {request.trigger}, attempt {request.attempt}, pid {run.pid}")
         lateness_ms = None
         if request.due_mono is not None:
@@ -386,26 +553,27 @@ class Keeper:
         self.log.info(
             f"run {request.run_id} of {job.name} started ({request.trigger}, pid {run.pid})"
         )
-        self.bus.publish(
-            "run_started", **self.record_view(record), pid=run.pid, lateness_ms=lateness_ms
-        )
+        self.bus.publish("run_started", **record.to_json(), pid=run.pid, lateness_ms=lateness_ms)
         run.done.add_done_callback(lambda done: self._finished(active, done.result()))
 
     def _finish_unstarted(
-        self, runtime: JobRuntime, record: RunRecord, error: str, exit_code: int
+        self,
+        runtime: JobRuntime,
+        request: StartRequest,
+        record: RunRecord,
+        error: str,
+        exit_code: int,
     ) -> None:
         record.status, record.error, record.exit_code = "failure", error, exit_code
         record.completed_at = utc_now()
         record.duration_ms = 0
         self.history.append(record)
-        runtime.last = record
-        self._count_today("failure")
         self.log.error(f"run {record.id} of {record.job}: {error}")
-        self.bus.publish("run_finished", **self.record_view(record))
+        self._closed(runtime, request, record, env=None)
+        self._drain_waiting()
 
     def _finished(self, active: ActiveRun, outcome: RunOutcome) -> None:
         record = active.record
-        runtime = self.jobs.get(record.job)
         record.status = outcome.status
         record.exit_code = outcome.exit_code
         record.error = outcome.error
@@ -418,69 +586,127 @@ class Keeper:
             + (f": {outcome.error}" if outcome.error else "")
             + f" after {format_duration(outcome.duration_ms / 1000)}"
         )
-        self._running -= 1
-        self._count_today(outcome.status)
+        self.active.pop(record.id, None)
+        runtime = active.runtime
+        runtime.active.pop(record.id, None)
+        if not runtime.active:
+            runtime.log.close()
         level = self.log.info if outcome.status == "success" else self.log.warning
         level(
             f"run {record.id} of {record.job} {outcome.status}"
             + (f" ({outcome.error})" if outcome.error else "")
             + f" in {format_duration(outcome.duration_ms / 1000)}"
         )
-        self.bus.publish("run_finished", **self.record_view(record))
-        if runtime is not None:
-            runtime.active.pop(record.id, None)
-            runtime.last = record
-            if not runtime.active:
-                runtime.log.close()
-            self._after_run(runtime, active.request, outcome)
+        self._closed(runtime, active.request, record, env=active.run.spec.env)
         self._drain_waiting()
 
-    def _after_run(self, runtime: JobRuntime, request: StartRequest, outcome: RunOutcome) -> None:
+    def _closed(
+        self, runtime: JobRuntime, request: StartRequest, record: RunRecord, env: dict | None
+    ) -> None:
+        """Everything that follows a run's final record."""
         job = runtime.config
-        if self.stopping:
+        runtime.last = record
+        self._count_today(record.status)
+        self.metrics.observe_run(record.job, record.status, record.duration_ms, time.time())
+        self.bus.publish("run_finished", **record.to_json())
+        self._outputs_changed()
+        failed = record.status in ("failure", "timeout")
+        retrying = (
+            failed
+            and request.attempt <= job.retries
+            and not self.stopping
+            and self.jobs.get(job.name) is runtime
+        )
+        if request.files:
+            back_in_line = self.handover.settle_run(
+                job.name, record.id, request.files, record.status, record.error, retrying
+            )
+            if back_in_line and failed and not retrying:
+                runtime.files_not_before = time.monotonic() + _backoff(job, request.attempt)
+        if env is not None and not self.stopping:
+            hook = (
+                job.on_success if record.status == "success" else job.on_failure if failed else None
+            )
+            if hook is not None:
+                self._run_hook(runtime, record, hook, env)
+        if self.stopping or self.jobs.get(job.name) is not runtime:
             return
-        if outcome.status in ("failure", "timeout") and request.attempt <= job.retries:
-            # Exponential backoff with full jitter: spreads retries of many failing jobs.
-            ceiling = min(job.max_retry_delay, job.retry_delay * 2 ** (request.attempt - 1))
-            delay = random.uniform(0, ceiling)
-            retry = StartRequest(job.name, "retry", request.attempt + 1, list(request.files))
+        if retrying:
+            delay = _backoff(job, request.attempt)
+            retry = StartRequest(
+                job.name, "retry", request.attempt + 1, list(request.files), wave=request.wave
+            )
             self.log.info(
-                f"{job.name}: attempt {request.attempt} {outcome.status}; "
+                f"{job.name}: attempt {request.attempt} {record.status}; "
                 f"retry {retry.attempt} of {job.retries + 1} in {format_duration(delay)}"
             )
-            self._retry_timers[retry.run_id] = self._loop.call_later(delay, self._retry, retry)
-        if outcome.status == "success":
-            self._advance_chains(job.name)
-        else:
-            for dependent in self.jobs.values():
-                dependent.after_met.discard(job.name)
+            self._timers[retry.run_id] = self._loop.call_later(delay, self._retry, retry)
+        if record.status == "success":
+            self._advance_chains(job.name, request.wave or record.id)
         if runtime.queued:
             self.submit(runtime.queued.popleft())
+        if self.handover.has_pending(job.name):
+            self._files_ready(job.name)
+
+    def _run_hook(self, runtime: JobRuntime, record: RunRecord, hook: Any, env: dict) -> None:
+        which = "on_success" if record.status == "success" else "on_failure"
+        sink = OutputSink(runtime.log, f"{record.id} {which}", runtime.masker, self.tz)
+        spec = RunSpec(
+            f"{record.id}-{which}",
+            _argv(hook),
+            {**env, "WATCHKEEPER_STATUS": record.status},
+            self.vault,
+            HOOK_TIMEOUT,
+            self.config.keeper.kill_grace,
+        )
+        try:
+            hook_run = Run(spec, sink.feed, self._loop)
+        except OSError as error:
+            self.log.error(
+                f"{which} hook of run {record.id} ({record.job}) cannot start: {error.strerror}"
+            )
+            return
+
+        def done(future: asyncio.Future[RunOutcome]) -> None:
+            outcome = future.result()
+            sink.flush()
+            level = self.log.info if outcome.status == "success" else self.log.warning
+            level(
+                f"{which} hook of run {record.id} ({record.job}) {outcome.status}"
+                + (f": {outcome.error}" if outcome.error else "")
+            )
+
+        hook_run.done.add_done_callback(done)
 
     def _retry(self, request: StartRequest) -> None:
-        self._retry_timers.pop(request.run_id, None)
+        self._timers.pop(request.run_id, None)
         if request.job in self.jobs:
             self.submit(request)
 
-    def _advance_chains(self, succeeded: str) -> None:
+    def _advance_chains(self, succeeded: str, wave: str) -> None:
         for dependent in self.jobs.values():
-            if succeeded not in dependent.config.after:
+            after = dependent.config.after
+            if succeeded not in after:
                 continue
-            dependent.after_met.add(succeeded)
-            if not dependent.after_met.issuperset(dependent.config.after):
+            met = dependent.waves.setdefault(wave, set())
+            met.add(succeeded)
+            dependent.waves.move_to_end(wave)
+            while len(dependent.waves) > WAVES_KEPT:
+                dependent.waves.popitem(last=False)
+            if not met.issuperset(after):
                 continue
-            dependent.after_met.clear()
+            del dependent.waves[wave]
             if not dependent.config.enabled:
                 continue
             if self.state.is_paused(dependent.name):
                 dependent.missed_while_paused += 1
                 continue
-            self.submit(StartRequest(dependent.name, "after"))
+            self.submit(StartRequest(dependent.name, "after", wave=wave))
 
     def _drain_waiting(self) -> None:
-        while self._waiting and self._running < self.config.keeper.max_parallel:
+        while self._waiting and len(self.active) < self.config.keeper.max_parallel:
             self.submit(self._waiting.popleft())
-        if self._running == 0 and not self._waiting:
+        if not self.active and not self._waiting:
             self._idle.set()
 
     def _count_today(self, status: str) -> None:
@@ -520,31 +746,30 @@ class Keeper:
             save_state(self.vault, self.state)
         except OSError as error:
             self.log.error(f"cannot save {self.vault / 'Logs' / 'state.toml'}: {error.strerror}")
-        word = "paused" if paused else "resumed"
-        self.log.info(f"{job or 'all jobs'} {word}")
-        if job is None:
-            self.bus.publish("keeper_state", state=self.state_word)
-            for runtime in self.jobs.values():
-                self.bus.publish("job_state", **self.job_view(runtime))
-        else:
-            self.bus.publish("job_state", **self.job_view(self.jobs[job]))
+        self.log.info(f"{job or 'all jobs'} {'paused' if paused else 'resumed'}")
+        self._state_changed([job] if job else list(self.jobs))
+
+    def _state_changed(self, jobs: list[str]) -> None:
+        self.bus.publish("keeper_state", state=self.state_word)
+        for name in jobs:
+            runtime = self.jobs.get(name)
+            if runtime is None:
+                continue
+            self.bus.publish("job_state", **self.job_view(runtime))
+            if not self.state.is_paused(name) and self.handover.has_pending(name):
+                self._files_ready(name)
 
     def cancel(self, run_id: str, reason: str = "cancelled by operator") -> bool:
-        for runtime in self.jobs.values():
-            if run_id in runtime.active:
-                runtime.active[run_id].run.stop("cancelled", reason)
-                return True
-            for request in runtime.queued:
+        if run_id in self.active:
+            self.active[run_id].run.stop("cancelled", reason)
+            return True
+        for queue in (self._waiting, *(runtime.queued for runtime in self.jobs.values())):
+            for request in queue:
                 if request.run_id == run_id:
-                    runtime.queued.remove(request)
+                    queue.remove(request)
                     self._record_never_started(request, "cancelled", reason)
                     return True
-        for request in self._waiting:
-            if request.run_id == run_id:
-                self._waiting.remove(request)
-                self._record_never_started(request, "cancelled", reason)
-                return True
-        timer = self._retry_timers.pop(run_id, None)
+        timer = self._timers.pop(run_id, None)
         if timer is not None:
             timer.cancel()
             return True
@@ -560,7 +785,61 @@ class Keeper:
             reason,
         )
         self.history.append(record)
-        self.bus.publish("run_finished", **self.record_view(record))
+        self.bus.publish("run_finished", **record.to_json())
+        if request.trigger == "file":
+            self.jobs[request.job].file_request = False
+
+    def reload(self, reason: str) -> bool:
+        """Re-read config, runtime state and the file ledger. A bad config is refused
+        and the running one kept; runs in flight are never touched."""
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as error:
+            self.log.error(
+                f"config reload ({reason}) refused, keeping the running config: "
+                + "; ".join(str(issue) for issue in error.issues)
+            )
+            self.bus.publish("config_error", issues=[str(issue) for issue in error.issues])
+            return False
+        old = self.config
+        self.config = config
+        self.tz = config.keeper.tz
+        for name in list(self.jobs):
+            if name not in config.jobs:
+                del self.jobs[name]  # its runs in flight finish on their own
+        for name, job in config.jobs.items():
+            runtime = self.jobs.get(name)
+            if runtime is not None and _same_job(runtime.config, job) and old.keeper.tz == self.tz:
+                runtime.config = job
+                continue
+            fresh = self._runtime(job)
+            if runtime is not None:
+                fresh.active, fresh.queued, fresh.last = (
+                    runtime.active,
+                    runtime.queued,
+                    runtime.last,
+                )
+                for active in fresh.active.values():
+                    active.runtime = fresh
+            self.jobs[name] = fresh
+            self._lay_out(fresh)
+        self.quota.set_limits(config.keeper.max_runs_per_hour, self._job_limits(config))
+        self.state = load_state(self.vault)
+        self.ledger.load()
+        patterns_before = self.handover.patterns
+        self.handover.configure(config.jobs)
+        self.handover.rescan()
+        if self.handover.patterns != patterns_before and self._watchers:
+            self._restart_vault_watch()
+        self.log.info(f"config reloaded ({reason}): {len(config.jobs)} job(s)")
+        self._state_changed(list(self.jobs))
+        self.wake()
+        return True
+
+    def _restart_vault_watch(self) -> None:
+        # Each watch has its own stop event, so one can be replaced without the other.
+        self._watchers[0].cancel()
+        self._watchers[0] = asyncio.create_task(self._watch_vault())
 
     # ---- stopping --------------------------------------------------------------
 
@@ -570,9 +849,12 @@ class Keeper:
             grace = self.config.keeper.shutdown_grace
         self.stopping = True
         self.wake()
-        for timer in self._retry_timers.values():
+        if self._stop_watching is not None:
+            self._stop_watching.set()
+        self.handover.settler.cancel()
+        for timer in self._timers.values():
             timer.cancel()
-        self._retry_timers.clear()
+        self._timers.clear()
         while self._waiting:
             self._record_never_started(self._waiting.popleft(), "skipped", "keeper stopped first")
         for runtime in self.jobs.values():
@@ -580,24 +862,35 @@ class Keeper:
                 self._record_never_started(
                     runtime.queued.popleft(), "skipped", "keeper stopped first"
                 )
-        if self._running:
+        if self.active:
             self.log.info(
-                f"stopping: waiting up to {format_duration(grace)} for {self._running} run(s)"
+                f"stopping: waiting up to {format_duration(grace)} for {len(self.active)} run(s)"
             )
             await self.wait_idle(grace)
-        if self._running:
+        if self.active:
             self.hurry()
             await self.wait_idle(self.config.keeper.kill_grace + 5)
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, *self._renders, return_exceptions=True)
+        for handle in (self._outputs_due, self._vault_due):
+            if handle is not None:
+                handle.cancel()
+        self._write_outputs()
         self.log.info("keeper stopped")
         self.bus.publish("keeper_state", state="STOPPED")
         self.history.close()
         self.log.close()
 
+    @property
+    def pending_timers(self) -> bool:
+        """Retries and held-back file runs that are still to come."""
+        return bool(self._timers)
+
     def hurry(self) -> None:
         """End every run in flight now instead of waiting out the drain."""
-        for runtime in self.jobs.values():
-            for active in runtime.active.values():
-                active.run.stop("cancelled", "keeper stopped")
+        for active in list(self.active.values()):
+            active.run.stop("cancelled", "keeper stopped")
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """True once no run is in flight or waiting for a slot."""
@@ -608,6 +901,40 @@ class Keeper:
         except TimeoutError:
             return False
         return True
+
+    # ---- Dashboard.md and metrics.prom ---------------------------------------------
+
+    def _outputs_changed(self) -> None:
+        if self._outputs_due is None and self._loop is not None and not self.stopping:
+            self._outputs_due = self._loop.call_later(OUTPUT_INTERVAL, self._write_outputs)
+
+    def _write_outputs(self) -> None:
+        """Gather on the loop (cheap), render and write in a thread: with a thousand jobs
+        rendering takes long enough to make the next slot late."""
+        self._outputs_due = None
+        snapshot = self.snapshot()
+        if self.stopping or self._loop is None:
+            self._render_outputs(snapshot)
+            return
+        task = self._loop.create_task(asyncio.to_thread(self._render_outputs, snapshot))
+        self._renders.add(task)
+        task.add_done_callback(self._renders.discard)
+
+    def _render_outputs(self, snapshot: dict[str, Any]) -> None:
+        try:
+            folders = summarize_all(self.vault)
+            directory = self.vault / "Logs" / "history"
+            now = datetime.now(self.tz)
+            recent = hist.recent(directory, hist.Query(limit=10)).records
+            failures = hist.recent(
+                directory, hist.Query(status="failure", since=now - timedelta(days=1), limit=10)
+            ).records
+            write_dashboard(
+                self.vault, render_dashboard(snapshot, folders, recent, failures, self.tz, now)
+            )
+            write_metrics(self.vault, self.metrics.render(snapshot, folders))
+        except OSError as error:
+            self.log.error(f"cannot write Dashboard.md / metrics.prom: {error.strerror or error}")
 
     # ---- views --------------------------------------------------------------------
 
@@ -626,13 +953,11 @@ class Keeper:
         ]
         return datetime.fromtimestamp(min(moments), self.tz) if moments else None
 
-    def record_view(self, record: RunRecord) -> dict[str, Any]:
-        return record.to_json()
-
     def job_view(self, runtime: JobRuntime) -> dict[str, Any]:
         job = runtime.config
         next_run = self.next_run(runtime)
         now = time.monotonic()
+        files = self.handover.jobs.get(job.name)
         return {
             "name": job.name,
             "trigger": job.trigger_summary,
@@ -650,8 +975,12 @@ class Keeper:
                 for run_id, active in runtime.active.items()
             ],
             "queued": len(runtime.queued),
+            "files_pending": len(files.pending) if files else 0,
             "missed_while_paused": runtime.missed_while_paused,
         }
+
+    def quota_view(self) -> list[dict[str, Any]]:
+        return usage_view(self.quota.usage(time.time()))
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -662,15 +991,17 @@ class Keeper:
             "started_at": hist.iso(self.started_at),
             "uptime_s": round(time.monotonic() - self.started_mono, 1),
             "paused": self.state.paused,
-            "running": self._running,
+            "running": len(self.active),
             "waiting": len(self._waiting),
             "today": dict(self.today),
+            "quota": self.quota_view(),
+            "runs_last_hour": self.quota.runs_last_hour(time.time()),
             "jobs": [self.job_view(runtime) for runtime in self.jobs.values()],
         }
 
     # ---- plumbing -----------------------------------------------------------------
 
-    def _job_line(self, job: str):
+    def _job_line(self, job: str) -> Callable[[str], None]:
         def publish(line: str) -> None:
             self.bus.publish("log_line", source=job, line=line)
 
@@ -682,13 +1013,17 @@ class Keeper:
     def _history_failed(self, error: OSError) -> None:
         self.log.error(f"cannot write history: {error.strerror or error}")
 
+    def _ledger_failed(self, error: OSError) -> None:
+        self.log.error(f"cannot write the file ledger: {error.strerror or error}")
+
     def _log_write_failed(self, path: Path, error: OSError) -> None:
         self.log.error(f"cannot write {path}: {error.strerror}; job output dropped until it can")
 
 
-async def run_once(keeper: Keeper, dry_run: bool = False) -> list[str]:
-    """--once: each enabled scheduled job once, then whatever its `after` chain starts.
-    Returns the names of the jobs started (or that would start, with dry_run)."""
+async def run_once(keeper: Keeper) -> list[str]:
+    """--once, after start(files=False): each enabled scheduled job once, then whatever
+    its `after` chain starts, then every file waiting for a job. Returns the names of
+    the jobs started on schedule."""
     chosen = [
         runtime.name
         for runtime in keeper.jobs.values()
@@ -696,16 +1031,21 @@ async def run_once(keeper: Keeper, dry_run: bool = False) -> list[str]:
         and runtime.config.scheduled
         and not keeper.state.is_paused(runtime.name)
     ]
-    if dry_run:
-        return chosen
+    wave = f"once:{time.time():.0f}"
     for name in chosen:
-        keeper.submit(StartRequest(name, "schedule"))
+        keeper.submit(StartRequest(name, "schedule", wave=wave))
     await keeper.wait_idle()
+    keeper.handover.rescan()
+    # Files still being written settle first; failed ones go back in line after a
+    # backoff. Both end as runs (or quarantine), and then there is nothing left to do.
+    while keeper.handover.settling or keeper.active or keeper.pending_timers:
+        await keeper.wait_idle()
+        await asyncio.sleep(0.05)
     return chosen
 
 
 def install_signal_handlers(keeper: Keeper, stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM drain gracefully; a second one ends the runs at once."""
+    """SIGINT/SIGTERM drain gracefully, a second one ends the runs at once; SIGHUP reloads."""
     loop = asyncio.get_running_loop()
 
     def on_signal(number: int) -> None:
@@ -719,6 +1059,7 @@ def install_signal_handlers(keeper: Keeper, stop: asyncio.Event) -> None:
 
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, on_signal, number)
+    loop.add_signal_handler(signal.SIGHUP, keeper.reload, "SIGHUP")
 
 
 async def run_daemon(keeper: Keeper) -> None:

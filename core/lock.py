@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,3 +95,38 @@ def holder(vault: Path) -> dict | None:
         return None
     finally:
         os.close(fd)
+
+
+def _catches_sighup(pid: int) -> bool:
+    """SIGHUP's default action ends a process: only signal a keeper that handles it.
+    Without /proc (not Linux) there is no way to tell, so trust that it does."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return True
+
+
+def ask_keeper_to_reload(vault: Path) -> str:
+    """Have a running keeper re-read its config, state and ledger (SIGHUP); the
+    answer says what happened."""
+    record = holder(vault)
+    if record is None:
+        return "no keeper running; applies when one starts"
+    pid, host = record.get("pid"), record.get("hostname", "?")
+    if not isinstance(pid, int) or pid <= 0:
+        return "a keeper holds the vault but names no pid; applies when it restarts"
+    if host != socket.gethostname():
+        return f"keeper pid {pid} runs on {host}: tell it there with `kill -HUP {pid}`"
+    if not _catches_sighup(pid):
+        return f"keeper pid {pid} does not reload on SIGHUP; applies when it restarts"
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return f"keeper pid {pid} is gone; applies when one starts"
+    except PermissionError:
+        return f"keeper pid {pid} belongs to another user: not told"
+    return f"keeper pid {pid} told"

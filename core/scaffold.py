@@ -46,7 +46,7 @@ SECTIONS: list[tuple[str, dict]] = [
         },
     ),
     (
-        "# Moves notes from Inbox to Needs_Action every few seconds.\n"
+        "# Moves each note dropped into Inbox to Needs_Action, and sweeps Inbox every 30s.\n"
         '# Triggers: every = "5m", cron = "0 3 * * *", on_files = ["Inbox/*.md"],\n'
         '# after = ["other-job"]; none at all means the job runs only when named.',
         {
@@ -54,7 +54,10 @@ SECTIONS: list[tuple[str, dict]] = [
                 "vault-watcher": {
                     "description": "Move new notes from Inbox to Needs_Action",
                     "command": ["python3", "scripts/watcher.py"],
-                    "every": "5s",
+                    "on_files": ["Inbox/*.md"],
+                    "settle": "1s",
+                    "every": "30s",
+                    "overlap": "queue",
                 }
             }
         },

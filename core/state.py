@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
+
+from core.atomic import write_atomic
 
 STATE_NAME = "state.toml"
 
@@ -50,6 +51,4 @@ def save_state(vault: Path, state: RuntimeState) -> None:
         data["theme"] = state.theme
     path = state_path(vault)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    os.replace(temp, path)
+    write_atomic(path, tomli_w.dumps(data))

@@ -123,5 +123,18 @@ def vault_status(config: Config) -> dict[str, Any]:
         },
         "today": today,
         "jobs": jobs_view(config, last),
+        "quota": quota_view(config),
         "history_bad_lines": bad,
     }
+
+
+def quota_view(config: Config) -> list[dict[str, Any]]:
+    """Used/limit per scope over the sliding hour, rebuilt from history like the keeper's."""
+    from core.quota import Quota, usage_view
+
+    limits = {name: job.max_per_hour for name, job in config.jobs.items() if job.max_per_hour}
+    now = time.time()
+    quota = Quota.from_history(
+        config.vault / "Logs" / "history", config.keeper.max_runs_per_hour, limits, now
+    )
+    return usage_view(quota.usage(now))

@@ -27,6 +27,11 @@ class Schedule(Protocol):
         skipped, never fired in a burst."""
         ...
 
+    def missed_since(self, last_start: float, now: float) -> bool:
+        """Whether a slot fell between a run that started at `last_start` and `now`
+        (both wall-clock seconds): what catch-up after downtime looks at."""
+        ...
+
 
 @dataclass(frozen=True)
 class EverySchedule:
@@ -41,6 +46,9 @@ class EverySchedule:
         steps = max(1, math.ceil((now - slot) / self.interval))
         return slot + steps * self.interval
 
+    def missed_since(self, last_start: float, now: float) -> bool:
+        return last_start + self.interval <= now
+
 
 @dataclass(frozen=True)
 class CronTrigger:
@@ -53,6 +61,9 @@ class CronTrigger:
 
     def following(self, slot: float, now: float) -> float:
         return self.first(max(slot, now))
+
+    def missed_since(self, last_start: float, now: float) -> bool:
+        return self.first(last_start) <= now
 
 
 def schedules_for(job: JobConfig, tz: ZoneInfo) -> list[Schedule]:

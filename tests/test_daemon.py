@@ -106,6 +106,7 @@ def test_kill_9_then_restart_closes_run_as_interrupted_and_ends_its_group(
         f"""
         [keeper]
         kill_grace = "1s"
+        shutdown_grace = "1s"
         [jobs.victim]
         command = ["sh", "-c", "sleep 300 & echo $! $$ > {pids}; wait"]
         every = "100ms"

@@ -179,7 +179,7 @@ def _once(config: Config, dry_run: bool) -> int:
 
     async def drive() -> None:
         subscription = keeper.bus.subscribe(maxsize=100_000)
-        await keeper.start()
+        await keeper.start(files=False)
         await run_once(keeper)
         await keeper.stop()
         while (event := subscription.get_nowait()) is not None:
@@ -240,6 +240,14 @@ def _status(config: Config, as_json: bool) -> None:
         "folders: " + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
     )
     typer.echo(f"today: {data['today']['ok']} ok, {data['today']['failed']} failed")
+    for usage in data["quota"]:
+        limit = usage["limit"] or "∞"
+        frees = (
+            f", next slot frees {_local(usage['next_free'], tz, '%H:%M:%S')}"
+            if usage["limit"] and usage["used"] >= usage["limit"]
+            else ""
+        )
+        typer.echo(f"quota {usage['scope']}: {usage['used']}/{limit} in the last hour{frees}")
     _jobs_table(data["jobs"], tz)
 
 
@@ -445,5 +453,37 @@ def run(
     raise typer.Exit(EXIT_OK if outcome["status"] == "success" else EXIT_JOB_FAILED)
 
 
+@app.command()
+def requeue(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The quarantined file (in Needs_Action/).")],
+    vault: VaultOption = None,
+) -> None:
+    """Put a quarantined file back where it came from, to be handed over again."""
+    from core.handover import requeue as put_back
+    from core.ledger import LEDGER_NAME, Ledger
+    from core.lock import ask_keeper_to_reload
+
+    config = _config(ctx, vault)
+    root = config.vault.resolve()
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    if not absolute.exists() and (root / path).exists():
+        absolute = root / path
+    try:
+        location = absolute.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise fail(f"{path} is not inside the vault {root}") from None
+    ledger = Ledger(root / "Logs" / LEDGER_NAME)
+    ledger.load()
+    try:
+        original = put_back(root, ledger, location)
+    except (LookupError, OSError) as error:
+        raise fail(str(error)) from None
+    typer.echo(f"requeued {location} -> {original} ({ask_keeper_to_reload(root)})")
+
+
 def main() -> None:
     app()
+
+
+from tui import cli_ops  # noqa: E402,F401  (registers logs/pause/resume)

@@ -1,4 +1,8 @@
-"""Demo job: move whole notes from Inbox/ to Needs_Action/."""
+"""Demo job: move whole notes from Inbox/ to Needs_Action/.
+
+Given files (WATCHKEEPER_FILES, one vault-relative path a line) it moves those; on a
+schedule it sweeps Inbox for anything left behind.
+"""
 
 import os
 import pathlib
@@ -6,8 +10,12 @@ import pathlib
 vault = pathlib.Path(os.environ.get("WATCHKEEPER_VAULT", "."))
 inbox, target = vault / "Inbox", vault / "Needs_Action"
 target.mkdir(exist_ok=True)
+given = [line for line in os.environ.get("WATCHKEEPER_FILES", "").split("\n") if line]
+notes = [vault / rel for rel in given] if given else sorted(inbox.glob("*.md"))
 moved = 0
-for note in sorted(inbox.glob("*.md")):
+for note in notes:
+    if not note.exists():
+        continue
     destination = target / note.name
     if destination.exists():
         print(f"skipped {note.name}: already in Needs_Action")

@@ -1,0 +1,245 @@
+"""<vault>/Dashboard.md: what the keeper is doing, as Markdown for the operator's notes app.
+
+Everything that comes from data (file names, job names, errors) goes through `_text`:
+the vault holds files anyone may name, and a `|` or newline in a name must not break a
+table, nor a `#` or `[[` turn into a tag or link.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from core.atomic import write_atomic
+from core.history import RunRecord
+from core.units import format_duration
+from core.vault import FolderSummary
+
+DASHBOARD_NAME = "Dashboard.md"
+RECENT_ROWS = 10
+FAILURE_ROWS = 50
+FAILURE_WINDOW = timedelta(hours=24)
+ERROR_CHARS = 200
+
+# Status is never told by colour alone (DESIGN: the console and everything it writes).
+GLYPHS = {
+    "success": "✔",
+    "failure": "✘",
+    "timeout": "⧗",
+    "skipped": "↷",
+    "cancelled": "■",
+    "interrupted": "⚡",
+    "running": "▶",
+}
+
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+# Other control characters would reach a terminal that `cat`s the file as escape sequences.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_MARKUP = re.compile(r"([\\`*_\[\]<>#|$~&])")
+
+
+def status_label(status: str) -> str:
+    """Glyph and word, e.g. "✘ failure"."""
+    return f"{GLYPHS.get(status, '?')} {_text(status)}"
+
+
+def _text(value: object, limit: int | None = None) -> str:
+    """Data made safe for one Markdown table cell: one line, no markup, `|` escaped."""
+    text = _LINE_BREAK.sub(" ↵ ", str(value)).replace("\t", " ")
+    text = _CONTROL.sub("\ufffd", text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _MARKUP.sub(r"\\\1", text)
+
+
+def _moment(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _when(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
+    """Local clock time; the date only when it is not today."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(tz)
+    if local.date() == now.astimezone(tz).date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+def _duration_ms(ms: object) -> str:
+    return format_duration(ms / 1000) if isinstance(ms, int | float) else "—"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Cells must already be escaped: some carry markup of ours."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines.extend("| " + " | ".join(cell or "—" for cell in row) + " |" for row in rows)
+    return lines
+
+
+def _keeper_lines(snapshot: dict[str, Any]) -> list[str]:
+    today = snapshot.get("today") or {}
+    facts = [f"**{_text(snapshot.get('state', 'UNKNOWN'))}**"]
+    if snapshot.get("pid") is not None:
+        host = f" on {_text(snapshot['host'])}" if snapshot.get("host") else ""
+        facts.append(f"pid {_text(snapshot['pid'])}{host}")
+    if isinstance(snapshot.get("uptime_s"), int | float):
+        facts.append(f"up {format_duration(snapshot['uptime_s'])}")
+    counts = [
+        f"{GLYPHS['success']} {today.get('ok', 0)} ok",
+        f"{GLYPHS['failure']} {today.get('failed', 0)} failed",
+    ]
+    if snapshot.get("running"):
+        counts.append(f"{GLYPHS['running']} {snapshot['running']} running")
+    if snapshot.get("waiting"):
+        counts.append(f"{snapshot['waiting']} waiting for a slot")
+    return [" · ".join(facts), "", "Today: " + " · ".join(counts)]
+
+
+def _folder_lines(folders: Sequence[FolderSummary]) -> list[str]:
+    rows = [
+        (_text(folder.name), str(folder.count), " · ".join(_text(name) for name in folder.newest))
+        for folder in folders
+    ]
+    return _table(("Folder", "Files", "Newest"), rows)
+
+
+def _upcoming(value: object, tz: tzinfo, now: datetime, past: str) -> str:
+    """ "14:05:00 (in 4m05s)"; `past` instead of the countdown once the moment has come."""
+    moment = _moment(value)
+    if moment is None:
+        return "—"
+    left = (moment - now).total_seconds()
+    return f"{_when(moment, tz, now)} ({'in ' + format_duration(left) if left > 0 else past})"
+
+
+def _last_result(job: dict[str, Any], tz: tzinfo, now: datetime) -> str:
+    last = job.get("last")
+    done = "—"
+    if last:
+        moment = _moment(last.get("completedAt")) or _moment(last.get("startedAt"))
+        done = f"{status_label(str(last.get('status')))} {_when(moment, tz, now)}"
+    running = job.get("running") or []
+    if not running:
+        return done
+    elapsed = max(run.get("elapsed_s") or 0 for run in running)
+    many = f" ×{len(running)}" if len(running) > 1 else ""
+    now_word = f"{status_label('running')}{many} {format_duration(elapsed)}"
+    return now_word if not last else f"{now_word}; last {done}"
+
+
+def _job_lines(jobs: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> list[str]:
+    if not jobs:
+        return ["No jobs configured."]
+    rows = [
+        (
+            _text(job.get("name")),
+            _text(job.get("trigger") or "manual"),
+            _upcoming(job.get("next_run"), tz, now, "due"),
+            _last_result(job, tz, now),
+            "yes" if job.get("paused") else ("disabled" if job.get("enabled") is False else "no"),
+        )
+        for job in jobs
+    ]
+    return _table(("Job", "Trigger", "Next run", "Last result", "Paused"), rows)
+
+
+def _run_rows(records: Sequence[RunRecord], tz: tzinfo, now: datetime) -> list[str]:
+    def duration(record: RunRecord) -> str:
+        if record.status == "running":
+            return format_duration(max(0.0, (now - record.started_at).total_seconds()))
+        return _duration_ms(record.duration_ms)
+
+    rows = [
+        (
+            _when(record.started_at, tz, now),
+            _text(record.job),
+            status_label(record.status),
+            duration(record),
+            _text(record.error, ERROR_CHARS) if record.error else "",
+        )
+        for record in records
+    ]
+    return _table(("Started", "Job", "Status", "Duration", "Error"), rows)
+
+
+def _quota_lines(quota: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> list[str]:
+    rows = []
+    for scope in quota:
+        limit = scope.get("limit") or 0
+        rows.append(
+            (
+                _text(scope.get("scope")),
+                _text(scope.get("used", 0)),
+                _text(limit) if limit else "unlimited",
+                _upcoming(scope.get("next_free"), tz, now, "free now") if limit else "—",
+            )
+        )
+    return _table(("Scope", "Used", "Limit", "Next slot frees"), rows)
+
+
+def render_dashboard(
+    snapshot: dict[str, Any],
+    folders: list[FolderSummary],
+    recent: list[RunRecord],
+    failures: list[RunRecord],
+    tz: tzinfo,
+    now: datetime,
+) -> str:
+    """Markdown for Dashboard.md. `snapshot` is Keeper.snapshot() (plus "quota" when the
+    keeper has one); `recent` and `failures` may come in any order and are sorted newest
+    first; failures that started more than 24 h before `now` are left out."""
+    vault = Path(str(snapshot.get("vault", ""))).name or "vault"
+    local_now = now.astimezone(tz)
+    lines = [
+        f"# watchkeeper — {_text(vault)}",
+        "",
+        f"updated {local_now.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        "",
+        "## Keeper",
+        "",
+        *_keeper_lines(snapshot),
+        "",
+        "## Vault",
+        "",
+        *_folder_lines(folders),
+        "",
+        "## Jobs",
+        "",
+        *_job_lines(snapshot.get("jobs") or [], tz, now),
+        "",
+        f"## Last {RECENT_ROWS} runs",
+        "",
+    ]
+    newest = sorted(recent, key=lambda record: record.started_at, reverse=True)[:RECENT_ROWS]
+    lines.extend(_run_rows(newest, tz, now) if newest else ["No runs yet."])
+    lines += ["", "## Failures, last 24 h", ""]
+    cutoff = now - FAILURE_WINDOW
+    failed = sorted(
+        (record for record in failures if record.started_at >= cutoff),
+        key=lambda record: record.started_at,
+        reverse=True,
+    )
+    if failed:
+        lines.extend(_run_rows(failed[:FAILURE_ROWS], tz, now))
+        if len(failed) > FAILURE_ROWS:
+            lines += ["", f"… and {len(failed) - FAILURE_ROWS} more."]
+    else:
+        lines.append("No failures in the last 24 h.")
+    if snapshot.get("quota"):
+        lines += ["", "## Quota", "", *_quota_lines(snapshot["quota"], tz, now)]
+    return "\n".join(lines) + "\n"
+
+
+def write_dashboard(vault: Path, text: str) -> None:
+    write_atomic(vault / DASHBOARD_NAME, text)

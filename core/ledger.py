@@ -1,0 +1,144 @@
+"""Logs/files.jsonl: which file (vault-relative path + content hash) each job was handed,
+and how that ended. It makes hand-over exactly once across restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.history import iso, utc_now
+
+LEDGER_NAME = "files.jsonl"
+OUTCOMES = ("success", "failure", "quarantined", "requeued", "gone")
+
+
+@dataclass
+class FileState:
+    digest: str
+    done: bool = False
+    failures: int = 0
+    quarantined_to: str | None = None
+
+
+class Ledger:
+    def __init__(self, path: Path, on_error: Callable[[OSError], None] | None = None) -> None:
+        self.path = path
+        self.on_error = on_error
+        self.bad_lines = 0
+        self._files: dict[tuple[str, str], FileState] = {}
+
+    def load(self) -> None:
+        self._files.clear()
+        self.bad_lines = 0
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        for line in raw.splitlines():
+            try:
+                entry = json.loads(line)
+                self._apply(
+                    entry["job"], entry["path"], entry["hash"], entry["outcome"], entry.get("note")
+                )
+            except (ValueError, KeyError, TypeError):
+                self.bad_lines += 1
+
+    def _apply(self, job: str, path: str, digest: str, outcome: str, note: str | None) -> None:
+        key = (job, path)
+        if outcome == "gone":
+            self._files.pop(key, None)
+            return
+        state = self._files.get(key)
+        if state is None or state.digest != digest:
+            state = self._files[key] = FileState(digest)
+        if outcome == "success":
+            state.done, state.failures = True, 0
+        elif outcome == "failure":
+            state.failures += 1
+        elif outcome == "quarantined":
+            state.quarantined_to = note
+        elif outcome == "requeued":
+            state.done, state.failures, state.quarantined_to = False, 0, None
+        else:
+            raise ValueError(outcome)
+
+    def record(
+        self,
+        job: str,
+        path: str,
+        digest: str,
+        outcome: str,
+        run_id: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        self._apply(job, path, digest, outcome, note)
+        entry = {
+            "at": iso(utc_now()),
+            "job": job,
+            "path": path,
+            "hash": digest,
+            "run": run_id,
+            "outcome": outcome,
+        }
+        if note is not None:
+            entry["note"] = note
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            if self.on_error is None:
+                raise
+            self.on_error(error)
+
+    def state(self, job: str, path: str, digest: str) -> FileState | None:
+        """What is known of this exact content at this path for this job."""
+        state = self._files.get((job, path))
+        return state if state is not None and state.digest == digest else None
+
+    def wants(self, job: str, path: str, digest: str) -> bool:
+        state = self.state(job, path, digest)
+        return state is None or not (state.done or state.quarantined_to)
+
+    def forget(self, path: str) -> None:
+        """The file left this path: whatever arrives there next is a new arrival."""
+        for job, known in list(self._files):
+            if known == path and self._files[(job, known)].quarantined_to is None:
+                self.record(job, known, self._files[(job, known)].digest, "gone")
+
+    def quarantined(self, location: str) -> tuple[str, str, str] | None:
+        """(job, original path, hash) of the file quarantined to `location`, if any."""
+        for (job, path), state in self._files.items():
+            if state.quarantined_to == location:
+                return job, path, state.digest
+        return None
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def unique_destination(folder: Path, name: str) -> Path:
+    """folder/name, or folder/'stem (2).ext' and so on when that is taken."""
+    target = folder / name
+    stem, dot, suffix = name.partition(".")
+    counter = 2
+    while target.exists() or target.is_symlink():
+        target = folder / f"{stem} ({counter}){dot}{suffix}"
+        counter += 1
+    return target
+
+
+def remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
