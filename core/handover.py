@@ -18,8 +18,8 @@ from core.filewatch import Settler, compile_glob, is_work_file, scan
 from core.ledger import Ledger, file_digest, unique_destination
 from core.logs import KeeperLog
 
-# One run's WATCHKEEPER_FILES must stay well under the kernel's 128 KiB limit for a
-# single environment string; files beyond it wait for the next run.
+# One run's WATCHKEEPER_FILES (and its JSON twin) must stay well under the kernel's
+# 128 KiB limit for a single environment string; files beyond it wait for the next run.
 MAX_BATCH_BYTES = 60_000
 MAX_BATCH_FILES = 1000
 QUARANTINE_FOLDER = "Needs_Action"

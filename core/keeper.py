@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import os
 import random
 import resource
@@ -458,8 +459,11 @@ class Keeper:
             self.quota.record(request.job, now)
             return True
         self._record_never_started(request, "skipped", refusal.message(now))
-        if request.trigger == "file":
+        if request.files:
             # The files stay in line and go once the quota frees a slot.
+            self.handover.settle_run(
+                request.job, request.run_id, request.files, "skipped", None, False
+            )
             runtime.files_not_before = time.monotonic() + max(0.0, refusal.next_free - now)
             self._files_ready(request.job)
         return False
@@ -493,6 +497,8 @@ class Keeper:
         }
         if request.files:
             env["WATCHKEEPER_FILES"] = "\n".join(request.files)
+            # Exact even for names holding a newline, which one-a-line cannot carry.
+            env["WATCHKEEPER_FILES_JSON"] = json.dumps(request.files, ensure_ascii=False)
         return env, masker
 
     def _start(self, request: StartRequest) -> None:
@@ -506,10 +512,6 @@ class Keeper:
         elif request.files:
             self.handover.carry(job.name, request.files, request.run_id)
         if not self._admit(runtime, request):
-            if request.files and request.trigger != "file":
-                self.handover.settle_run(
-                    job.name, request.run_id, request.files, "skipped", None, False
-                )
             return
         record = self._new_record(request, utc_now())
         # The running line goes first: if we die between it and the spawn, the next
@@ -786,8 +788,9 @@ class Keeper:
         )
         self.history.append(record)
         self.bus.publish("run_finished", **record.to_json())
-        if request.trigger == "file":
-            self.jobs[request.job].file_request = False
+        runtime = self.jobs.get(request.job)
+        if request.trigger == "file" and runtime is not None:
+            runtime.file_request = False
 
     def reload(self, reason: str) -> bool:
         """Re-read config, runtime state and the file ledger. A bad config is refused
