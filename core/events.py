@@ -74,6 +74,11 @@ class EventBus:
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
 
+    @property
+    def has_subscribers(self) -> bool:
+        """Lets a publisher skip building an event nobody reads."""
+        return bool(self._subscribers)
+
     def publish(self, kind: str, **data: Any) -> None:
         if not self._subscribers:
             return

@@ -556,6 +556,12 @@ class Keeper:
             f"run {request.run_id} of {job.name} started ({request.trigger}, pid {run.pid})"
         )
         self.bus.publish("run_started", **record.to_json(), pid=run.pid, lateness_ms=lateness_ms)
+        if self.bus.has_subscribers:
+            self.bus.publish(
+                "quota",
+                usage=self.quota_view(),
+                runs_last_hour=self.quota.runs_last_hour(time.time()),
+            )
         run.done.add_done_callback(lambda done: self._finished(active, done.result()))
 
     def _finish_unstarted(

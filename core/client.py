@@ -1,0 +1,134 @@
+"""The one interface the console uses to talk to a keeper.
+
+Owner mode (here): the keeper runs inside the console's process, on a thread and event
+loop of its own, so neither side ever waits on the other: commands cross over with
+run_coroutine_threadsafe, events come back through a callback the caller makes
+thread-safe. Attach mode (a keeper already running elsewhere) implements the same
+methods over the control socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from core.config import Config
+from core.events import Event
+from core.history import Query, QueryResult, recent
+from core.keeper import Keeper
+from core.lock import VaultLock
+
+T = TypeVar("T")
+CALL_TIMEOUT = 10.0
+
+
+class KeeperClient(Protocol):
+    mode: str
+    vault: Path
+
+    def start(self, on_event: Callable[[Event], None]) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def run_now(self, job: str) -> str: ...
+    def pause(self, job: str | None = None) -> None: ...
+    def resume(self, job: str | None = None) -> None: ...
+    def cancel(self, run_id: str) -> bool: ...
+    def history(self, query: Query) -> QueryResult: ...
+    def close(self, end_runs: bool = False) -> None: ...
+
+
+class InProcessClient:
+    """Owns the vault's lock and runs the keeper on a background thread."""
+
+    mode = "owner"
+
+    def __init__(self, config: Config, lock: VaultLock) -> None:
+        self.config = config
+        self.vault = config.vault
+        self.lock = lock
+        self.keeper = Keeper(config, lock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._end_runs = False
+
+    def start(self, on_event: Callable[[Event], None]) -> None:
+        self._thread = threading.Thread(
+            target=self._main, args=(on_event,), name="keeper", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def _main(self, on_event: Callable[[Event], None]) -> None:
+        try:
+            asyncio.run(self._serve(on_event))
+        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
+            self._failure = error
+            self._ready.set()
+
+    async def _serve(self, on_event: Callable[[Event], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        subscription = self.keeper.bus.subscribe(maxsize=10_000)
+        await self.keeper.start()
+        serving = asyncio.create_task(self.keeper.serve())
+
+        async def forward() -> None:
+            while True:
+                on_event(await subscription.get())
+
+        forwarding = asyncio.create_task(forward())
+        self._ready.set()
+        await self._stop.wait()
+        if self._end_runs:
+            self.keeper.hurry()
+        await self.keeper.stop()
+        await serving
+        forwarding.cancel()
+        while (event := subscription.get_nowait()) is not None:
+            on_event(event)
+        subscription.close()
+
+    def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function` on the keeper's loop and wait for its (quick) answer."""
+        assert self._loop is not None
+
+        async def call() -> T:
+            return function(*args)
+
+        future: Future[T] = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        return future.result(CALL_TIMEOUT)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._call(self.keeper.snapshot)
+
+    def run_now(self, job: str) -> str:
+        return self._call(self.keeper.run_now, job)
+
+    def pause(self, job: str | None = None) -> None:
+        self._call(self.keeper.pause, job)
+
+    def resume(self, job: str | None = None) -> None:
+        self._call(self.keeper.resume, job)
+
+    def cancel(self, run_id: str) -> bool:
+        return self._call(self.keeper.cancel, run_id)
+
+    def history(self, query: Query) -> QueryResult:
+        # History is the vault's files: read here, on the caller's thread, not the keeper's.
+        return recent(self.vault / "Logs" / "history", query)
+
+    def close(self, end_runs: bool = False) -> None:
+        """Stop the keeper: let runs finish (its shutdown grace), or end them now."""
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._end_runs = end_runs
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join()
+        self.lock.release()
