@@ -69,7 +69,7 @@ class InProcessClient:
     def _main(self, on_event: Callable[[Event], None]) -> None:
         try:
             asyncio.run(self._serve(on_event))
-        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as error:  # reported to the thread that called start()
             self._failure = error
             self._ready.set()
 

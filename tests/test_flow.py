@@ -256,7 +256,6 @@ async def test_retries_back_off_with_full_jitter_under_the_cap(make_vault) -> No
         gap_ms = gap_ms.total_seconds() * 1000
         # History stamps are truncated to the millisecond; the loop adds a little latency.
         assert announced[attempt] - 2 <= gap_ms <= min(announced[attempt] + 50, cap_ms + 50)
-    assert len(keeper_log(vault).split("retry 4 of")) == 1
 
 
 # ---- 4: chains and waves ----------------------------------------------------------------
@@ -382,7 +381,6 @@ def test_reload_keeps_the_running_config_on_a_bad_file_and_applies_a_good_one(
     wait_for(lambda: "config reloaded (SIGHUP): 2 job(s)" in keeper_log(vault))
     assert process.poll() is None
     stop_daemon(process)
-    assert "keeper started" in keeper_log(vault).split("refused")[0]
     assert keeper_log(vault).count("keeper started") == 1
 
 
