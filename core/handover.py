@@ -7,8 +7,10 @@ failed `quarantine_after` times, then it is moved to Needs_Action/ with a note.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +100,20 @@ class Handover:
             flying = files.in_flight.get(rel)
             if flying is not None and flying[0] == digest:
                 continue
+            if not self.ledger.wants(name, rel, digest) and self._requeued_elsewhere(
+                name, rel, digest
+            ):
+                self.ledger.load()
             if not self.ledger.wants(name, rel, digest) or files.pending.get(rel) == digest:
                 continue
             files.pending[rel] = digest
             self.ready(name)
+
+    def _requeued_elsewhere(self, job: str, rel: str, digest: str) -> bool:
+        """A quarantined file back at its old path was requeued by another process
+        (`watchkeeper requeue`): the ledger on disk knows, ours not yet."""
+        state = self.ledger.state(job, rel, digest)
+        return state is not None and state.quarantined_to is not None
 
     def has_pending(self, job: str) -> bool:
         files = self.jobs.get(job)
@@ -204,7 +216,7 @@ class Handover:
             "",
             "See each run's output with `watchkeeper logs " + files.config.name + "`.",
             "",
-            f"Put it back in line with: `watchkeeper requeue '{location}'`",
+            f"Put it back in line with: `watchkeeper requeue {shlex.quote(location)}`",
             "",
         ]
         try:
@@ -236,3 +248,19 @@ def requeue(vault: Path, ledger: Ledger, location: str) -> str:
     note = source.with_name(source.name + ".why.md")
     note.unlink(missing_ok=True)
     return original
+
+
+def files_env(files: list[str]) -> dict[str, str]:
+    """WATCHKEEPER_FILES, one path a line; a path that holds a line break (or starts
+    with a quote) is written as a JSON string, so no name can pose as another path.
+    WATCHKEEPER_FILES_JSON carries the same list as a JSON array."""
+
+    def line(rel: str) -> str:
+        if "\n" in rel or "\r" in rel or rel.startswith('"'):
+            return json.dumps(rel, ensure_ascii=False)
+        return rel
+
+    return {
+        "WATCHKEEPER_FILES": "\n".join(line(rel) for rel in files),
+        "WATCHKEEPER_FILES_JSON": json.dumps(files, ensure_ascii=False),
+    }

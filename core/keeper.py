@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import json
 import os
 import random
 import resource
@@ -31,7 +30,7 @@ from core.dashboard import render_dashboard, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
 from core.filewatch import relative, watch, watch_paths
-from core.handover import Handover
+from core.handover import Handover, files_env
 from core.history import HistoryWriter, RunRecord, utc_now
 from core.ledger import LEDGER_NAME, Ledger
 from core.lock import VaultLock
@@ -496,9 +495,7 @@ class Keeper:
             "WATCHKEEPER_TRIGGER": request.trigger,
         }
         if request.files:
-            env["WATCHKEEPER_FILES"] = "\n".join(request.files)
-            # Exact even for names holding a newline, which one-a-line cannot carry.
-            env["WATCHKEEPER_FILES_JSON"] = json.dumps(request.files, ensure_ascii=False)
+            env.update(files_env(request.files))
         return env, masker
 
     def _start(self, request: StartRequest) -> None:

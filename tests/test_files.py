@@ -301,6 +301,11 @@ async def test_a_file_failing_three_times_is_quarantined_then_requeued(
     assert [e["outcome"] for e in ledger] == ["failure", "failure", "failure", "quarantined"]
     assert (ledger[-1]["path"], ledger[-1]["note"]) == (original, location)
 
+    # Mend the job first, then requeue: the keeper in this process takes no SIGHUP,
+    # so seeing the file come back to where it was quarantined from must be enough.
+    (vault / "watchkeeper.toml").write_text(config(["true"]))
+    assert keeper.reload("test")
+
     # The command the note gives, run as written (by a shell's rules), from the vault.
     (command,) = re.findall(r"`(watchkeeper requeue [^`]*)`", text)
     argv = shlex.split(command)
@@ -309,10 +314,6 @@ async def test_a_file_failing_three_times_is_quarantined_then_requeued(
     assert result.returncode == 0, result.stderr
     assert (vault / original).exists()
     assert not quarantined.exists() and not note.exists()
-
-    # The keeper in this process takes no SIGHUP; a reload is what the signal would do.
-    (vault / "watchkeeper.toml").write_text(config(["true"]))
-    assert keeper.reload("test")
     await until(lambda: len(file_records(vault, "fragile")) == 4)
     await keeper.wait_idle(10)
     await finish(keeper, task)
@@ -398,3 +399,14 @@ def test_once_hands_waiting_files_and_exits_0(make_vault, tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr
     assert len(handed(out)) == 2  # exactly once across processes too
     assert len(final_records(vault)) == len(file_records(vault, "triage"))
+
+
+def test_files_env_quotes_names_that_could_pose_as_another_path() -> None:
+    from core.handover import files_env
+
+    names = ["Inbox/a b.md", "Inbox/x\nDashboard.md", '"q.md', "Inbox/tab\there.md"]
+    env = files_env(names)
+    lines = env["WATCHKEEPER_FILES"].split("\n")
+    assert lines == ["Inbox/a b.md", '"Inbox/x\\nDashboard.md"', '"\\"q.md"', "Inbox/tab\there.md"]
+    assert [json.loads(line) if line.startswith('"') else line for line in lines] == names
+    assert json.loads(env["WATCHKEEPER_FILES_JSON"]) == names

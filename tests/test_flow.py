@@ -54,6 +54,11 @@ def run_ids(vault: Path, job: str) -> set[str]:
     return {run_id for run_id, record in final_records(vault).items() if record["taskId"] == job}
 
 
+def last_line(text: str) -> int:
+    """The number of the last line of `text`, which ends in a newline."""
+    return text.count("\n")
+
+
 def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
@@ -255,7 +260,7 @@ async def test_retries_back_off_with_full_jitter_under_the_cap(make_vault) -> No
         gap_ms = at(runs[attempt - 1]["startedAt"]) - at(runs[attempt - 2]["completedAt"])
         gap_ms = gap_ms.total_seconds() * 1000
         # History stamps are truncated to the millisecond; the loop adds a little latency.
-        assert announced[attempt] - 2 <= gap_ms <= min(announced[attempt] + 50, cap_ms + 50)
+        assert announced[attempt] - 2 <= gap_ms <= announced[attempt] + 50
 
 
 # ---- 4: chains and waves ----------------------------------------------------------------
@@ -348,7 +353,7 @@ def test_reload_keeps_the_running_config_on_a_bad_file_and_applies_a_good_one(
     path.write_text(broken)
     refused = (
         "config reload (the config file changed) refused, keeping the running config: "
-        f"{path}:{broken.count(chr(10))}: <toml>: TOML syntax error"
+        f"{path}:{last_line(broken)}: <toml>: TOML syntax error"
     )
     wait_for(lambda: refused in keeper_log(vault))
     seen = run_ids(vault, "tick")
@@ -361,7 +366,7 @@ def test_reload_keeps_the_running_config_on_a_bad_file_and_applies_a_good_one(
 
     unknown = TICK + FRESH + 'colour = "red"\n'
     path.write_text(unknown)
-    located = f"{path}:{unknown.count(chr(10))}: jobs.fresh.colour: unknown key 'colour'"
+    located = f"{path}:{last_line(unknown)}: jobs.fresh.colour: unknown key 'colour'"
     wait_for(
         lambda: (
             f"(the config file changed) refused, keeping the running config: {located}"

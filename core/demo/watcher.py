@@ -1,16 +1,17 @@
 """Demo job: move whole notes from Inbox/ to Needs_Action/.
 
-Given files (WATCHKEEPER_FILES, one vault-relative path a line) it moves those; on a
-schedule it sweeps Inbox for anything left behind.
+Given files (WATCHKEEPER_FILES_JSON, a JSON array of vault-relative paths) it moves
+those; on a schedule it sweeps Inbox for anything left behind.
 """
 
+import json
 import os
 import pathlib
 
 vault = pathlib.Path(os.environ.get("WATCHKEEPER_VAULT", "."))
 inbox, target = vault / "Inbox", vault / "Needs_Action"
 target.mkdir(exist_ok=True)
-given = [line for line in os.environ.get("WATCHKEEPER_FILES", "").split("\n") if line]
+given = json.loads(os.environ.get("WATCHKEEPER_FILES_JSON", "[]"))
 notes = [vault / rel for rel in given] if given else sorted(inbox.glob("*.md"))
 moved = 0
 for note in notes:
