@@ -152,6 +152,7 @@ class Keeper:
             name: self._runtime(job) for name, job in config.jobs.items()
         }
         self.active: dict[str, ActiveRun] = {}
+        self._hooks: dict[str, Run] = {}
         self.started_at = utc_now()
         self.started_mono = time.monotonic()
         self.stopping = False
@@ -574,7 +575,7 @@ class Keeper:
         record.duration_ms = 0
         self.history.append(record)
         self.log.error(f"run {record.id} of {record.job}: {error}")
-        self._closed(runtime, request, record, env=None)
+        self._closed(runtime, request, record, None)
         self._drain_waiting()
 
     def _finished(self, active: ActiveRun, outcome: RunOutcome) -> None:
@@ -602,13 +603,18 @@ class Keeper:
             + (f" ({outcome.error})" if outcome.error else "")
             + f" in {format_duration(outcome.duration_ms / 1000)}"
         )
-        self._closed(runtime, active.request, record, env=active.run.spec.env)
+        self._closed(runtime, active.request, record, (active.run.spec.env, active.sink.masker))
         self._drain_waiting()
 
     def _closed(
-        self, runtime: JobRuntime, request: StartRequest, record: RunRecord, env: dict | None
+        self,
+        runtime: JobRuntime,
+        request: StartRequest,
+        record: RunRecord,
+        ran_with: tuple[dict[str, str], Masker] | None,
     ) -> None:
-        """Everything that follows a run's final record."""
+        """Everything that follows a run's final record. `ran_with` is the environment
+        and masker of a run that started (its hooks get the same)."""
         job = runtime.config
         runtime.last = record
         self._count_today(record.status)
@@ -628,12 +634,13 @@ class Keeper:
             )
             if back_in_line and failed and not retrying:
                 runtime.files_not_before = time.monotonic() + _backoff(job, request.attempt)
-        if env is not None and not self.stopping:
-            hook = (
-                job.on_success if record.status == "success" else job.on_failure if failed else None
-            )
+        if ran_with is not None:
+            # on_failure once the last attempt failed, not for each attempt retried.
+            hook = job.on_success if record.status == "success" else None
+            if failed and not retrying:
+                hook = job.on_failure
             if hook is not None:
-                self._run_hook(runtime, record, hook, env)
+                self._run_hook(runtime, record, hook, *ran_with)
         if self.stopping or self.jobs.get(job.name) is not runtime:
             return
         if retrying:
@@ -653,9 +660,11 @@ class Keeper:
         if self.handover.has_pending(job.name):
             self._files_ready(job.name)
 
-    def _run_hook(self, runtime: JobRuntime, record: RunRecord, hook: Any, env: dict) -> None:
+    def _run_hook(
+        self, runtime: JobRuntime, record: RunRecord, hook: Any, env: dict, masker: Masker
+    ) -> None:
         which = "on_success" if record.status == "success" else "on_failure"
-        sink = OutputSink(runtime.log, f"{record.id} {which}", runtime.masker, self.tz)
+        sink = OutputSink(runtime.log, f"{record.id} {which}", masker, self.tz)
         spec = RunSpec(
             f"{record.id}-{which}",
             _argv(hook),
@@ -672,6 +681,9 @@ class Keeper:
             )
             return
 
+        self._hooks[spec.run_id] = hook_run
+        self._idle.clear()
+
         def done(future: asyncio.Future[RunOutcome]) -> None:
             outcome = future.result()
             sink.flush()
@@ -680,6 +692,8 @@ class Keeper:
                 f"{which} hook of run {record.id} ({record.job}) {outcome.status}"
                 + (f": {outcome.error}" if outcome.error else "")
             )
+            self._hooks.pop(spec.run_id, None)
+            self._update_idle()
 
         hook_run.done.add_done_callback(done)
 
@@ -710,8 +724,13 @@ class Keeper:
 
     def _drain_waiting(self) -> None:
         while self._waiting and len(self.active) < self.config.keeper.max_parallel:
-            self.submit(self._waiting.popleft())
-        if not self.active and not self._waiting:
+            request = self._waiting.popleft()
+            if request.job in self.jobs:
+                self.submit(request)
+        self._update_idle()
+
+    def _update_idle(self) -> None:
+        if not self.active and not self._waiting and not self._hooks:
             self._idle.set()
 
     def _count_today(self, status: str) -> None:
@@ -812,7 +831,7 @@ class Keeper:
         self.tz = config.keeper.tz
         for name in list(self.jobs):
             if name not in config.jobs:
-                del self.jobs[name]  # its runs in flight finish on their own
+                self._drop_job(name)
         for name, job in config.jobs.items():
             runtime = self.jobs.get(name)
             if runtime is not None and _same_job(runtime.config, job) and old.keeper.tz == self.tz:
@@ -842,6 +861,18 @@ class Keeper:
         self.wake()
         return True
 
+    def _drop_job(self, name: str) -> None:
+        """A job left the config: its runs in flight finish on their own; what waited
+        for a slot or in its queue is recorded as skipped."""
+        runtime = self.jobs.pop(name)
+        waiting = [request for request in self._waiting if request.job == name]
+        for request in [*waiting, *runtime.queued]:
+            if request in self._waiting:
+                self._waiting.remove(request)
+            self._record_never_started(request, "skipped", "job removed from the config")
+        runtime.queued.clear()
+        self._update_idle()
+
     def _restart_vault_watch(self) -> None:
         # Each watch has its own stop event, so one can be replaced without the other.
         self._watchers[0].cancel()
@@ -868,12 +899,13 @@ class Keeper:
                 self._record_never_started(
                     runtime.queued.popleft(), "skipped", "keeper stopped first"
                 )
-        if self.active:
+        if self.active or self._hooks:
             self.log.info(
                 f"stopping: waiting up to {format_duration(grace)} for {len(self.active)} run(s)"
+                f" and {len(self._hooks)} hook(s)"
             )
             await self.wait_idle(grace)
-        if self.active:
+        if self.active or self._hooks:
             self.hurry()
             await self.wait_idle(self.config.keeper.kill_grace + 5)
         for task in self._watchers:
@@ -894,9 +926,11 @@ class Keeper:
         return bool(self._timers)
 
     def hurry(self) -> None:
-        """End every run in flight now instead of waiting out the drain."""
+        """End every run (and hook) in flight now instead of waiting out the drain."""
         for active in list(self.active.values()):
             active.run.stop("cancelled", "keeper stopped")
+        for hook in list(self._hooks.values()):
+            hook.stop("cancelled", "keeper stopped")
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """True once no run is in flight or waiting for a slot."""

@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from core.history import runs_since
+from core.history import RunRecord, runs_since
 from core.units import format_duration
 
 WINDOW = 3600.0
@@ -48,6 +48,15 @@ class ScopeUsage:
     used: int
     limit: int  # 0 = unlimited
     next_free: float | None  # when the oldest counted start leaves the window; None if none
+
+
+def started(record: RunRecord) -> bool:
+    """Whether a record is of a run that really started (and so counts against quotas).
+    Refused runs are `skipped`; a run cancelled while it waited for a slot has no exit
+    code. Runs still `running`, or `interrupted`, did start."""
+    if record.status == "skipped":
+        return False
+    return not (record.status == "cancelled" and record.exit_code is None)
 
 
 def _expire(starts: deque[float], now: float) -> None:
@@ -104,12 +113,11 @@ class Quota:
         """The window as the history in `directory` left it, so a restart does not reset it."""
         result = runs_since(directory, datetime.fromtimestamp(now - WINDOW, UTC))
         quota = cls(global_limit, job_limits)
-        # Runs still `running` started too; only a refused (skipped) run never did.
         quota.rebuild(
             (
                 (record.job, record.started_at.timestamp())
                 for record in result.records
-                if record.status != "skipped"
+                if started(record)
             ),
             now,
         )

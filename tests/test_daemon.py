@@ -12,13 +12,14 @@ from conftest import CLI, final_records, pid_alive, run_cli, wait_for
 
 def start_daemon(vault: Path) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
-    return subprocess.Popen(
-        [str(CLI), "--daemon", "--vault", str(vault)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Into a file, not a pipe nobody reads until the end: a full pipe would stall it.
+    with (vault.parent / "daemon.out").open("a") as output:
+        return subprocess.Popen(
+            [str(CLI), "--daemon", "--vault", str(vault)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def keeper_log(vault: Path) -> str:
@@ -33,7 +34,7 @@ def running_ids(vault: Path) -> list[str]:
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
-    process.communicate(timeout=10)
+    process.wait(timeout=10)
 
 
 def test_second_daemon_exits_3_naming_the_first(make_vault) -> None:
@@ -117,7 +118,6 @@ def test_kill_9_then_restart_closes_run_as_interrupted_and_ends_its_group(
     run_id = running_ids(vault)[0]
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    first.communicate()
     orphans = [int(pid) for pid in pids.read_text().split()]
     assert all(pid_alive(pid) for pid in orphans), "kill -9 of the keeper does not end its runs"
 
