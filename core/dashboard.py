@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import write_atomic
-from core.history import RunRecord
+from core.history import GLYPHS, RunRecord
 from core.units import format_duration
 from core.vault import FolderSummary
 
@@ -23,17 +23,6 @@ RECENT_ROWS = 10
 FAILURE_ROWS = 50
 FAILURE_WINDOW = timedelta(hours=24)
 ERROR_CHARS = 200
-
-# Status is never told by colour alone (DESIGN: the console and everything it writes).
-GLYPHS = {
-    "success": "✔",
-    "failure": "✘",
-    "timeout": "⧗",
-    "skipped": "↷",
-    "cancelled": "■",
-    "interrupted": "⚡",
-    "running": "▶",
-}
 
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 # Other control characters would reach a terminal that `cat`s the file as escape sequences.

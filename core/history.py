@@ -18,6 +18,23 @@ from pathlib import Path
 
 STATUSES = ("running", "success", "failure", "timeout", "skipped", "cancelled", "interrupted")
 FINAL_STATUSES = frozenset(STATUSES) - {"running"}
+# Status is never told by colour alone: every place that shows one shows glyph and word.
+GLYPHS = {
+    "running": "▶",
+    "success": "✔",
+    "failure": "✘",
+    "timeout": "⧗",
+    "skipped": "↷",
+    "cancelled": "■",
+    "interrupted": "⚡",
+}
+
+
+def status_label(status: str) -> str:
+    """Glyph and word, e.g. "✘ failure"."""
+    return f"{GLYPHS.get(status, '?')} {status}"
+
+
 _FINAL_ORDER = tuple(status for status in STATUSES if status in FINAL_STATUSES)
 TRIGGERS = ("schedule", "file", "after", "manual", "retry", "catch_up")
 

@@ -13,20 +13,11 @@ from typing import Annotated, Any
 import typer
 
 from core.config import CONFIG_NAME, Config, ConfigError, load_config
+from core.history import status_label
 from core.locations import find_vault
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 FAILED_STATUSES = ("failure", "timeout", "cancelled", "interrupted")
-GLYPHS = {
-    "running": "▶",
-    "success": "✔",
-    "failure": "✘",
-    "timeout": "⧗",
-    "skipped": "↷",
-    "cancelled": "■",
-    "interrupted": "⚡",
-}
-
 app = typer.Typer(
     name="watchkeeper",
     help="Keeps watch over a file-based task vault: runs its jobs, records every run.",
@@ -96,10 +87,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
-
-
-def _status_word(status: str) -> str:
-    return f"{GLYPHS.get(status, '?')} {status}"
 
 
 def _acquire(vault: Path):
@@ -193,7 +180,7 @@ def _once(config: Config, dry_run: bool) -> int:
     for record in finished:
         duration = f"{record['duration']} ms" if record["duration"] is not None else ""
         error = f"  {record['error']}" if record["error"] else ""
-        typer.echo(f"{_status_word(record['status'])}  {record['taskId']}  {duration}{error}")
+        typer.echo(f"{status_label(record['status'])}  {record['taskId']}  {duration}{error}")
     if not finished:
         typer.echo("nothing to run: no enabled scheduled job")
     failed = [record for record in finished if record["status"] in FAILED_STATUSES]
@@ -258,7 +245,7 @@ def _jobs_table(jobs: list[dict], tz: Any) -> None:
         last_text = "—"
         if last:
             when = _local(last["completedAt"] or last["startedAt"], tz, "%m-%d %H:%M:%S")
-            last_text = f"{_status_word(last['status'])} {when}"
+            last_text = f"{status_label(last['status'])} {when}"
         state = "paused" if job["paused"] else ("disabled" if not job["enabled"] else "")
         rows.append([job["name"], job["trigger"], _local(job["next_run"], tz), last_text, state])
     _table(["JOB", "TRIGGER", "NEXT RUN", "LAST", "STATE"], rows)
@@ -349,7 +336,7 @@ def history(
             [
                 _local(record.to_json()["startedAt"], tz),
                 record.job,
-                _status_word(record.status),
+                status_label(record.status),
                 format_duration(record.duration_ms / 1000)
                 if record.duration_ms is not None
                 else "—",
@@ -447,7 +434,7 @@ def run(
     finally:
         lock.release()
     typer.echo(
-        f"{_status_word(outcome['status'])}  {job}  run {outcome['id']} (locally)"
+        f"{status_label(outcome['status'])}  {job}  run {outcome['id']} (locally)"
         + (f"  {outcome['error']}" if outcome["error"] else "")
     )
     raise typer.Exit(EXIT_OK if outcome["status"] == "success" else EXIT_JOB_FAILED)
