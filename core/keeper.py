@@ -29,7 +29,7 @@ from core.config import Config, ConfigError, JobConfig, load_config
 from core.dashboard import render_dashboard, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
-from core.filewatch import relative, watch, watch_paths
+from core.filewatch import FAST_STEP_MS, IDLE_STEP_MS, relative, watch, watch_paths
 from core.handover import Handover, files_env
 from core.history import HistoryWriter, RunRecord, utc_now
 from core.ledger import LEDGER_NAME, Ledger
@@ -356,7 +356,8 @@ class Keeper:
         assert self._stop_watching is not None
         paths = watch_paths(self.vault, self.handover.patterns)
         try:
-            async for changes in watch(paths, self._stop_watching):
+            step = FAST_STEP_MS if self.handover.patterns else IDLE_STEP_MS
+            async for changes in watch(paths, self._stop_watching, step_ms=step):
                 for change, path in changes:
                     rel = relative(self.vault, Path(path))
                     if rel is None:
@@ -376,7 +377,7 @@ class Keeper:
         config_path = str(self.config.path)
         try:
             async for changes in awatch(
-                self.vault, stop_event=self._stop_watching, recursive=False, debounce=300, step=50
+                self.vault, stop_event=self._stop_watching, recursive=False, debounce=500, step=500
             ):
                 if any(path == config_path for _, path in changes):
                     self.reload("the config file changed")
