@@ -13,12 +13,12 @@ import heapq
 import os
 import random
 import resource
-import secrets
 import signal
 import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,7 @@ from core.metrics import Metrics, write_metrics
 from core.output import OutputSink
 from core.processes import end_leftovers
 from core.quota import Quota, usage_view
-from core.runner import Run, RunOutcome, RunSpec
+from core.runner import Run, RunOutcome, RunSpec, Spawned, spawn
 from core.state import RuntimeState, load_state, save_state
 from core.status import last_runs
 from core.triggers import Schedule, schedules_for
@@ -59,7 +59,8 @@ WATCH_DELETED = 3  # watchfiles.Change.deleted
 
 
 def new_run_id() -> str:
-    return f"{time.time_ns() // 1_000_000:x}-{secrets.token_hex(3)}"
+    # Not a secret, only unique: the PRNG spares a getrandom() call per run.
+    return f"{time.time_ns() // 1_000_000:x}-{random.getrandbits(24):06x}"
 
 
 @dataclass
@@ -100,9 +101,16 @@ class JobRuntime:
 class ActiveRun:
     request: StartRequest
     record: RunRecord
-    run: Run
+    run: Run | None  # None while the spawner thread starts it
     sink: OutputSink
     runtime: JobRuntime
+    stop_asked: tuple[str, str] | None = None
+
+    def stop(self, status: str, reason: str) -> None:
+        if self.run is None:
+            self.stop_asked = (status, reason)  # applied the moment it has started
+        else:
+            self.run.stop(status, reason)
 
 
 def _argv(command: tuple[str, ...] | str) -> list[str]:
@@ -113,11 +121,15 @@ def _same_job(a: JobConfig, b: JobConfig) -> bool:
     return replace(a, line=0) == replace(b, line=0)
 
 
-def _raise_fd_limit() -> None:
-    # Each run holds a pipe and a pidfd; hundreds in flight need more than the usual 1024.
+def _raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one; return it. Each run holds
+    a pipe and a pidfd: hundreds in flight need more than the usual 1024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
 
 def _backoff(job: JobConfig, attempt: int) -> float:
@@ -152,6 +164,12 @@ class Keeper:
             name: self._runtime(job) for name, job in config.jobs.items()
         }
         self.active: dict[str, ActiveRun] = {}
+        self._open_logs: OrderedDict[RotatingFile, None] = OrderedDict()
+        self._open_log_limit = 256
+        self._dependents = self._dependents_of(config)
+        # Spawning blocks while the vfork'd child execs; two threads overlap that wait
+        # with the loop's own work (measured: more threads only contend for the GIL).
+        self._spawner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spawn")
         self._hooks: dict[str, Run] = {}
         self.started_at = utc_now()
         self.started_mono = time.monotonic()
@@ -169,9 +187,19 @@ class Keeper:
         self._watchers: list[asyncio.Task] = []
         self._renders: set[asyncio.Task] = set()
         self._outputs_due: asyncio.TimerHandle | None = None
+        self._output_interval = OUTPUT_INTERVAL
         self._vault_due: asyncio.TimerHandle | None = None
 
     # ---- setup -------------------------------------------------------------
+
+    @staticmethod
+    def _dependents_of(config: Config) -> dict[str, list[str]]:
+        """job -> the jobs whose `after` names it."""
+        dependents: dict[str, list[str]] = {}
+        for name, job in config.jobs.items():
+            for needed in job.after:
+                dependents.setdefault(needed, []).append(name)
+        return dependents
 
     @staticmethod
     def _job_limits(config: Config) -> dict[str, int]:
@@ -207,7 +235,8 @@ class Keeper:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stop_watching = asyncio.Event()
-        _raise_fd_limit()
+        self._open_log_limit = max(64, _raise_fd_limit() // 8)
+        self.log.defer = self._loop.call_soon_threadsafe
         await self._close_interrupted()
         history_dir = self.vault / "Logs" / "history"
         self.quota = Quota.from_history(
@@ -519,49 +548,49 @@ class Keeper:
         cwd = self.vault / job.cwd if job.cwd else self.vault
         try:
             env, masker = self._run_env(runtime, request)
-            sink = OutputSink(
-                runtime.log, request.run_id, masker, self.tz, self._job_line(job.name)
-            )
-            spec = RunSpec(
-                request.run_id,
-                _argv(job.command),
-                env,
-                cwd,
-                job.timeout,
-                self.config.keeper.kill_grace,
-            )
-            run = Run(spec, sink.feed, self._loop)
-        except (OSError, EnvFileError, ValueError) as error:
+        except (EnvFileError, ValueError) as error:
+            self._finish_unstarted(runtime, request, record, str(error), 126)
+            return
+        sink = OutputSink(runtime.log, request.run_id, masker, self.tz, self._job_line(job.name))
+        spec = RunSpec(
+            request.run_id, _argv(job.command), env, cwd, job.timeout, self.config.keeper.kill_grace
+        )
+        # Counted as in flight from now on, so overlap and max_parallel see it while the
+        # spawner thread starts the child.
+        active = ActiveRun(request, record, None, sink, runtime)
+        runtime.active[request.run_id] = active
+        self.active[request.run_id] = active
+        self._idle.clear()
+        assert self._loop is not None
+        spawning = self._loop.run_in_executor(self._spawner, spawn, spec)
+        spawning.add_done_callback(lambda done: self._spawned(active, spec, done))
+
+    def _spawned(self, active: ActiveRun, spec: RunSpec, done: asyncio.Future[Spawned]) -> None:
+        request, record, runtime = active.request, active.record, active.runtime
+        error = done.exception()
+        if error is not None:
+            self.active.pop(record.id, None)
+            runtime.active.pop(record.id, None)
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             exit_code = 127 if isinstance(error, FileNotFoundError) else 126
             self._finish_unstarted(
-                runtime,
-                request,
-                record,
-                f"cannot start {_argv(job.command)[0]}: {reason}",
-                exit_code,
+                runtime, request, record, f"cannot start {spec.argv[0]}: {reason}", exit_code
             )
             return
-        spawned_mono = time.monotonic()
-        self._idle.clear()
-        active = ActiveRun(request, record, run, sink, runtime)
-        runtime.active[request.run_id] = active
-        self.active[request.run_id] = active
-        sink.note(f"▶ started: trigger {request.trigger}, attempt {request.attempt}, pid {run.pid}")
+        spawned = done.result()
+        run = Run(spec, active.sink.feed, self._loop, spawned)
+        active.run = run
+        if active.stop_asked is not None:
+            run.stop(*active.stop_asked)
+        active.sink.open(
+            f"▶ started: trigger {request.trigger}, attempt {request.attempt}, pid {run.pid}"
+        )
         lateness_ms = None
         if request.due_mono is not None:
-            lateness_ms = (spawned_mono - request.due_mono) * 1000
-        self.log.info(
-            f"run {request.run_id} of {job.name} started ({request.trigger}, pid {run.pid})"
-        )
+            lateness_ms = (spawned.started_mono - request.due_mono) * 1000
+        self.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
         self.bus.publish("run_started", **record.to_json(), pid=run.pid, lateness_ms=lateness_ms)
-        if self.bus.has_subscribers:
-            self.bus.publish(
-                "quota",
-                usage=self.quota_view(),
-                runs_last_hour=self.quota.runs_last_hour(time.time()),
-            )
-        run.done.add_done_callback(lambda done: self._finished(active, done.result()))
+        run.done.add_done_callback(lambda finished: self._finished(active, finished.result()))
 
     def _finish_unstarted(
         self,
@@ -587,17 +616,16 @@ class Keeper:
         record.duration_ms = outcome.duration_ms
         record.completed_at = utc_now()
         self.history.append(record)
-        active.sink.flush()
-        active.sink.note(
+        active.sink.close(
             f"■ {outcome.status}"
             + (f": {outcome.error}" if outcome.error else "")
-            + f" after {format_duration(outcome.duration_ms / 1000)}"
+            + f" after {format_duration(outcome.duration_ms / 1000)}",
+            quiet_ok=outcome.status == "success",
         )
         self.active.pop(record.id, None)
         runtime = active.runtime
         runtime.active.pop(record.id, None)
-        if not runtime.active:
-            runtime.log.close()
+        self._keep_log_open(runtime.log)
         level = self.log.info if outcome.status == "success" else self.log.warning
         level(
             f"run {record.id} of {record.job} {outcome.status}"
@@ -703,11 +731,20 @@ class Keeper:
         if request.job in self.jobs:
             self.submit(request)
 
+    def _keep_log_open(self, log: RotatingFile) -> None:
+        """Job logs stay open between runs (an open per run costs more than the run's
+        other writes together); the least recently used are closed past a limit."""
+        self._open_logs[log] = None
+        self._open_logs.move_to_end(log)
+        while len(self._open_logs) > self._open_log_limit:
+            oldest, _ = self._open_logs.popitem(last=False)
+            if not any(active.runtime.log is oldest for active in self.active.values()):
+                oldest.close()
+
     def _advance_chains(self, succeeded: str, wave: str) -> None:
-        for dependent in self.jobs.values():
+        for name in self._dependents.get(succeeded, ()):
+            dependent = self.jobs[name]
             after = dependent.config.after
-            if succeeded not in after:
-                continue
             met = dependent.waves.setdefault(wave, set())
             met.add(succeeded)
             dependent.waves.move_to_end(wave)
@@ -786,7 +823,7 @@ class Keeper:
 
     def cancel(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         if run_id in self.active:
-            self.active[run_id].run.stop("cancelled", reason)
+            self.active[run_id].stop("cancelled", reason)
             return True
         for queue in (self._waiting, *(runtime.queued for runtime in self.jobs.values())):
             for request in queue:
@@ -850,6 +887,7 @@ class Keeper:
             self.jobs[name] = fresh
             self._lay_out(fresh)
         self.quota.set_limits(config.keeper.max_runs_per_hour, self._job_limits(config))
+        self._dependents = self._dependents_of(config)
         self.state = load_state(self.vault)
         self.ledger.load()
         patterns_before = self.handover.patterns
@@ -916,6 +954,9 @@ class Keeper:
             if handle is not None:
                 handle.cancel()
         self._write_outputs()
+        self._spawner.shutdown(wait=True)
+        for log in self._open_logs:
+            log.close()
         self.log.info("keeper stopped")
         self.bus.publish("keeper_state", state="STOPPED")
         self.history.close()
@@ -929,7 +970,7 @@ class Keeper:
     def hurry(self) -> None:
         """End every run (and hook) in flight now instead of waiting out the drain."""
         for active in list(self.active.values()):
-            active.run.stop("cancelled", "keeper stopped")
+            active.stop("cancelled", "keeper stopped")
         for hook in list(self._hooks.values()):
             hook.stop("cancelled", "keeper stopped")
 
@@ -947,13 +988,17 @@ class Keeper:
 
     def _outputs_changed(self) -> None:
         if self._outputs_due is None and self._loop is not None and not self.stopping:
-            self._outputs_due = self._loop.call_later(OUTPUT_INTERVAL, self._write_outputs)
+            self._outputs_due = self._loop.call_later(self._output_interval, self._write_outputs)
 
     def _write_outputs(self) -> None:
         """Gather on the loop (cheap), render and write in a thread: with a thousand jobs
         rendering takes long enough to make the next slot late."""
         self._outputs_due = None
         snapshot = self.snapshot()
+        # Quota changes with every start; subscribers get it at this pace, not per run.
+        self.bus.publish(
+            "quota", usage=snapshot["quota"], runs_last_hour=snapshot["runs_last_hour"]
+        )
         if self.stopping or self._loop is None:
             self._render_outputs(snapshot)
             return
@@ -962,6 +1007,7 @@ class Keeper:
         task.add_done_callback(self._renders.discard)
 
     def _render_outputs(self, snapshot: dict[str, Any]) -> None:
+        began = time.monotonic()
         try:
             folders = summarize_all(self.vault)
             directory = self.vault / "Logs" / "history"
@@ -976,6 +1022,9 @@ class Keeper:
             write_metrics(self.vault, self.metrics.render(snapshot, folders))
         except OSError as error:
             self.log.error(f"cannot write Dashboard.md / metrics.prom: {error.strerror or error}")
+        # With thousands of jobs a render takes long enough to slow spawning (it holds
+        # the GIL): keep it to about 5% of the time.
+        self._output_interval = max(OUTPUT_INTERVAL, 20 * (time.monotonic() - began))
 
     # ---- views --------------------------------------------------------------------
 
@@ -1009,9 +1058,9 @@ class Keeper:
             "running": [
                 {
                     "id": run_id,
-                    "pid": active.run.pid,
+                    "pid": active.run.pid if active.run else None,
                     "trigger": active.request.trigger,
-                    "elapsed_s": round(now - active.run.started_mono, 3),
+                    "elapsed_s": round(now - active.run.started_mono, 3) if active.run else 0.0,
                 }
                 for run_id, active in runtime.active.items()
             ],

@@ -55,8 +55,12 @@ class RotatingFile:
             self.failed_writes = 0
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            self._fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, flags, 0o644)
         self._size = os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
@@ -93,13 +97,28 @@ class KeeperLog:
         self.file = RotatingFile(path, max_size, backups, on_error=_stderr_warning)
         self.tz = tz
         self.listeners: list[Callable[[str, str, str], None]] = []
+        self.defer: Callable[[Callable[[], None]], object] | None = None
+        """Set to a (thread-safe) scheduler to gather the lines of one loop turn into one
+        write: a busy keeper logs two lines a run."""
+        self._buffer: list[str] = []
 
     def write(self, level: str, message: str) -> None:
         now = datetime.now(self.tz) if self.tz else datetime.now().astimezone()
         stamp = now.isoformat(timespec="milliseconds")
-        self.file.write(f"{stamp} {level:<5} {message}\n".encode())
+        line = f"{stamp} {level:<5} {message}\n"
+        if self.defer is None:
+            self.file.write(line.encode())
+        else:
+            self._buffer.append(line)
+            if len(self._buffer) == 1:
+                self.defer(self.flush)
         for listener in self.listeners:
             listener(stamp, level, message)
+
+    def flush(self) -> None:
+        lines, self._buffer = self._buffer, []
+        if lines:
+            self.file.write("".join(lines).encode())
 
     def info(self, message: str) -> None:
         self.write("INFO", message)
@@ -111,4 +130,6 @@ class KeeperLog:
         self.write("ERROR", message)
 
     def close(self) -> None:
+        self.defer = None
+        self.flush()
         self.file.close()

@@ -32,13 +32,28 @@ class OutputSink:
         self.tz = tz
         self.on_line = on_line
         self._pending = b""
+        self._opening: bytes | None = None
+        self.wrote = False
 
     def _stamp(self) -> str:
         return datetime.now(self.tz).isoformat(timespec="milliseconds")
 
-    def note(self, text: str) -> None:
-        """A line of our own (run started / ended) between the child's lines."""
-        self.log.write(f"{self._stamp()} {self.tag} {text}\n".encode())
+    def _write(self, data: bytes) -> None:
+        if self._opening is not None:
+            data, self._opening = self._opening + data, None
+        self.log.write(data)
+        self.wrote = True
+
+    def open(self, text: str) -> None:
+        """The run's first line of our own, written with its first output (or its end):
+        a run that prints nothing and succeeds costs the log nothing."""
+        self._opening = f"{self._stamp()} {self.tag} {text}\n".encode()
+
+    def close(self, text: str, quiet_ok: bool) -> None:
+        """The run's last line; left out for a silent run when `quiet_ok`."""
+        self.flush()
+        if self.wrote or not quiet_ok:
+            self._write(f"{self._stamp()} {self.tag} {text}\n".encode())
 
     def feed(self, data: bytes) -> None:
         data = self._pending + data
@@ -60,7 +75,7 @@ class OutputSink:
         text = self.masker(chunk.decode("utf-8", errors="replace"))
         prefix = f"{self._stamp()} {self.tag} "
         lines = text.splitlines()
-        self.log.write("".join(f"{prefix}{line}\n" for line in lines).encode())
+        self._write("".join(f"{prefix}{line}\n" for line in lines).encode())
         if self.on_line is not None:
             for line in lines:
                 self.on_line(line)

@@ -53,6 +53,36 @@ def _end_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+@dataclass(frozen=True)
+class Spawned:
+    process: subprocess.Popen
+    read_end: int
+    started_mono: float
+
+
+def spawn(spec: RunSpec) -> Spawned:
+    """Start the child in a process group of its own. Blocking (the parent waits while
+    the vfork'd child execs) but thread-safe: the keeper calls it off its loop."""
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=write_end,
+            cwd=spec.cwd,
+            env=spec.env,
+            process_group=0,
+            close_fds=True,
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return Spawned(process, read_end, time.monotonic())
+
+
 class Run:
     """A started child. `done` resolves once the main process has exited and the group's
     output is closed (or the leftovers were killed)."""
@@ -62,6 +92,7 @@ class Run:
         spec: RunSpec,
         on_output: Callable[[bytes], None],
         loop: asyncio.AbstractEventLoop | None = None,
+        spawned: Spawned | None = None,
     ) -> None:
         self.spec = spec
         self.loop = loop or asyncio.get_running_loop()
@@ -72,24 +103,10 @@ class Run:
         self._outcome: RunOutcome | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._timeout_timer: asyncio.TimerHandle | None = None
-        read_end, write_end = os.pipe()
-        try:
-            self.process = subprocess.Popen(
-                spec.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=write_end,
-                stderr=write_end,
-                cwd=spec.cwd,
-                env=spec.env,
-                process_group=0,
-                close_fds=True,
-            )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        self.started_mono = time.monotonic()
+        spawned = spawned or spawn(spec)
+        self.process = spawned.process
+        self.started_mono = spawned.started_mono
+        read_end = spawned.read_end
         self.pid = self.process.pid
         self._pipe: int | None = read_end
         os.set_blocking(read_end, False)
