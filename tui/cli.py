@@ -141,8 +141,18 @@ def main_command(
         _status(_config(ctx, vault), as_json)
         return
     config = _config(ctx, vault)
-    typer.echo("watchkeeper: the console is not built yet; showing the status instead.", err=True)
-    _status(config, as_json)
+    from core.lock import LockHeld
+    from tui.app import run_console
+
+    try:
+        code = run_console(config)
+    except LockHeld as held:
+        raise fail(
+            f"keeper pid {held.holder.get('pid', '?')} holds this vault; "
+            "attaching arrives with the control socket",
+            EXIT_LOCKED,
+        ) from None
+    raise typer.Exit(code)
 
 
 def _once(config: Config, dry_run: bool) -> int:
