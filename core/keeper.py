@@ -805,6 +805,8 @@ class Keeper:
         else:
             self.state.paused_jobs.discard(job)
         try:
+            # The console saves the theme into the same file: keep what it chose.
+            self.state.theme = load_state(self.vault).theme
             save_state(self.vault, self.state)
         except OSError as error:
             self.log.error(f"cannot save {self.vault / 'Logs' / 'state.toml'}: {error.strerror}")

@@ -1,0 +1,577 @@
+"""The console, driven by Textual's Pilot over a real keeper on a real vault.
+
+Each key is checked twice: in the keeper (snapshot, history) and on the screen.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import CLI
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Log
+
+from core.client import InProcessClient
+from core.config import load_config
+from core.events import Event
+from core.history import Query, RunRecord
+from core.lock import acquire, holder
+from core.state import load_state
+from tui.app import ConsoleApp, make_app
+from tui.messages import KeeperBridge, LogLines, Resync, RunStarted
+from tui.panes import HeaderBar, HistoryPane, JobsPane, LogPane, Pane
+from tui.runlog import run_output
+from tui.screens import (
+    ConfirmScreen,
+    HelpScreen,
+    JobScreen,
+    QuitScreen,
+    RunOutputScreen,
+    VaultFileScreen,
+)
+from tui.text import Clock
+from tui.themes import shipped_dir
+
+JOBS = """
+[jobs.quick]
+command = ["sh", "-c", "echo hi-from-quick"]
+[jobs.slow]
+command = ["sleep", "30"]
+[jobs.nightly]
+command = ["true"]
+cron = "0 3 * * *"
+"""
+
+
+async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout}s: {condition}")
+        await pilot.pause(0.02)
+
+
+def screen_text(app: ConsoleApp) -> str:
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), record=True, color_system=None
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text()
+
+
+def cell(app: ConsoleApp, row: str, column: str) -> str:
+    return str(app.main.query_one("#jobs", DataTable).get_cell(row, column))
+
+
+@asynccontextmanager
+async def console(
+    vault: Path, size: tuple[int, int] = (120, 40), **options: object
+) -> AsyncIterator[tuple[ConsoleApp, Pilot, InProcessClient]]:
+    config = load_config(vault / "watchkeeper.toml")
+    client = InProcessClient(config, acquire(vault))
+    options.setdefault("theme_dirs", [shipped_dir()])
+    app = make_app(config, client, **options)
+    async with app.run_test(size=size) as pilot:
+        jobs = app.main.query_one("#jobs", DataTable)
+        await until(pilot, lambda: app.keeper_started and jobs.row_count == len(config.jobs))
+        yield app, pilot, client
+    assert app.closed and holder(vault) is None
+
+
+async def select_job(pilot: Pilot, app: ConsoleApp, name: str) -> None:
+    await pilot.press("1")
+    table = app.main.query_one("#jobs", DataTable)
+    table.move_cursor(row=table.get_row_index(name))
+    await until(pilot, lambda: app.main.query_one(JobsPane).selected == name)
+
+
+def job_view(client: InProcessClient, name: str) -> dict:
+    return next(job for job in client.snapshot()["jobs"] if job["name"] == name)
+
+
+# ---- keys that act on the keeper ------------------------------------------------------
+
+
+async def test_r_runs_the_selected_job(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        await select_job(pilot, app, "quick")
+        await pilot.press("r")
+        await until(pilot, lambda: client.history(Query(job="quick")).records)
+        record = client.history(Query(job="quick")).records[0]
+        assert record.trigger == "manual"
+        await until(pilot, lambda: cell(app, "quick", "last").startswith("✔ success"))
+
+
+async def test_p_pauses_and_resumes_the_selected_job(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        await select_job(pilot, app, "slow")
+        await pilot.press("p")
+        await until(pilot, lambda: job_view(client, "slow")["paused"])
+        await until(pilot, lambda: cell(app, "slow", "paused") == "⏸ paused")
+        assert not job_view(client, "quick")["paused"]
+        await pilot.press("p")
+        await until(pilot, lambda: not job_view(client, "slow")["paused"])
+        await until(pilot, lambda: cell(app, "slow", "paused") == "")
+
+
+async def test_shift_p_pauses_and_resumes_everything(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        header = app.main.query_one(HeaderBar)
+        await until(pilot, lambda: "RUNNING" in str(header.render()))
+        await pilot.press("P")
+        await until(pilot, lambda: client.snapshot()["paused"])
+        await until(pilot, lambda: "⏸ PAUSED" in str(header.render()))
+        await until(pilot, lambda: cell(app, "quick", "paused") == "⏸ all")
+        await pilot.press("P")
+        await until(pilot, lambda: not client.snapshot()["paused"])
+        await until(pilot, lambda: "● RUNNING" in str(header.render()))
+
+
+async def test_x_cancels_the_selected_run_only_when_confirmed(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        await select_job(pilot, app, "slow")
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, "slow", "running").startswith("▶"))
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.2)
+        assert client.snapshot()["running"] == 1
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: client.snapshot()["running"] == 0)
+        record = client.history(Query(job="slow")).records[0]
+        assert record.status == "cancelled"
+        await until(pilot, lambda: cell(app, "slow", "last").startswith("■ cancelled"))
+        assert cell(app, "slow", "running") == ""
+
+
+# ---- details ---------------------------------------------------------------------------
+
+
+async def test_enter_on_a_history_row_shows_that_runs_output(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        run_id = client.run_now("quick")
+        await until(pilot, lambda: run_id in app.main.query_one(HistoryPane).by_id)
+        await until(pilot, lambda: cell(app, "quick", "last").startswith("✔"))
+        await pilot.press("3")
+        history = app.main.query_one("#history", DataTable)
+        await until(pilot, lambda: history.has_focus and history.row_count == 1)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunOutputScreen))
+        output = app.screen.query_one("#run-output", Log)
+        await until(pilot, lambda: any("hi-from-quick" in line for line in output.lines))
+        assert run_id in screen_text(app)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+
+
+async def test_enter_on_a_vault_item_previews_it_as_markdown(make_vault) -> None:
+    vault = make_vault(JOBS)
+    (vault / "Inbox" / "task.md").write_text("# Quarterly report\n\nPlease **summarise** it.\n")
+    async with console(vault) as (app, pilot, _client):
+        await pilot.press("2")
+        table = app.main.query_one("#vault", DataTable)
+        await until(pilot, lambda: "Inbox/task.md" in [key.value for key in table.rows])
+        await pilot.press("down")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, VaultFileScreen))
+        await until(pilot, lambda: "Please summarise it." in screen_text(app))
+        text = screen_text(app)
+        assert "Quarterly report" in text and "# Quarterly" not in text  # rendered, not raw
+
+
+async def test_enter_on_a_job_shows_its_config_and_next_five_fire_times(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, _client):
+        await select_job(pilot, app, "nightly")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        await until(pilot, lambda: "next 5" in screen_text(app))
+        text = screen_text(app)
+        assert "cron 0 3 * * *" in text
+        assert text.count("03:00:00") == 5
+
+
+async def test_slash_filters_the_jobs_and_the_history(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        table = app.main.query_one("#jobs", DataTable)
+        await pilot.press("slash")
+        await pilot.press("s", "l", "o")
+        await until(pilot, lambda: [key.value for key in table.rows] == ["slow"])
+        await pilot.press("enter")
+        assert table.has_focus
+        await pilot.press("slash", "escape")
+        await until(pilot, lambda: table.row_count == 3)
+        # In the History pane, / takes a job or a status.
+        run_id = client.run_now("quick")
+        history = app.main.query_one("#history", DataTable)
+        await until(pilot, lambda: [key.value for key in history.rows] == [run_id])
+        await pilot.press("3", "slash", *"slow")
+        await until(pilot, lambda: history.row_count == 0)
+        await pilot.press("escape")
+        await until(pilot, lambda: history.row_count == 1)
+
+
+async def test_tab_shift_tab_and_numbers_move_between_panes(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, _client):
+
+        def pane() -> str | None:
+            focused = app.main.focused_pane()
+            return focused.id if focused else None
+
+        assert pane() == "jobs-pane"
+        await pilot.press("tab")
+        assert pane() == "vault-pane"
+        await pilot.press("tab")
+        assert pane() == "history-pane"
+        await pilot.press("shift+tab", "shift+tab", "shift+tab")
+        assert pane() == "quota-pane"
+        for key, expected in zip(
+            "12345",
+            ("jobs-pane", "vault-pane", "history-pane", "log-pane", "quota-pane"),
+            strict=True,
+        ):
+            await pilot.press(key)
+            assert pane() == expected
+
+
+async def test_f_toggles_following_the_log(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, _client):
+        log = app.main.query_one(LogPane)
+        assert log.follow and log.main().auto_scroll
+        await pilot.press("f")
+        assert not log.follow and not log.main().auto_scroll
+        await until(pilot, lambda: "follow off" in screen_text(app))
+        await pilot.press("f")
+        assert log.follow
+        await until(pilot, lambda: "follow on" in screen_text(app))
+
+
+async def test_question_mark_opens_the_help(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, _client):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = screen_text(app)
+        for words in ("Pause or resume everything", "Cancel the selected run", "ctrl+p"):
+            assert words in text
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+
+
+# ---- quitting ---------------------------------------------------------------------------
+
+
+async def test_q_with_a_run_in_flight_asks_and_stop_them_ends_it(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        await select_job(pilot, app, "slow")
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, "slow", "running").startswith("▶"))
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("c")
+        await until(pilot, lambda: app.screen is app.main)
+        assert client.snapshot()["running"] == 1
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("s")
+        await until(pilot, lambda: app.closed and holder(vault) is None)
+    assert app.return_code == 0
+    records = client.history(Query(job="slow")).records
+    assert [record.status for record in records] == ["cancelled"]
+
+
+async def test_q_wait_for_them_lets_the_run_finish(make_vault) -> None:
+    vault = make_vault('[jobs.brief]\ncommand = ["sleep", "0.5"]\n')
+    async with console(vault) as (app, pilot, client):
+        await select_job(pilot, app, "brief")
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, "brief", "running").startswith("▶"))
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("w")
+        await until(pilot, lambda: app.closed and holder(vault) is None)
+    records = client.history(Query(job="brief")).records
+    assert [record.status for record in records] == ["success"]
+
+
+async def test_q_without_runs_quits_at_once(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, _client):
+        await pilot.press("q")
+        await until(pilot, lambda: app.closed and holder(vault) is None)
+        assert not isinstance(app.screen, QuitScreen)
+
+
+# ---- themes -----------------------------------------------------------------------------
+
+
+async def test_a_theme_chosen_in_the_palette_persists_and_comes_back(make_vault) -> None:
+    vault = make_vault(JOBS)
+    async with console(vault) as (app, pilot, client):
+        assert app.theme == "watchkeeper-dark"
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen.focused, Input))
+        assert not app.screen.focused.cursor_blink  # nothing blinks, in tests or over SSH
+        await pilot.press(*"light")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.theme == "watchkeeper-light")
+        await until(pilot, lambda: load_state(vault).theme == "watchkeeper-light")
+        # The keeper saves its state on a pause: the theme must survive that.
+        await pilot.press("escape", "P")
+        await until(pilot, lambda: client.snapshot()["paused"])
+        await pilot.pause(0.3)
+        await until(pilot, lambda: load_state(vault).theme == "watchkeeper-light")
+    assert load_state(vault).paused
+    async with console(vault) as (app, pilot, client):
+        assert app.theme == "watchkeeper-light"
+
+
+async def test_a_bad_user_theme_is_reported_and_skipped(make_vault, tmp_path: Path) -> None:
+    vault = make_vault(JOBS)
+    mine = tmp_path / "themes"
+    mine.mkdir()
+    (mine / "mine.toml").write_text('name = "mine"\nprimary = "#336699"\ndark = false\n')
+    (mine / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    (mine / "sly.toml").write_text(
+        'name = "sly"\nprimary = "#336699"\n[variables]\nfooter-key-foreground = "loud"\n'
+    )
+    async with console(vault, theme_dirs=[shipped_dir(), mine]) as (app, _pilot, _client):
+        assert "mine" in app.available_themes
+        assert "broken" not in app.available_themes
+        assert "sly" not in app.available_themes  # its variable would break the CSS
+        assert {"watchkeeper-light", "watchkeeper-high-contrast"} <= set(app.available_themes)
+        messages = [notification.message for notification in app._notifications]
+        assert any("broken.toml" in message and "primary" in message for message in messages)
+        assert any(
+            "sly.toml" in message and "footer-key-foreground" in message for message in messages
+        )
+
+
+# ---- scale and load -------------------------------------------------------------------
+
+
+async def test_console_stays_responsive_while_the_keeper_is_busy(make_vault) -> None:
+    vault = make_vault(
+        """
+        [keeper]
+        max_parallel = 8
+        [jobs.busy]
+        command = ["true"]
+        every = "50ms"
+        overlap = "allow"
+        [jobs.chatty]
+        command = ["sh", "-c", "seq 1 3000"]
+        every = "100ms"
+        """
+    )
+    async with console(vault) as (app, pilot, client):
+        history = app.main.query_one(HistoryPane)
+        log = app.main.query_one(LogPane)
+        # Show the chatty job's log: some 30,000 lines a second to take in.
+        await select_job(pilot, app, "chatty")
+        await pilot.press("4", "enter")
+        await until(pilot, lambda: log.source == "chatty")
+        await until(pilot, lambda: app.model.events > 500 and log.main().line_count > 1000)
+        table = app.main.query_one("#jobs", DataTable)
+        table.move_cursor(row=table.get_row_index("busy"))
+        table.focus()
+        # Pilot.press waits for the app to go idle, which a busy keeper never lets it:
+        # post the key as a terminal would and time how long until its effect shows.
+        start, flushes = time.monotonic(), app.flushes
+        app.simulate_key("p")
+        await until(pilot, lambda: cell(app, "busy", "paused") == "⏸ paused", timeout=2)
+        elapsed = time.monotonic() - start
+        assert elapsed < 1, elapsed
+        assert job_view(client, "busy")["paused"]
+        # The redraw timer caps frames at ten a second, however many events came in.
+        assert app.flushes - flushes <= elapsed / app.redraw_interval + 3
+        redraws = sum(pane.redraws for pane in app.main.query(Pane))
+        events = app.model.events
+        assert redraws < events / 10, (redraws, events)
+        # History holds one page however many runs there were.
+        assert len(history.records) <= history.limit <= history.page() * 2
+
+
+async def test_a_thousand_jobs_update_in_place(make_vault) -> None:
+    vault = make_vault(
+        "".join(f'[jobs.job-{index:04d}]\ncommand = ["true"]\n' for index in range(1000))
+    )
+    async with console(vault) as (app, pilot, client):
+        jobs = app.main.query_one(JobsPane)
+        rebuilds, cells = jobs.rebuilds, jobs.cells_updated
+        client.run_now("job-0500")
+        await until(pilot, lambda: cell(app, "job-0500", "last").startswith("✔ success"))
+        await pilot.pause(0.3)
+        # One row changed: its cells, not the table, were redrawn.
+        assert jobs.rebuilds == rebuilds
+        assert 1 <= jobs.cells_updated - cells <= 4
+        assert jobs.main().row_count == 1000
+
+
+async def test_history_reads_one_page_of_a_long_history(make_vault) -> None:
+    vault = make_vault(JOBS)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    lines = []
+    for index in range(5000):
+        moment = start + timedelta(seconds=index)
+        record = RunRecord(
+            id=f"old-{index:05d}",
+            job="quick",
+            project="vault",
+            started_at=moment,
+            status="success",
+            trigger="schedule",
+            host="h",
+            completed_at=moment,
+            duration_ms=5,
+        )
+        lines.append(record.to_line())
+    (vault / "Logs" / "history" / f"{start.date().isoformat()}.jsonl").write_bytes(b"".join(lines))
+    async with console(vault) as (app, pilot, _client):
+        history = app.main.query_one(HistoryPane)
+        table = app.main.query_one("#history", DataTable)
+        await until(pilot, lambda: table.row_count > 0)
+        first_page = history.page()
+        assert table.row_count == len(history.records) == history.limit == first_page
+        assert history.reads == 1
+        assert [record["id"] for record in history.records[:2]] == ["old-04999", "old-04998"]
+        await pilot.press("3", "end")
+        await until(pilot, lambda: table.row_count == 2 * first_page)
+        assert history.reads == 2
+        assert history.records[-1]["id"] == f"old-{5000 - 2 * first_page:05d}"
+
+
+async def test_log_pane_opens_a_big_log_at_its_tail(make_vault) -> None:
+    vault = make_vault(JOBS)
+    log_path = vault / "Logs" / "watchkeeper.log"
+    block = b"".join(
+        b"2024-01-01T00:00:00.000+00:00 INFO  filler line %06d\n" % index for index in range(20000)
+    )
+    with log_path.open("wb") as file:
+        for _ in range(20):  # ~20 MB
+            file.write(block)
+        file.write(b"2024-01-01T00:00:01.000+00:00 INFO  the very last old line\n")
+    async with console(vault) as (app, pilot, _client):
+        log = app.main.query_one(LogPane).main()
+        await until(pilot, lambda: any("keeper started" in line for line in log.lines))
+        lines = list(log.lines)
+        assert len(lines) < 600
+        assert any("the very last old line" in line for line in lines)
+        assert "01-01 00:00:01" in next(line for line in lines if "very last" in line)
+
+
+async def test_80x24_shows_every_pane_header_and_key_hints(make_vault, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    vault = make_vault(JOBS)
+    frozen = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    async with console(vault, size=(80, 24), frozen_now=frozen) as (app, pilot, _client):
+        await until(pilot, lambda: "RUNNING" in screen_text(app) and "Help" in screen_text(app))
+        text = screen_text(app)
+        for words in ("1 Jobs", "2 Vault", "3 History", "4 Log", "5 Quota", "today", "? Help"):
+            assert words in text, words
+        for job in ("quick", "slow", "nightly"):
+            assert job in text
+        assert "up 0s" in text  # the frozen clock is before the keeper started
+
+
+# ---- pieces --------------------------------------------------------------------------------
+
+
+def test_run_output_picks_one_runs_lines_across_rotations(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    t = "2024-05-01T10:00:0{}.000+00:00"
+    (tmp_path / "job.log.1").write_text(
+        f"{t.format(0)} [aaa] ▶ started\n{t.format(1)} [aaa] first\n{t.format(1)} [bbb] other\n"
+    )
+    log.write_text(f"{t.format(2)} [aaa] second\n{t.format(3)} [bbb] more\n")
+    output = run_output(log, "aaa", datetime(2024, 5, 1, 10, 0, tzinfo=UTC))
+    assert [line.split(" ", 1)[1] for line in output.lines] == ["▶ started", "first", "second"]
+    assert not output.truncated
+
+
+class Recorder:
+    """Stands in for the app: keeps what the bridge posts."""
+
+    def __init__(self) -> None:
+        self.messages: list[object] = []
+
+    def post_message(self, message: object) -> bool:
+        self.messages.append(message)
+        return True
+
+
+def test_bridge_bounds_what_waits_and_resyncs_after_dropping() -> None:
+    target = Recorder()
+    bridge = KeeperBridge(target, limit=3)  # type: ignore[arg-type]
+    for index in range(10):
+        bridge.on_event(Event("run_started", {"id": str(index)}))
+    assert [type(message) for message in target.messages] == [RunStarted] * 3
+    assert bridge.dropped == 7
+    for _ in range(3):
+        bridge.handled()
+    assert isinstance(target.messages[-1], Resync)
+    # Log lines: only those of the log on screen, any number behind one message.
+    target.messages.clear()
+    bridge.handled()
+    for index in range(50):
+        bridge.on_event(Event("log_line", {"source": "keeper", "line": str(index)}))
+        bridge.on_event(Event("log_line", {"source": "some-job", "line": str(index)}))
+    assert [type(message) for message in target.messages] == [LogLines]
+    lines = bridge.take_lines()
+    assert [line["line"] for line in lines] == [str(index) for index in range(50)]
+
+
+def test_clock_frozen_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("WATCHKEEPER_CONSOLE_NOW", "2030-01-02T03:04:05+00:00")
+    clock = Clock.from_env(UTC)
+    assert clock.now() == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert clock.short(clock.now() - timedelta(days=1)) == "01-01 03:04"
+
+
+def test_console_refuses_a_vault_another_keeper_holds(make_vault) -> None:
+    vault = make_vault(JOBS)
+    lock = acquire(vault)
+    try:
+        # On a terminal (a pty), the bare command opens the console: here it cannot.
+        primary, secondary = pty.openpty()
+        env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+        result = subprocess.run(
+            [str(CLI), "--vault", str(vault)],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=30,
+        )
+        os.close(secondary)
+        os.close(primary)
+    finally:
+        lock.release()
+    assert result.returncode == 3
+    assert f"keeper pid {os.getpid()} holds this vault" in result.stderr.decode()
