@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import queue
+import re
 import resource
 import shutil
 import subprocess
@@ -214,6 +215,7 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
             index[runtime.name] = i
         wall_minus_mono = time.time() - time.monotonic()
         samples: list[tuple[int, float, float]] = []
+        skipped: dict[str, int] = {}
         publish = keeper.bus.publish
 
         def tap(kind: str, **data: Any) -> None:
@@ -226,6 +228,11 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
                 started = datetime.fromisoformat(data["startedAt"]).timestamp() - wall_minus_mono
                 lateness = data["lateness_ms"] / 1000
                 samples.append((index[data["taskId"]], started - lateness - d0, lateness))
+            elif kind == "run_finished" and data["status"] == "skipped":
+                # Why a slot was refused (overlap, quota...); a slot the schedule skipped
+                # for being over an interval late leaves no record and shows only in missed.
+                reason = re.sub(r"\brun \S+", "run …", data["error"] or "")
+                skipped[reason] = skipped.get(reason, 0) + 1
             publish(kind, **data)
 
         keeper.bus.publish = tap  # type: ignore[method-assign]
@@ -259,6 +266,7 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
             "rss_mb": rss,
             "peak_rss_mb": peak,
             "textual_imported": textual,
+            **({"skipped_records": skipped} if skipped else {}),
         }
     finally:
         shutil.rmtree(vault, ignore_errors=True)

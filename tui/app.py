@@ -581,6 +581,8 @@ class ConsoleApp(App[int]):
             self._call(f"pause {job}", self.client.pause, job)
         self.model.dirty_jobs.add(job)
         self.model.dirty.add("jobs")
+        # A key's own effect shows at once; only the keeper's stream waits for the tick.
+        self.redraw()
 
     def action_pause_all(self) -> None:
         if self.model.global_paused:
