@@ -10,6 +10,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,15 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {condition}")
         time.sleep(interval)
+
+
+async def pilot_until(pilot: Any, condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """wait_for for a Textual Pilot: let the app run between checks."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout}s: {condition}")
+        await pilot.pause(0.02)
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,12 +10,13 @@ import os
 import pty
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import CLI
+from conftest import pilot_until as until
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Log
@@ -50,14 +51,6 @@ command = ["sleep", "30"]
 command = ["true"]
 cron = "0 3 * * *"
 """
-
-
-async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout}s: {condition}")
-        await pilot.pause(0.02)
 
 
 def screen_text(app: ConsoleApp) -> str:

@@ -8,12 +8,12 @@ Update the baselines with `pytest tests/test_snapshots.py --snapshot-update`.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import pilot_until as until
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
@@ -116,14 +116,6 @@ def console() -> Iterator[Callable[[], ConsoleApp]]:
         assert app.closed
     assert holder(VAULT) is None
     shutil.rmtree(VAULT, ignore_errors=True)
-
-
-async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout}s: {condition}")
-        await pilot.pause(0.02)
 
 
 async def settled(pilot: Pilot) -> None:
