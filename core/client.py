@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from core.config import Config
+from core.control import start_control
 from core.events import Event
 from core.history import Query, QueryResult, recent
 from core.keeper import Keeper
@@ -78,6 +79,7 @@ class InProcessClient:
         self._stop = asyncio.Event()
         subscription = self.keeper.bus.subscribe(maxsize=10_000)
         await self.keeper.start()
+        control = await start_control(self.keeper)
         serving = asyncio.create_task(self.keeper.serve())
 
         async def forward() -> None:
@@ -91,6 +93,8 @@ class InProcessClient:
             self.keeper.hurry()
         await self.keeper.stop()
         await serving
+        if control is not None:
+            await control.close()
         forwarding.cancel()
         while (event := subscription.get_nowait()) is not None:
             on_event(event)

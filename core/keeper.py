@@ -26,6 +26,7 @@ from typing import Any
 
 from core import history as hist
 from core.config import Config, ConfigError, JobConfig, load_config
+from core.control import start_control
 from core.dashboard import render_dashboard, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
@@ -39,6 +40,7 @@ from core.metrics import Metrics, write_metrics
 from core.output import OutputSink
 from core.processes import end_leftovers
 from core.quota import Quota, usage_view
+from core.resume import ResumePlan, plan_resume, waking_jobs
 from core.runner import Run, RunOutcome, RunSpec, Spawned, spawn
 from core.state import RuntimeState, load_state, save_state
 from core.status import last_runs
@@ -189,6 +191,7 @@ class Keeper:
         self._outputs_due: asyncio.TimerHandle | None = None
         self._output_interval = OUTPUT_INTERVAL
         self._vault_due: asyncio.TimerHandle | None = None
+        self._run_watchers: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
 
     # ---- setup -------------------------------------------------------------
 
@@ -649,6 +652,7 @@ class Keeper:
         self._count_today(record.status)
         self.metrics.observe_run(record.job, record.status, record.duration_ms, time.time())
         self.bus.publish("run_finished", **record.to_json())
+        self._settle_watchers(record)
         self._outputs_changed()
         failed = record.status in ("failure", "timeout")
         retrying = (
@@ -684,7 +688,7 @@ class Keeper:
             self._timers[retry.run_id] = self._loop.call_later(delay, self._retry, retry)
         if record.status == "success":
             self._advance_chains(job.name, request.wave or record.id)
-        if runtime.queued:
+        if runtime.queued and not self.state.is_paused(job.name):
             self.submit(runtime.queued.popleft())
         if self.handover.has_pending(job.name):
             self._files_ready(job.name)
@@ -783,17 +787,58 @@ class Keeper:
     # ---- operator actions -------------------------------------------------------
 
     def run_now(self, job: str, trigger: str = "manual") -> str:
+        return self.run_and_watch(job, trigger)[0]
+
+    def run_and_watch(
+        self, job: str, trigger: str = "manual"
+    ) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        """Start a run now; the future gets its final record (as JSON) when it ends."""
         if job not in self.jobs:
             raise KeyError(job)
-        run_id = self.submit(StartRequest(job, trigger))
+        assert self._loop is not None
+        request = StartRequest(job, trigger)
+        # Watched before it is submitted: a run refused at once is final within submit().
+        finished: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._run_watchers.setdefault(request.run_id, []).append(finished)
+        self.submit(request)
         self.wake()
-        return run_id
+        return request.run_id, finished
+
+    def _settle_watchers(self, record: RunRecord) -> None:
+        for finished in self._run_watchers.pop(record.id, ()):
+            if not finished.done():
+                finished.set_result(record.to_json())
 
     def pause(self, job: str | None = None) -> None:
         self._set_paused(job, True)
 
-    def resume(self, job: str | None = None) -> None:
+    def resume_plan(self, job: str | None = None) -> ResumePlan:
+        if job is not None and job not in self.jobs:
+            raise KeyError(job)
+        return plan_resume(self, job)
+
+    def resume(self, job: str | None = None, missed: bool = True) -> None:
+        """Lift a pause. What piled up meanwhile is released as resume_plan() says;
+        `missed=False` leaves out the catch-up runs of slots that passed."""
+        if job is not None and job not in self.jobs:
+            raise KeyError(job)
+        waking = waking_jobs(self.state, list(self.jobs), job)
+        # In the plan's order: queued, then catch-up; waiting files go once the pause is
+        # lifted (_set_paused offers them).
+        for name in waking:
+            runtime = self.jobs[name]
+            slots, runtime.missed_while_paused = runtime.missed_while_paused, 0
+            if runtime.queued and not runtime.active:
+                self.submit(runtime.queued.popleft())
+            if not slots or not runtime.config.enabled:
+                continue
+            if missed and self.config.keeper.catch_up == "once":
+                self.log.info(f"{name}: {slots} slot(s) missed while paused; catching up once")
+                self.submit(StartRequest(name, "catch_up"))
+            else:
+                self.log.info(f"{name}: {slots} slot(s) missed while paused left out")
         self._set_paused(job, False)
+        self.wake()
 
     def _set_paused(self, job: str | None, paused: bool) -> None:
         if job is None:
@@ -850,6 +895,7 @@ class Keeper:
         )
         self.history.append(record)
         self.bus.publish("run_finished", **record.to_json())
+        self._settle_watchers(record)
         runtime = self.jobs.get(request.job)
         if request.trigger == "file" and runtime is not None:
             runtime.file_request = False
@@ -959,6 +1005,10 @@ class Keeper:
         self._spawner.shutdown(wait=True)
         for log in self._open_logs:
             log.close()
+        for watchers in self._run_watchers.values():
+            for finished in watchers:
+                finished.cancel()
+        self._run_watchers.clear()
         self.log.info("keeper stopped")
         self.bus.publish("keeper_state", state="STOPPED")
         self.history.close()
@@ -1159,7 +1209,11 @@ async def run_daemon(keeper: Keeper) -> None:
     stop = asyncio.Event()
     install_signal_handlers(keeper, stop)
     await keeper.start()
+    control = await start_control(keeper)
     serving = asyncio.create_task(keeper.serve())
     await stop.wait()
     await keeper.stop()
     await serving
+    # Last: during the drain the CLI can still ask what is left and `run --wait` hears back.
+    if control is not None:
+        await control.close()

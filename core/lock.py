@@ -43,6 +43,13 @@ class VaultLock:
             self.fd = -1
 
 
+    def note(self, **fields: str) -> None:
+        """Add fields to this keeper's lock record (the control socket's path)."""
+        record = {**_read(self.fd), **fields}
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(record).encode(), 0)
+
+
 def lock_path(vault: Path) -> Path:
     return vault / "Logs" / LOCK_NAME
 
