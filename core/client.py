@@ -10,6 +10,7 @@ methods over the control socket.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -17,25 +18,28 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from core.config import Config
-from core.control import start_control
+from core.control import Connection, ControlFailed, start_control, subscribe
 from core.events import Event
 from core.history import Query, QueryResult, recent
 from core.keeper import Keeper
 from core.lock import VaultLock
+from core.resume import ResumePlan
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
 
 
 class KeeperClient(Protocol):
-    mode: str
+    mode: str  # "owner" or "attach"
     vault: Path
+    pid: int  # the keeper's process
 
     def start(self, on_event: Callable[[Event], None]) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
     def run_now(self, job: str) -> str: ...
     def pause(self, job: str | None = None) -> None: ...
-    def resume(self, job: str | None = None) -> None: ...
+    def resume_plan(self, job: str | None = None) -> ResumePlan: ...
+    def resume(self, job: str | None = None, missed: bool = True) -> None: ...
     def cancel(self, run_id: str) -> bool: ...
     def history(self, query: Query) -> QueryResult: ...
     def close(self, end_runs: bool = False) -> None: ...
@@ -49,6 +53,7 @@ class InProcessClient:
     def __init__(self, config: Config, lock: VaultLock) -> None:
         self.config = config
         self.vault = config.vault
+        self.pid = os.getpid()
         self.lock = lock
         self.keeper = Keeper(config, lock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,8 +124,11 @@ class InProcessClient:
     def pause(self, job: str | None = None) -> None:
         self._call(self.keeper.pause, job)
 
-    def resume(self, job: str | None = None) -> None:
-        self._call(self.keeper.resume, job)
+    def resume_plan(self, job: str | None = None) -> ResumePlan:
+        return self._call(self.keeper.resume_plan, job)
+
+    def resume(self, job: str | None = None, missed: bool = True) -> None:
+        self._call(self.keeper.resume, job, missed)
 
     def cancel(self, run_id: str) -> bool:
         return self._call(self.keeper.cancel, run_id)
@@ -136,3 +144,80 @@ class InProcessClient:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join()
         self.lock.release()
+
+
+class SocketClient:
+    """Attached to a keeper that runs elsewhere (a --daemon, another console) through
+    its control socket. Commands share one connection; events arrive on a second one,
+    read by a thread of their own. When the keeper goes away the stream ends and the
+    caller gets a `keeper_state` event with state GONE."""
+
+    mode = "attach"
+
+    def __init__(self, vault: Path) -> None:
+        self.vault = vault
+        self._commands = Connection(vault, CALL_TIMEOUT)  # ControlUnavailable: none runs
+        self.pid: int = self._commands.pid or 0
+        self._lock = threading.Lock()
+        self._events: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._closing = False
+
+    def start(self, on_event: Callable[[Event], None]) -> None:
+        self._events, _ = subscribe(self.vault)
+        self._reader = threading.Thread(
+            target=self._read_events, args=(self._events, on_event), name="events", daemon=True
+        )
+        self._reader.start()
+
+    def _read_events(self, stream: Connection, on_event: Callable[[Event], None]) -> None:
+        try:
+            while True:
+                message = stream.read()
+                data = message.get("data")
+                on_event(Event(str(message.get("event")), data if isinstance(data, dict) else {}))
+        except (OSError, ValueError):
+            pass  # the stream ended: the keeper went away, or close() shut it
+        if not self._closing:
+            on_event(Event("keeper_state", {"state": "GONE", "pid": self.pid}))
+
+    def _request(self, op: str, **args: Any) -> dict[str, Any]:
+        with self._lock:
+            return self._commands.request(op, **args)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._request("status")["status"]
+
+    def run_now(self, job: str) -> str:
+        return self._request("run", job=job)["run_id"]
+
+    def pause(self, job: str | None = None) -> None:
+        self._request("pause", job=job)
+
+    def resume_plan(self, job: str | None = None) -> ResumePlan:
+        return ResumePlan.from_json(self._request("resume", job=job, preview=True)["plan"])
+
+    def resume(self, job: str | None = None, missed: bool = True) -> None:
+        self._request("resume", job=job, missed=missed)
+
+    def cancel(self, run_id: str) -> bool:
+        try:
+            self._request("cancel", run_id=run_id)
+        except ControlFailed:
+            return False  # nothing by that id in flight any more
+        return True
+
+    def history(self, query: Query) -> QueryResult:
+        # Same host, same files: reading them here spares the keeper the work.
+        return recent(self.vault / "Logs" / "history", query)
+
+    def close(self, end_runs: bool = False) -> None:
+        """Disconnect; the keeper goes on (`end_runs` is the owner's business)."""
+        self._closing = True
+        if self._events is not None:
+            self._events.shutdown()
+        if self._reader is not None:
+            self._reader.join(CALL_TIMEOUT)
+        if self._events is not None:
+            self._events.close()
+        self._commands.close()

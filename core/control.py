@@ -42,11 +42,15 @@ _SUN_PATH_MAX = 107
 OPS = ("status", "jobs", "history", "pause", "resume", "run", "cancel", "subscribe")
 
 
-class ControlUnavailable(Exception):
+class ControlError(Exception):
+    """Talking to the keeper did not work out."""
+
+
+class ControlUnavailable(ControlError):
     """No keeper answers on this vault's control socket."""
 
 
-class ControlFailed(Exception):
+class ControlFailed(ControlError):
     """The keeper answered `ok: false`; the message is its error."""
 
 

@@ -116,6 +116,7 @@ def vault_status(config: Config) -> dict[str, Any]:
     return {
         "vault": str(config.vault),
         "keeper": keeper_info(config.vault),
+        "source": "files",
         "paused": state.paused,
         "folders": {
             folder.name: {"count": folder.count, "newest": list(folder.newest)}
@@ -138,3 +139,31 @@ def quota_view(config: Config) -> list[dict[str, Any]]:
         config.vault / "Logs" / "history", config.keeper.max_runs_per_hour, limits, now
     )
     return usage_view(quota.usage(now))
+
+
+def live_status(config: Config, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """vault_status's shape from a running keeper's snapshot: what it knows (jobs in
+    flight, interval slots, quota) instead of what the files say; no history is read."""
+    return {
+        "vault": str(config.vault),
+        "keeper": {
+            "running": True,
+            "pid": snapshot["pid"],
+            "hostname": snapshot["host"],
+            "started_at": snapshot["started_at"],
+            "uptime_s": snapshot["uptime_s"],
+            "state": snapshot["state"],
+            "runs_in_flight": snapshot["running"],
+            "waiting_for_a_slot": snapshot["waiting"],
+        },
+        "source": "keeper",
+        "paused": snapshot["paused"],
+        "folders": {
+            folder.name: {"count": folder.count, "newest": list(folder.newest)}
+            for folder in summarize_all(config.vault)
+        },
+        "today": snapshot["today"],
+        "jobs": snapshot["jobs"],
+        "quota": snapshot["quota"],
+        "history_bad_lines": 0,
+    }

@@ -4,17 +4,21 @@ error, 3 another keeper holds the vault."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from core.config import CONFIG_NAME, Config, ConfigError, load_config
 from core.history import status_label
 from core.locations import find_vault
+
+if TYPE_CHECKING:
+    from core.control import Connection
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 FAILED_STATUSES = ("failure", "timeout", "cancelled", "interrupted")
@@ -100,6 +104,24 @@ def _acquire(vault: Path):
         ) from None
 
 
+def _keeper_link(vault: Path) -> tuple[Connection | None, str | None]:
+    """A connection to the keeper running on this vault. (None, None): no keeper runs,
+    act locally. (None, why): one holds the vault but cannot be reached."""
+    from core.control import Connection, ControlUnavailable
+    from core.lock import holder
+
+    if holder(vault) is None:
+        return None, None
+    try:
+        return Connection(vault), None
+    except ControlUnavailable as error:
+        return None, str(error)
+
+
+def _through(connection: Connection) -> str:
+    return f"through keeper pid {connection.pid}"
+
+
 # ---- the bare command -----------------------------------------------------------
 
 
@@ -141,17 +163,13 @@ def main_command(
         _status(_config(ctx, vault), as_json)
         return
     config = _config(ctx, vault)
-    from core.lock import LockHeld
+    from core.control import ControlUnavailable
     from tui.app import run_console
 
     try:
         code = run_console(config)
-    except LockHeld as held:
-        raise fail(
-            f"keeper pid {held.holder.get('pid', '?')} holds this vault; "
-            "attaching arrives with the control socket",
-            EXIT_LOCKED,
-        ) from None
+    except ControlUnavailable as error:
+        raise fail(f"cannot attach: {error}", EXIT_LOCKED) from None
     raise typer.Exit(code)
 
 
@@ -217,9 +235,16 @@ def _daemon(config: Config) -> int:
 
 
 def _status(config: Config, as_json: bool) -> None:
-    from core.status import vault_status
+    from core.control import ControlError
+    from core.status import live_status, vault_status
 
-    data = vault_status(config)
+    connection, unreachable = _keeper_link(config.vault)
+    data = None
+    if connection is not None:
+        with connection, contextlib.suppress(ControlError):
+            data = live_status(config, connection.request("status")["status"])
+    if data is None:
+        data = vault_status(config)
     if as_json:
         _print_json(data)
         return
@@ -229,9 +254,14 @@ def _status(config: Config, as_json: bool) -> None:
         from core.units import format_duration
 
         uptime = format_duration(keeper["uptime_s"]) if keeper["uptime_s"] is not None else "?"
-        typer.echo(f"keeper: up, pid {keeper['pid']} on {keeper['hostname']}, uptime {uptime}")
+        line = f"keeper: up, pid {keeper['pid']} on {keeper['hostname']}, uptime {uptime}"
+        if data["source"] == "keeper":
+            line += f", {keeper['state']}, {keeper['runs_in_flight']} run(s) in flight"
+        else:
+            line += f" (not asked: {unreachable or 'its control socket did not answer'})"
+        typer.echo(line)
     else:
-        typer.echo("keeper: not running")
+        typer.echo("keeper: not running (from the vault's files)")
     typer.echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
     typer.echo(
         "folders: " + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
@@ -290,14 +320,25 @@ def validate(ctx: typer.Context, vault: VaultOption = None) -> None:
 @app.command()
 def jobs(ctx: typer.Context, vault: VaultOption = None, as_json: JsonOption = False) -> None:
     """Each job: trigger, next run, last result, paused."""
+    from core.control import ControlError
     from core.status import jobs_view
 
     config = _config(ctx, vault)
-    view = jobs_view(config)
+    connection, unreachable = _keeper_link(config.vault)
+    view, source = None, "no keeper running: from the config, state and history files"
+    if connection is not None:
+        with connection, contextlib.suppress(ControlError):
+            view, source = connection.request("jobs")["jobs"], _through(connection)
+    if view is None:
+        view = jobs_view(config)
+        if unreachable:
+            source = f"from the files ({unreachable})"
     if as_json:
         _print_json(view)
     else:
         _jobs_table(view, config.keeper.tz)
+    # stderr: --json stays one clean document.
+    typer.echo(f"watchkeeper: {source}", err=True)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -419,12 +460,18 @@ def run(
         bool, typer.Option("--wait", help="Wait for the result (a local run always waits).")
     ] = False,
 ) -> None:
-    """Run a job now (locally: no keeper is running)."""
+    """Run a job now: through the running keeper, else locally (then it always waits)."""
     from core.keeper import Keeper
 
     config = _config(ctx, vault)
+    connection, unreachable = _keeper_link(config.vault)
+    if connection is not None:
+        with connection:
+            _run_through(connection, job, wait)
     if job not in config.jobs:
         raise fail(f"no job {job!r} in {config.path}; jobs: {', '.join(config.jobs) or 'none'}")
+    if unreachable:
+        raise fail(f"cannot run {job}: {unreachable}", EXIT_LOCKED)
     lock = _acquire(config.vault)
     keeper = Keeper(config, lock)
     outcome: dict = {}
@@ -448,6 +495,51 @@ def run(
         + (f"  {outcome['error']}" if outcome["error"] else "")
     )
     raise typer.Exit(EXIT_OK if outcome["status"] == "success" else EXIT_JOB_FAILED)
+
+
+def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
+    from core.control import ControlFailed, ControlUnavailable
+
+    try:
+        answer = connection.request("run", timeout=None if wait else 10.0, job=job, wait=wait)
+    except ControlFailed as error:
+        raise fail(f"{error} ({_through(connection)})") from None
+    except ControlUnavailable as error:
+        raise fail(str(error), EXIT_JOB_FAILED) from None
+    if not wait:
+        typer.echo(f"started run {answer['run_id']} of {job} ({_through(connection)})")
+        raise typer.Exit(EXIT_OK)
+    record = answer["record"]
+    typer.echo(
+        f"{status_label(record['status'])}  {job}  run {record['id']} ({_through(connection)})"
+        + (f"  {record['error']}" if record["error"] else "")
+    )
+    raise typer.Exit(EXIT_OK if record["status"] == "success" else EXIT_JOB_FAILED)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to end (see `history`).")],
+    vault: VaultOption = None,
+) -> None:
+    """End a run in flight, or drop one queued or waiting to retry."""
+    from core.control import ControlFailed
+
+    config = _config(ctx, vault)
+    connection, unreachable = _keeper_link(config.vault)
+    if connection is None:
+        raise fail(
+            f"cannot cancel run {run_id}: "
+            + (unreachable or "no keeper is running, so no run is in flight"),
+            EXIT_LOCKED if unreachable else EXIT_USAGE,
+        )
+    with connection:
+        try:
+            connection.request("cancel", run_id=run_id)
+        except ControlFailed as error:
+            raise fail(f"{error} ({_through(connection)})") from None
+        typer.echo(f"cancelled run {run_id} ({_through(connection)})")
 
 
 @app.command()

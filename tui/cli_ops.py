@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.config import Config, JobConfig
+from core.control import ControlError
 from core.lock import ask_keeper_to_reload
 from core.logs import rotated_name
+from core.resume import ResumePlan, describe
 from core.state import RuntimeState, load_state, save_state
-from tui.cli import EXIT_OK, VaultOption, _config, app, fail
+from tui.cli import EXIT_OK, VaultOption, _config, _keeper_link, _through, app, fail
+
+if TYPE_CHECKING:
+    from core.control import Connection
 
 JobArgument = Annotated[
     str | None,
@@ -86,8 +91,18 @@ def logs(
 
 @app.command()
 def pause(ctx: typer.Context, job: JobArgument = None, vault: VaultOption = None) -> None:
-    """Pause a job, or without JOB everything; a running keeper on this host is told."""
+    """Pause a job, or without JOB everything: through the running keeper, else in the
+    state file (a keeper without a control socket is told with SIGHUP)."""
     config = _config(ctx, vault)
+    connection, _ = _keeper_link(config.vault)
+    if connection is not None:
+        with connection:
+            try:
+                connection.request("pause", job=job)
+            except ControlError as error:
+                raise fail(f"{error} ({_through(connection)})") from None
+            typer.echo(f"paused {job or 'everything'} ({_through(connection)})")
+            return
     state = load_state(config.vault)
     if job is None:
         if state.paused:
@@ -111,15 +126,29 @@ def resume(
     job: JobArgument = None,
     preview: Annotated[
         bool,
-        typer.Option("--preview", help="List the jobs that would resume; change nothing."),
+        typer.Option("--preview", help="List the runs a resume would fire; change nothing."),
+    ] = False,
+    skip_missed: Annotated[
+        bool,
+        typer.Option(
+            "--skip-missed", help="Leave out the catch-up runs of slots missed while paused."
+        ),
     ] = False,
     vault: VaultOption = None,
 ) -> None:
-    """Resume a job, or without JOB everything; a running keeper on this host is told.
+    """Resume a job, or without JOB everything: through the running keeper, else in the
+    state file (a keeper without a control socket is told with SIGHUP).
 
-    Resuming everything lifts the global pause; jobs paused by name stay paused.
+    Resuming everything lifts the global pause; jobs paused by name stay paused. What
+    piled up while paused (queued runs, waiting files, one catch-up run for missed
+    slots) is released under the overlap and quota rules: --preview lists it.
     """
     config = _config(ctx, vault)
+    connection, _ = _keeper_link(config.vault)
+    if connection is not None:
+        with connection:
+            _resume_through(connection, job, preview, skip_missed)
+            return
     state = load_state(config.vault)
     # A paused name no longer in the config may still be resumed, to clear it from the state.
     if job is not None and job not in config.jobs and job not in state.paused_jobs:
@@ -157,6 +186,22 @@ def resume(
     typer.echo(message)
 
 
+def _resume_through(connection: Connection, job: str | None, preview: bool, skip: bool) -> None:
+    try:
+        answer = connection.request("resume", job=job, preview=preview, missed=not skip)
+    except ControlError as error:
+        raise fail(f"{error} ({_through(connection)})") from None
+    plan = ResumePlan.from_json(answer["plan"])
+    for line in describe(plan):
+        typer.echo(line)
+    if preview:
+        typer.echo(f"preview: nothing changed ({_through(connection)})")
+        return
+    left_out = [run for run in plan.runs if run.optional and skip]
+    note = f"; left out {len(left_out)} missed run(s)" if left_out else ""
+    typer.echo(f"resumed {job or 'everything'} ({_through(connection)}){note}")
+
+
 def _preview(waking: list[JobConfig], after: RuntimeState, still: list[str]) -> None:
     """The jobs a resume would make active again. What each would fire right away (catch-up
     runs, queued files) only the running keeper knows; this says so instead of guessing."""
@@ -168,6 +213,8 @@ def _preview(waking: list[JobConfig], after: RuntimeState, still: list[str]) -> 
             typer.echo(f"  {spec.name:<{width}}  {spec.trigger_summary}{note}")
     else:
         typer.echo("resuming makes no job active again")
+    if waking:
+        typer.echo("no keeper is running: nothing starts until one does")
     if after.paused:
         typer.echo("everything stays paused")
     elif still:
