@@ -32,11 +32,13 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input
 
 from core import history as hist
-from core.client import InProcessClient, KeeperClient
-from core.config import Config
+from core.client import InProcessClient, KeeperClient, SocketClient
+from core.config import Config, ConfigError, load_config
+from core.control import ControlUnavailable
 from core.locations import user_themes_dir
-from core.lock import acquire
+from core.lock import LockHeld, acquire, holder
 from core.quota import started as run_counted
+from core.resume import ResumePlan
 from core.state import load_state, save_state
 from core.tail import last_lines
 from core.vault import summarize_all
@@ -53,6 +55,7 @@ from tui.panes import (
     VaultPane,
     palette_from,
 )
+from tui.resume_dialog import ResumeScreen
 from tui.screens import (
     ConfirmScreen,
     HelpScreen,
@@ -70,6 +73,8 @@ SNAPSHOT_INTERVAL = 2.0
 """Next-run times move without an event (a slot fired); a snapshot picks them up."""
 LOG_TAIL = 500
 START_WAIT = 60.0
+TAKEOVER_WAIT = 10.0
+ATTACH_WAIT = 3.0
 PANE_ORDER = ("jobs-pane", "vault-pane", "history-pane", "log-pane", "quota-pane")
 KIND_OF = {message: kind for kind, message in MESSAGES.items()}
 
@@ -188,6 +193,7 @@ class ConsoleApp(App[int]):
         self.vault = config.vault
         self.clock = Clock.from_env(config.keeper.tz, frozen_now)
         self.model = Model(config.vault)
+        self.model.attached_pid = client.pid if client.mode == "attach" else None
         self.bridge = KeeperBridge(self)
         self.redraw_interval = redraw_interval
         self.snapshot_interval = snapshot_interval
@@ -310,7 +316,8 @@ class ConsoleApp(App[int]):
             self.notify("stopping the keeper …")
             return
         running = self.model.running_count
-        if not running:
+        # Attached, the keeper is not ours to stop: quitting only disconnects.
+        if not running or self.client.mode == "attach" or not self.keeper_started:
             self.shutdown(end_runs=False)
             return
 
@@ -358,6 +365,9 @@ class ConsoleApp(App[int]):
             return
         self.bridge.handled()
         kind = KIND_OF.get(type(message))
+        if kind == "keeper_state" and message.data.get("state") == "GONE":
+            self._keeper_gone(message.data.get("pid"))
+            return
         if kind == "resync":
             self._resync()
             return
@@ -374,6 +384,69 @@ class ConsoleApp(App[int]):
         elif kind == "keeper_state" and self._theme_ready:
             # A pause saves the keeper's state file, theme and all: keep ours in it.
             self._persist_theme(self.theme)
+
+    # ---- the attached keeper going away ----------------------------------------------------
+
+    def _keeper_gone(self, pid: Any) -> None:
+        if self.closing or self.client.mode != "attach":
+            return
+        self.keeper_started = False
+        self.model.apply("keeper_state", {"state": "STOPPED"}, self.clock.now())
+        self.model.attached_pid = None
+        self.redraw()
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._take_over()
+            else:
+                self.notify("no keeper runs this vault; q quits", severity="warning", timeout=10)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Keeper pid {pid} went away. Take over and run the keeper in this console?"
+            ),
+            answer,
+        )
+
+    @work(thread=True, group="keeper", exclusive=True, exit_on_error=False)
+    def _take_over(self) -> None:
+        """Own the vault once the lock is free; if another keeper got there first (say
+        systemd restarted it), attach to that one instead."""
+        deadline = time.monotonic() + TAKEOVER_WAIT
+        client: KeeperClient | None = None
+        problem = "the lock stayed taken"
+        while client is None and time.monotonic() < deadline and not self.closing:
+            try:
+                config = load_config(self.config.path)
+                client = InProcessClient(config, acquire(self.vault))
+            except ConfigError as error:
+                problem = f"{len(error.issues)} error(s) in {self.config.path}"
+                break
+            except LockHeld:
+                with contextlib.suppress(ControlUnavailable):
+                    client = SocketClient(self.vault)
+                if client is None:
+                    time.sleep(0.1)  # the old keeper is still letting go of its lock
+        if client is None:
+            self.call_from_thread(
+                self.notify, f"cannot take over: {problem}", severity="error", timeout=10
+            )
+            return
+        self.call_from_thread(self._adopt, client)
+
+    def _adopt(self, client: KeeperClient) -> None:
+        self.client = client
+        self.closed = False
+        self.model.attached_pid = client.pid if client.mode == "attach" else None
+        self.model.dirty.add("header")
+        self.notify(
+            f"attached to keeper pid {client.pid}"
+            if client.mode == "attach"
+            else "this console now runs the keeper"
+        )
+        self._starting = True
+        self._start_done.clear()
+        self._start_keeper()
 
     def _resync(self) -> None:
         self._refresh_snapshot()
@@ -574,21 +647,55 @@ class ConsoleApp(App[int]):
             self.notify("no job selected", severity="warning")
             return
         if self.model.is_own_paused(job):
-            self.model.own_paused.discard(job)
-            self._call(f"resume {job}", self.client.resume, job)
-        else:
-            self.model.own_paused.add(job)
-            self._call(f"pause {job}", self.client.pause, job)
-        self.model.dirty_jobs.add(job)
-        self.model.dirty.add("jobs")
+            self._preview_resume(job)
+            return
+        self.model.own_paused.add(job)
+        self._call(f"pause {job}", self.client.pause, job)
+        self._show_paused(job)
+
+    def _show_paused(self, job: str | None) -> None:
+        if job is not None:
+            self.model.dirty_jobs.add(job)
+            self.model.dirty.add("jobs")
         # A key's own effect shows at once; only the keeper's stream waits for the tick.
         self.redraw()
 
     def action_pause_all(self) -> None:
         if self.model.global_paused:
-            self._call("resume everything", self.client.resume, None)
+            self._preview_resume(None)
         else:
             self._call("pause everything", self.client.pause, None)
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def _preview_resume(self, job: str | None) -> None:
+        """Resume at once when nothing piled up; else show what would fire and ask."""
+        what = f"resume {job or 'everything'}"
+        if not self.keeper_started or self.closing:
+            self.call_from_thread(self.notify, f"cannot {what}: the keeper is not running")
+            return
+        try:
+            plan = self.client.resume_plan(job)
+        except Exception as error:
+            self.call_from_thread(self.notify, f"{what} failed: {error}", severity="error")
+            return
+        if plan.runs:
+            self.call_from_thread(self._ask_resume, job, plan)
+        else:
+            self.call_from_thread(self._resume, job, True)
+
+    def _ask_resume(self, job: str | None, plan: ResumePlan) -> None:
+        def answer(choice: str | None) -> None:
+            if choice is not None:
+                self._resume(job, choice == "with")
+
+        self.push_screen(ResumeScreen(plan), answer)
+
+    def _resume(self, job: str | None, missed: bool) -> None:
+        what = f"resume {job or 'everything'}" + ("" if missed else " without missed runs")
+        if job is not None:
+            self.model.own_paused.discard(job)
+        self._call(what, self.client.resume, job, missed)
+        self._show_paused(job)
 
     def action_cancel_run(self) -> None:
         target = self.selected_run()
@@ -737,8 +844,28 @@ def make_app(config: Config, client: KeeperClient | None = None, **options: Any)
     redraw_interval and snapshot_interval tune the coalescing.
     """
     if client is None:
-        client = InProcessClient(config, acquire(config.vault))
+        client = _connect(config)
     return ConsoleApp(config, client, **options)
+
+
+def _connect(config: Config) -> KeeperClient:
+    """Owner when the vault's lock is free, else attached to the keeper holding it.
+    ControlUnavailable when that keeper cannot be reached."""
+    deadline = time.monotonic() + ATTACH_WAIT
+    while True:
+        try:
+            return InProcessClient(config, acquire(config.vault))
+        except LockHeld:
+            pass
+        try:
+            return SocketClient(config.vault)
+        except ControlUnavailable:
+            if holder(config.vault) is None:
+                continue  # it stopped meanwhile: the lock is ours to take
+            # A keeper that has just started takes a moment to open its socket.
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def run_console(config: Config) -> int:

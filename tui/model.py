@@ -76,6 +76,8 @@ class Model:
     vault: Path
     state: str = "STARTING"
     pid: int | None = None
+    attached_pid: int | None = None
+    """The keeper's pid when the console is attached to one running elsewhere."""
     started_at: datetime | None = None
     today: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
     global_paused: bool = False

@@ -162,7 +162,12 @@ class HeaderBar(Static):
         state = model.state
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" watchkeeper ", style="bold reverse")
-        text.append(f" {STATE_GLYPHS.get(state, '…')} {state} ", style="bold")
+        word = state
+        if model.attached_pid is not None and state in ("RUNNING", "PAUSED", "STOPPING"):
+            word = f"ATTACHED pid {model.attached_pid}"
+            if state != "RUNNING":
+                word += f" {state}"
+        text.append(f" {STATE_GLYPHS.get(state, '…')} {word} ", style="bold")
         if model.started_at is not None and state not in ("STOPPED", "STARTING"):
             text.append(f" up {whole_seconds(clock.since(model.started_at))} ")
         text.append(f" today ✔ {model.today['ok']} ok · ✘ {model.today['failed']} failed ")

@@ -1,0 +1,191 @@
+"""The console attached to a keeper in another process (`--daemon`), the resume preview,
+and taking over when the attached keeper goes away. Two real processes each time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CLI, final_records, run_cli, wait_for
+from conftest import pilot_until as until
+from textual.widgets import DataTable
+
+from core.client import InProcessClient, SocketClient
+from core.config import load_config
+from core.lock import acquire, holder
+from core.state import load_state
+from tui.app import ConsoleApp, make_app
+from tui.panes import HeaderBar, JobsPane
+from tui.resume_dialog import ResumeScreen
+from tui.screens import ConfirmScreen
+from tui.themes import shipped_dir
+
+JOBS = """
+[jobs.tick]
+command = ["true"]
+every = "150ms"
+[jobs.clock]
+command = ["true"]
+every = "150ms"
+[jobs.by-hand]
+command = ["sh", "-c", "echo by-hand-ran"]
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+    env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+
+    def start(vault: Path) -> subprocess.Popen:
+        with (tmp_path / f"daemon-{len(started)}.err").open("w") as err:
+            process = subprocess.Popen(
+                [str(CLI), "--daemon", "--vault", str(vault)],
+                env={**env, "NO_COLOR": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
+        started.append(process)
+        wait_for(lambda: (holder(vault) or {}).get("pid") == process.pid)
+        wait_for(lambda: "socket" in (holder(vault) or {}))
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+
+
+def runs_of(vault: Path, job: str) -> list[dict]:
+    return [record for record in final_records(vault).values() if record["taskId"] == job]
+
+
+def header(app: ConsoleApp) -> str:
+    shown = app.main.query_one(HeaderBar).shown
+    return shown.plain if shown is not None else ""
+
+
+async def select_job(pilot, app: ConsoleApp, name: str) -> None:
+    await pilot.press("1")
+    table = app.main.query_one("#jobs", DataTable)
+    table.move_cursor(row=table.get_row_index(name))
+    await until(pilot, lambda: app.main.query_one(JobsPane).selected == name)
+
+
+async def test_attached_console_sees_cli_runs_pauses_the_daemon_and_leaves_it_running(
+    make_vault, daemon
+) -> None:
+    vault = make_vault(JOBS)
+    process = daemon(vault)
+    config = load_config(vault / "watchkeeper.toml")
+    app = make_app(config, theme_dirs=[shipped_dir()])
+    assert isinstance(app.client, SocketClient) and app.client.pid == process.pid
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.keeper_started and len(app.model.jobs) == 3)
+        await until(pilot, lambda: f"ATTACHED pid {process.pid}" in header(app))
+
+        # A run started from the CLI shows up here through the event stream.
+        started = run_cli("run", "by-hand", "--vault", str(vault))
+        assert started.returncode == 0 and f"(through keeper pid {process.pid})" in started.stdout
+        await until(
+            pilot,
+            lambda: str(
+                app.main.query_one("#jobs", DataTable).get_cell("by-hand", "last")
+            ).startswith("✔ success"),
+        )
+
+        # p here pauses the job in the daemon, which then starts no more of it.
+        await select_job(pilot, app, "tick")
+        await pilot.press("p")
+        wait_for(lambda: "tick" in load_state(vault).paused_jobs)
+        # Once the state file says so the daemon has paused it: tick starts no more.
+        during = {record["id"] for record in runs_of(vault, "tick")}
+        clock = {record["id"] for record in runs_of(vault, "clock")}
+        wait_for(lambda: len({r["id"] for r in runs_of(vault, "clock")} - clock) >= 4)
+        assert {record["id"] for record in runs_of(vault, "tick")} == during
+        jobs = run_cli("jobs", "--json", "--vault", str(vault))
+        assert f"through keeper pid {process.pid}" in jobs.stderr
+        assert next(job for job in json.loads(jobs.stdout) if job["name"] == "tick")["paused"]
+
+        await pilot.press("q")
+        await until(pilot, lambda: app.closed)
+    assert process.poll() is None, "quitting an attached console stopped the keeper"
+    assert holder(vault)["pid"] == process.pid
+
+
+async def test_console_offers_to_take_over_when_the_attached_keeper_goes_away(
+    make_vault, daemon
+) -> None:
+    vault = make_vault(JOBS)
+    process = daemon(vault)
+    config = load_config(vault / "watchkeeper.toml")
+    app = make_app(config, theme_dirs=[shipped_dir()])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.keeper_started and len(app.model.jobs) == 3)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "went away" in app.screen.question and "STOPPED" in header(app)
+        await pilot.press("y")
+        await until(pilot, lambda: app.client.mode == "owner" and app.keeper_started)
+        assert holder(vault)["pid"] == os.getpid()
+        await until(pilot, lambda: "RUNNING" in header(app) and "ATTACHED" not in header(app))
+        count = len(runs_of(vault, "tick"))
+        wait_for(lambda: len(runs_of(vault, "tick")) > count + 2)  # it schedules now
+        await pilot.press("q")
+        await until(pilot, lambda: app.closed)
+    assert holder(vault) is None
+
+
+async def owner_app(vault: Path) -> ConsoleApp:
+    config = load_config(vault / "watchkeeper.toml")
+    return make_app(config, InProcessClient(config, acquire(vault)), theme_dirs=[shipped_dir()])
+
+
+@pytest.mark.parametrize("choice", ["with", "without"])
+async def test_resume_shows_what_would_fire_and_resumes_with_or_without_missed_runs(
+    make_vault, choice: str
+) -> None:
+    vault = make_vault(JOBS)
+    app = await owner_app(vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.keeper_started and len(app.model.jobs) == 3)
+        await select_job(pilot, app, "tick")
+        await pilot.press("p")
+        keeper = app.client.keeper
+        await until(pilot, lambda: keeper.jobs["tick"].missed_while_paused >= 2)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ResumeScreen))
+        plan = app.screen.plan
+        assert [(run.job, run.kind, run.outcome) for run in plan.runs] == [
+            ("tick", "missed", "starts")
+        ]
+        await pilot.press("w" if choice == "with" else "o")
+        await until(pilot, lambda: not keeper.state.is_paused("tick"))
+        await until(pilot, lambda: len(runs_of(vault, "tick")) >= 2)
+        catch_up = [r for r in runs_of(vault, "tick") if r["trigger"] == "catch_up"]
+        assert len(catch_up) == (1 if choice == "with" else 0)
+        await pilot.press("q")
+        await until(pilot, lambda: app.closed)
+
+
+async def test_resume_with_nothing_piled_up_asks_nothing(make_vault) -> None:
+    vault = make_vault(JOBS)
+    app = await owner_app(vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.keeper_started and len(app.model.jobs) == 3)
+        await select_job(pilot, app, "by-hand")
+        await pilot.press("p")
+        await until(pilot, lambda: app.client.keeper.state.is_paused("by-hand"))
+        await pilot.press("p")
+        await until(pilot, lambda: not app.client.keeper.state.is_paused("by-hand"))
+        assert not isinstance(app.screen, ResumeScreen)
+        await pilot.press("q")
+        await until(pilot, lambda: app.closed)
