@@ -547,9 +547,9 @@ def test_clock_frozen_from_the_environment(monkeypatch) -> None:
     assert clock.short(clock.now() - timedelta(days=1)) == "01-01 03:04"
 
 
-def test_console_refuses_a_vault_another_keeper_holds(make_vault) -> None:
+def test_console_that_cannot_attach_to_the_keeper_holding_the_vault_says_why(make_vault) -> None:
     vault = make_vault(JOBS)
-    lock = acquire(vault)
+    lock = acquire(vault)  # held, with no control socket to attach to
     try:
         # On a terminal (a pty), the bare command opens the console: here it cannot.
         primary, secondary = pty.openpty()
@@ -567,4 +567,7 @@ def test_console_refuses_a_vault_another_keeper_holds(make_vault) -> None:
     finally:
         lock.release()
     assert result.returncode == 3
-    assert f"keeper pid {os.getpid()} holds this vault" in result.stderr.decode()
+    assert result.stderr.decode() == (
+        f"watchkeeper: cannot attach: keeper pid {os.getpid()} has no control socket"
+        " (an older keeper?)\n"
+    )

@@ -575,4 +575,4 @@ def main() -> None:
     app()
 
 
-from tui import cli_ops  # noqa: E402,F401  (registers logs/pause/resume)
+from tui import cli_ops, cli_service  # noqa: E402,F401  (register logs/pause/resume, service)

@@ -1,0 +1,168 @@
+"""`watchkeeper service install|uninstall [--dry-run]`: a systemd user unit that runs the
+keeper headless, registered on the app of tui.cli."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core import service
+from core.atomic import write_atomic
+from tui.cli import EXIT_JOB_FAILED, VaultOption, _config, _vault, app, fail
+
+# Exit 1 is the design's "something failed" code; here systemd or the disk did.
+EXIT_FAILED = EXIT_JOB_FAILED
+COMMAND_TIMEOUT = 60.0
+
+service_app = typer.Typer(
+    help="A systemd user unit that runs the keeper headless (--daemon).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(service_app, name="service")
+
+DryRunOption = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the unit and the commands; write and run nothing."),
+]
+
+
+def _show(command: list[str]) -> str:
+    return shlex.join(command)
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.strip().splitlines())
+
+
+def _run(command: list[str]) -> None:
+    """Run one systemctl command, print it and its result; a failure ends the command."""
+    typer.echo(f"$ {_show(command)}")
+    try:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise fail(
+            f"`{_show(command)}` did not finish within {COMMAND_TIMEOUT:g}s", EXIT_FAILED
+        ) from None
+    except OSError as error:
+        reason = error.strerror or error
+        raise fail(f"cannot run `{_show(command)}`: {reason}", EXIT_FAILED) from None
+    if result.returncode != 0:
+        if result.stdout.strip():
+            typer.echo(_indented(result.stdout))
+        if result.stderr.strip():
+            typer.echo(_indented(result.stderr), err=True)
+        raise fail(f"`{_show(command)}` failed (exit {result.returncode})", EXIT_FAILED)
+    typer.echo("  ok")
+    # systemctl reports what it did ("Created symlink ...") on stderr.
+    for output in (result.stdout, result.stderr):
+        if output.strip():
+            typer.echo(_indented(output))
+
+
+def _would_run(commands: list[list[str]]) -> None:
+    typer.echo("would run:")
+    for command in commands:
+        typer.echo(f"  {_show(command)}")
+
+
+def _absent_note(absent: str | None, verb: str) -> None:
+    if absent is not None:
+        typer.echo(f"note: {absent}; a real {verb} would stop here (exit 1)")
+
+
+@service_app.command()
+def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOption = None) -> None:
+    """Write a systemd user unit that runs this vault's keeper, enable and start it.
+
+    Installing again rewrites a unit that differs and leaves an identical one alone.
+    """
+    config = _config(ctx, vault)
+    root = config.vault.resolve()
+    name = service.unit_name(root)
+    path = service.unit_path(name)
+    try:
+        text = service.unit_text(root, service.launcher(), service.stop_timeout(config.keeper))
+    except ValueError as error:
+        raise fail(str(error)) from None
+    try:
+        existing = path.read_text(encoding="utf-8") if path.exists() else None
+    except (OSError, UnicodeDecodeError) as error:
+        raise fail(f"cannot read {path}: {error}", EXIT_FAILED) from None
+    change = "new" if existing is None else "unchanged" if existing == text else "replaced"
+    commands = service.install_commands(name)
+    absent = service.systemd_absence()
+    if dry_run:
+        typer.echo("dry run: nothing is written and nothing is run")
+        typer.echo(f"unit file: {path} (would be {change}, mode 0644)")
+        typer.echo(text)
+        _would_run(commands)
+        _absent_note(absent, "install")
+        return
+    if absent is not None:
+        raise fail(f"{absent}; nothing written", EXIT_FAILED)
+    if change != "unchanged":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text)
+        except OSError as error:
+            raise fail(
+                f"cannot write {error.filename or path}: {error.strerror or error}", EXIT_FAILED
+            ) from None
+    typer.echo(f"unit file: {path} ({change})")
+    typer.echo(text)
+    for command in commands:
+        _run(command)
+    typer.echo(f"installed {name}: it runs the keeper of {root}")
+    if change == "replaced":
+        typer.echo(
+            "if it was already running, it keeps the old settings until: "
+            f"{_show([*service.SYSTEMCTL, 'restart', name])}"
+        )
+    typer.echo(f"  status: {_show([*service.SYSTEMCTL, 'status', name])}")
+    typer.echo(f"  log:    {_show(['journalctl', '--user', '-u', name, '-f'])}")
+    typer.echo("  to keep it running while you are logged out: loginctl enable-linger")
+
+
+@service_app.command()
+def uninstall(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOption = None) -> None:
+    """Stop and disable this vault's unit, remove its file.
+
+    Needs no valid config: a broken or deleted vault can still be uninstalled.
+    """
+    root: Path = _vault(ctx, vault)[0].resolve()
+    name = service.unit_name(root)
+    path = service.unit_path(name)
+    if not path.exists():
+        typer.echo(f"not installed: no {path}")
+        return
+    before, after = service.uninstall_commands(name)
+    absent = service.systemd_absence()
+    if dry_run:
+        typer.echo("dry run: nothing is removed and nothing is run")
+        typer.echo("would run:")
+        typer.echo(f"  {_show(before)}")
+        typer.echo(f"  rm {shlex.quote(str(path))}")
+        typer.echo(f"  {_show(after)}")
+        _absent_note(absent, "uninstall")
+        return
+    if absent is not None:
+        raise fail(f"{absent}; nothing removed", EXIT_FAILED)
+    _run(before)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        raise fail(f"cannot remove {path}: {error.strerror or error}", EXIT_FAILED) from None
+    typer.echo(f"removed {path}")
+    _run(after)
+    typer.echo(f"uninstalled {name}")
