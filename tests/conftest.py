@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.lock import holder
 from core.vault import ensure_layout
 
 CLI = Path(sys.executable).parent / "watchkeeper"
@@ -89,3 +91,41 @@ def make_vault(tmp_path: Path) -> Callable[[str], Path]:
         return vault
 
     return make
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """Starts `watchkeeper --daemon` on a vault and waits until it serves its control
+    socket. Its stderr (the mirrored keeper log) goes to a file: a pipe nobody reads
+    would fill and stall it. Whatever is still running at the end gets SIGTERM."""
+    started: list[subprocess.Popen] = []
+    env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+
+    def start(vault: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        with (tmp_path / f"daemon-{len(started)}.err").open("w") as err:
+            process = subprocess.Popen(
+                [str(CLI), "--daemon", "--vault", str(vault)],
+                env={**env, "NO_COLOR": "1", **(extra_env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
+        started.append(process)
+
+        def serving() -> bool:
+            record = holder(vault) or {}
+            return record.get("pid") == process.pid and "socket" in record
+
+        wait_for(lambda: serving() or process.poll() is not None)
+        assert process.poll() is None, (tmp_path / f"daemon-{len(started) - 1}.err").read_text()
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

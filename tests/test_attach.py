@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CLI, final_records, run_cli, wait_for
+from conftest import final_records, run_cli, wait_for
 from conftest import pilot_until as until
 from textual.widgets import DataTable
 
@@ -35,32 +33,6 @@ every = "150ms"
 [jobs.by-hand]
 command = ["sh", "-c", "echo by-hand-ran"]
 """
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
-
-    def start(vault: Path) -> subprocess.Popen:
-        with (tmp_path / f"daemon-{len(started)}.err").open("w") as err:
-            process = subprocess.Popen(
-                [str(CLI), "--daemon", "--vault", str(vault)],
-                env={**env, "NO_COLOR": "1"},
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-            )
-        started.append(process)
-        wait_for(lambda: (holder(vault) or {}).get("pid") == process.pid)
-        wait_for(lambda: "socket" in (holder(vault) or {}))
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=20)
 
 
 def runs_of(vault: Path, job: str) -> list[dict]:

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-from conftest import CLI, final_records, run_cli, wait_for
+from conftest import final_records, run_cli, wait_for
 
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
@@ -97,37 +95,6 @@ async def finish(keeper: Keeper) -> None:
 def stop_daemon(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen]]:
-    """Starts `watchkeeper --daemon` on a vault and waits for it to be up. Its stderr
-    (the mirrored keeper log) goes to a file: a pipe nobody reads would fill and stall it."""
-    started: list[subprocess.Popen] = []
-    env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
-
-    def start(vault: Path) -> subprocess.Popen:
-        with (tmp_path / f"daemon-{len(started)}.err").open("w") as err:
-            process = subprocess.Popen(
-                [str(CLI), "--daemon", "--vault", str(vault)],
-                env={**env, "NO_COLOR": "1"},
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-            )
-        started.append(process)
-        wait_for(lambda: f"keeper started: pid {process.pid}," in keeper_log(vault))
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # ---- 1, 2: quotas -----------------------------------------------------------------------
