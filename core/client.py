@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from core.config import Config
-from core.control import Connection, ControlFailed, start_control, subscribe
+from core.control import Connection, ControlError, ControlFailed, start_control, subscribe
 from core.events import Event
 from core.history import Query, QueryResult, recent
 from core.keeper import Keeper
-from core.lock import VaultLock
+from core.lock import VaultLock, holder
 from core.resume import ResumePlan
 
 T = TypeVar("T")
@@ -171,15 +171,41 @@ class SocketClient:
         self._reader.start()
 
     def _read_events(self, stream: Connection, on_event: Callable[[Event], None]) -> None:
+        while True:
+            try:
+                while True:
+                    message = stream.read()
+                    data = message.get("data")
+                    kind = str(message.get("event"))
+                    on_event(Event(kind, data if isinstance(data, dict) else {}))
+            except (OSError, ValueError):
+                pass  # the stream ended: the keeper went away, dropped us, or close() shut it
+            if self._closing:
+                return
+            stream = self._resubscribe()
+            if self._closing:
+                if stream is not None:
+                    stream.close()
+                return
+            if stream is None:
+                on_event(Event("keeper_state", {"state": "GONE", "pid": self.pid}))
+                return
+            # Whatever happened while we were cut off is in a fresh snapshot.
+            on_event(Event("resync", {"reconnected": True}))
+
+    def _resubscribe(self) -> Connection | None:
+        """A keeper drops a subscriber that stalled; if the same keeper is still there,
+        subscribe again instead of reporting it gone."""
+        if (holder(self.vault) or {}).get("pid") != self.pid:
+            return None
         try:
-            while True:
-                message = stream.read()
-                data = message.get("data")
-                on_event(Event(str(message.get("event")), data if isinstance(data, dict) else {}))
-        except (OSError, ValueError):
-            pass  # the stream ended: the keeper went away, or close() shut it
-        if not self._closing:
-            on_event(Event("keeper_state", {"state": "GONE", "pid": self.pid}))
+            stream, _ = subscribe(self.vault)
+        except ControlError:
+            return None
+        old, self._events = self._events, stream
+        if old is not None:
+            old.close()
+        return stream
 
     def _request(self, op: str, **args: Any) -> dict[str, Any]:
         with self._lock:

@@ -161,3 +161,24 @@ async def test_resume_with_nothing_piled_up_asks_nothing(make_vault) -> None:
         assert not isinstance(app.screen, ResumeScreen)
         await pilot.press("q")
         await until(pilot, lambda: app.closed)
+
+
+async def test_attached_console_subscribes_again_when_its_stream_is_cut(make_vault, daemon) -> None:
+    # A keeper drops a subscriber that stalls; the same keeper still being there, the
+    # console reconnects and resyncs instead of offering to take over.
+    vault = make_vault(JOBS)
+    process = daemon(vault)
+    app = make_app(load_config(vault / "watchkeeper.toml"), theme_dirs=[shipped_dir()])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.keeper_started and len(app.model.jobs) == 3)
+        first = app.client._events
+        first.shutdown()
+        await until(pilot, lambda: app.client._events is not first)
+        started = run_cli("run", "by-hand", "--vault", str(vault))
+        run_id = started.stdout.split()[2]
+        await until(pilot, lambda: (app.model.jobs["by-hand"].last or {}).get("id") == run_id)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert f"ATTACHED pid {process.pid}" in header(app)
+        await pilot.press("q")
+        await until(pilot, lambda: app.closed)
+    assert process.poll() is None
