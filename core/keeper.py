@@ -42,7 +42,7 @@ from core.processes import end_leftovers
 from core.quota import Quota, usage_view
 from core.resume import ResumePlan, plan_resume, waking_jobs
 from core.runner import Run, RunOutcome, RunSpec, Spawned, spawn
-from core.state import RuntimeState, load_state, save_state
+from core.state import RuntimeState, load_state, update_state
 from core.status import last_runs
 from core.triggers import Schedule, schedules_for
 from core.units import format_duration
@@ -851,12 +851,15 @@ class Keeper:
             self.state.paused_jobs.discard(job)
         try:
             # The console saves the theme into the same file: keep what it chose.
-            self.state.theme = load_state(self.vault).theme
-            save_state(self.vault, self.state)
+            saved = update_state(self.vault, self._save_pauses)
+            self.state.theme = saved.theme
         except OSError as error:
             self.log.error(f"cannot save {self.vault / 'Logs' / 'state.toml'}: {error.strerror}")
         self.log.info(f"{job or 'all jobs'} {'paused' if paused else 'resumed'}")
         self._state_changed([job] if job else list(self.jobs))
+
+    def _save_pauses(self, state: RuntimeState) -> None:
+        state.paused, state.paused_jobs = self.state.paused, set(self.state.paused_jobs)
 
     def _state_changed(self, jobs: list[str]) -> None:
         self.bus.publish("keeper_state", state=self.state_word)

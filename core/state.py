@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,3 +55,19 @@ def save_state(vault: Path, state: RuntimeState) -> None:
     path = state_path(vault)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, tomli_w.dumps(data))
+
+
+def update_state(vault: Path, change: Callable[[RuntimeState], None]) -> RuntimeState:
+    """Read, change and save the state file under a lock: the keeper (pauses) and a
+    console (theme) both write it, and neither may undo what the other just saved."""
+    path = state_path(vault)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(".state.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        state = load_state(vault)
+        change(state)
+        save_state(vault, state)
+        return state
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -39,7 +39,7 @@ from core.locations import user_themes_dir
 from core.lock import LockHeld, acquire, holder
 from core.quota import started as run_counted
 from core.resume import ResumePlan
-from core.state import load_state, save_state
+from core.state import load_state, update_state
 from core.tail import last_lines
 from core.vault import summarize_all
 from tui.messages import MESSAGES, KeeperBridge, KeeperMessage, LogLines
@@ -512,12 +512,10 @@ class ConsoleApp(App[int]):
 
     @work(thread=True, group="theme", exclusive=True, exit_on_error=False)
     def _persist_theme(self, theme: str) -> None:
-        state = load_state(self.vault)
-        if state.theme == theme:
+        if load_state(self.vault).theme == theme:
             return
-        state.theme = theme
         try:
-            save_state(self.vault, state)
+            update_state(self.vault, lambda state: setattr(state, "theme", theme))
         except OSError as error:
             self.call_from_thread(
                 self.notify, f"cannot save the theme: {error.strerror}", severity="warning"
