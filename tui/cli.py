@@ -506,6 +506,9 @@ def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
         raise fail(f"{error} ({_through(connection)})") from None
     except ControlUnavailable as error:
         raise fail(str(error), EXIT_JOB_FAILED) from None
+    except KeyboardInterrupt:
+        typer.echo(f"stopped waiting; the run of {job} goes on in keeper pid {connection.pid}")
+        raise typer.Exit(130) from None
     if not wait:
         typer.echo(f"started run {answer['run_id']} of {job} ({_through(connection)})")
         raise typer.Exit(EXIT_OK)
