@@ -18,6 +18,7 @@ must compare or subtract fire times via ``.timestamp()`` or after ``.astimezone(
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -243,14 +244,18 @@ class CronSchedule:
 
     @classmethod
     def parse(cls, expr: str) -> CronSchedule:
-        """Validate ``expr``; ValueError names the field and the problem."""
-        return cls(expr)
+        """Validate ``expr``; ValueError names the field and the problem. Equal expressions
+        share one instance, so 10,000 jobs on ``0 * * * *`` hold one croniter, not 10,000."""
+        if not isinstance(expr, str):
+            return cls(expr)  # raises the ValueError; an unhashable expr cannot be cached
+        return _parsed(expr)
 
     def next_after(self, moment: datetime, tz: ZoneInfo) -> datetime:
         """The first fire time strictly after ``moment`` (aware), in ``tz`` with its fold."""
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError(f"moment must be timezone-aware, got {moment!r}")
-        # croniter keeps its position on the instance: a copy keeps calls independent.
+        # croniter keeps its position on the instance: a copy keeps calls independent,
+        # and lets every job and thread share the one instance parse hands out.
         cron = copy.copy(self._cron)
         local = moment.astimezone(tz)
         wall = _naive(local).replace(microsecond=0)
@@ -307,3 +312,10 @@ class CronSchedule:
             return cron.get_next(datetime, start_time=start)
         except CroniterBadDateError:
             raise ValueError(f"cron {self.expr!r}: no fire time within 50 years") from None
+
+
+# Sharing is safe: a CronSchedule is frozen and next_after works on a copy of its croniter.
+# Bounded, so a vault whose expressions keep changing across reloads cannot grow it forever.
+@functools.lru_cache(maxsize=1024)
+def _parsed(expr: str) -> CronSchedule:
+    return CronSchedule(expr)

@@ -33,7 +33,8 @@ class Schedule(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+# slots: one of each per scheduled job, and a vault may hold 10,000 jobs.
+@dataclass(frozen=True, slots=True)
 class EverySchedule:
     interval: float
     clock: Clock = "mono"
@@ -50,7 +51,7 @@ class EverySchedule:
         return last_start + self.interval <= now
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CronTrigger:
     cron: CronSchedule
     tz: ZoneInfo

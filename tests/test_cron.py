@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -384,6 +386,47 @@ def test_schedules_compare_by_expression() -> None:
     assert CronSchedule.parse("0 3 * * *") == CronSchedule("0 3 * * *")
     assert len({CronSchedule.parse("@daily"), CronSchedule.parse("@daily")}) == 1
     assert CronSchedule.parse("@daily").upcoming(datetime.now(UTC), BERLIN, 0) == []
+
+
+def test_jobs_with_one_expression_share_one_parsed_schedule() -> None:
+    first = CronSchedule.parse("7 * * * *")
+    assert CronSchedule.parse("7 * * * *") is first
+    assert CronSchedule.parse("7 3 * * *") is not first
+    tracemalloc.start()
+    try:
+        schedules = [CronSchedule.parse("7 * * * *") for _ in range(10_000)]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # The list's own 80 KB; a schedule apiece would be ~12 MB.
+    assert held < 200_000, held
+    assert len(schedules) == 10_000
+
+
+def test_bad_expressions_still_fail_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(ValueError, match="minute field"):
+            CronSchedule.parse("61 * * * *")
+    with pytest.raises(ValueError, match="must be a string"):
+        CronSchedule.parse(["0 * * * *"])  # type: ignore[arg-type]
+
+
+def test_a_shared_schedule_answers_every_caller_on_its_own() -> None:
+    shared = CronSchedule.parse("*/20 2 * * *")
+    starts = [
+        datetime(2026, 10, 25, 1, 59, tzinfo=BERLIN) + timedelta(minutes=7 * i) for i in range(40)
+    ]
+    calls = [(moment, tz) for moment in starts for tz in (BERLIN, NEW_YORK)]
+    # Each answer from a schedule nobody else used, in the zone's own repeated hour or not.
+    expected = [CronSchedule("*/20 2 * * *").next_after(m, tz).isoformat() for m, tz in calls]
+
+    def answer(call: tuple[datetime, ZoneInfo]) -> str:
+        return shared.next_after(*call).isoformat()
+
+    assert [answer(call) for call in calls] == expected  # interleaved zones and moments
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            assert list(pool.map(answer, calls)) == expected
 
 
 # --- properties -------------------------------------------------------------------------

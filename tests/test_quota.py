@@ -1,7 +1,12 @@
-"""Quotas: sliding-hour limits per job and globally, on a fake clock and real history."""
+"""Quotas: sliding-hour limits per job and globally, on a fake clock and real history.
+
+Scopes with a limit count exact start times; scopes without one count per clock minute,
+so their starts leave the count when their minute's end is an hour old.
+"""
 
 from __future__ import annotations
 
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +17,7 @@ from core.quota import WINDOW, Quota, Refusal, ScopeUsage
 # T + 3600 crosses 2**31 and rounds, so (T + 3600) - 3600 != T: a slot must still free at
 # exactly the next_free reported, whichever way the window's edge is computed.
 T = 2_147_481_848.0005
+T_MINUTE_END = 2_147_481_900.0  # the end of the clock minute T falls in
 
 
 def test_job_limit_refuses_the_fourth_run_until_the_first_slides_out() -> None:
@@ -112,6 +118,7 @@ def test_rebuild_from_history_survives_a_restart(tmp_path: Path) -> None:
     quota = Quota.from_history(directory, 0, {"triage": 3, "report": 5}, now)
 
     assert quota.usage(now) == [
+        # No global limit: counted per minute, and the oldest start ended its minute.
         ScopeUsage("global", 4, 0, now - 50 * 60 + WINDOW),
         ScopeUsage("report", 1, 5, now - 20 * 60 + WINDOW),
         ScopeUsage("triage", 3, 3, now - 50 * 60 + WINDOW),
@@ -143,14 +150,15 @@ def test_rebuild_reads_across_midnight(tmp_path: Path) -> None:
 def test_rebuild_replaces_the_window_and_drops_expired_starts() -> None:
     quota = Quota(0, {"a": 5})
     quota.record("a", T)
+    # T - 3600 is an hour old, but its minute is not over: still dropped, by its exact time.
     quota.rebuild(
         [("a", T - 3600), ("a", T - 3599), ("b", T + 10), ("a", T - 10), ("c", T - 4000)], T
     )
     assert quota._jobs.keys() == {"a", "b"}  # expired starts are not even stored
     assert quota.usage(T) == [
-        ScopeUsage("global", 3, 0, T - 3599 + WINDOW),
+        ScopeUsage("global", 3, 0, T_MINUTE_END),  # T - 3599's minute ends an hour before
         ScopeUsage("a", 2, 5, T - 3599 + WINDOW),
-        ScopeUsage("b", 1, 0, T + 10 + WINDOW),
+        ScopeUsage("b", 1, 0, T_MINUTE_END + WINDOW),
     ]
 
 
@@ -161,13 +169,38 @@ def test_set_limits_keeps_the_recorded_starts() -> None:
     quota.set_limits(0, {"a": 2})
     assert quota.check("a", T + 3) == Refusal("a", 2, T + 1 + 3600)
     quota.set_limits(3, {})
-    assert quota.check("a", T + 3) == Refusal("global", 3, T + 3600)
+    # The global scope had no limit, so only its minutes were kept: each start is taken at
+    # its minute's end, later than it really was, so the new limit is never exceeded.
+    assert quota.check("a", T + 3) == Refusal("global", 3, T_MINUTE_END + 3600)
+    assert quota.check("a", T + 3600) is not None
     quota.set_limits(0, {})
     assert quota.check("a", T + 3) is None
     assert quota.usage(T + 3) == [
-        ScopeUsage("global", 3, 0, T + 3600),
-        ScopeUsage("a", 3, 0, T + 3600),
+        ScopeUsage("global", 3, 0, T_MINUTE_END + 3600),
+        ScopeUsage("a", 3, 0, T_MINUTE_END + 3600),
     ]
+    quota.set_limits(3, {})
+    assert quota.check("a", T_MINUTE_END + 3600) is None
+
+
+def test_a_limit_set_on_a_reload_counts_the_starts_before_it_and_exactly_after() -> None:
+    quota = Quota(0, {})
+    for offset in (0, 20, 40, 70):  # three in T's minute, one in the next
+        quota.record("a", T + offset)
+    assert quota.usage(T + 75)[1] == ScopeUsage("a", 4, 0, T_MINUTE_END + 3600)
+
+    quota.set_limits(0, {"a": 4})
+    assert quota.check("a", T + 80) == Refusal("a", 4, T_MINUTE_END + 3600)
+    assert quota.check("b", T + 80) is None  # a job limit binds only its own job
+
+    quota.set_limits(0, {"a": 5})
+    assert quota.check("a", T + 80) is None
+    quota.record("a", T + 80)  # from here on, an exact time
+    assert quota.check("a", T + 81) == Refusal("a", 5, T_MINUTE_END + 3600)
+    # T's minute has left; then the start at T + 80, before T + 70 (read as its minute's end).
+    assert quota.usage(T_MINUTE_END + 3600)[1] == ScopeUsage("a", 2, 5, T + 80 + 3600)
+    assert quota.usage(T + 80 + 3600)[1] == ScopeUsage("a", 1, 5, T_MINUTE_END + 60 + 3600)
+    assert quota.usage(T_MINUTE_END + 60 + 3600)[1] == ScopeUsage("a", 0, 5, None)
 
 
 def test_zero_limits_mean_none() -> None:
@@ -180,7 +213,7 @@ def test_zero_limits_mean_none() -> None:
 
 
 def test_backwards_clock_step_keeps_future_starts_counted() -> None:
-    quota = Quota(0, {"a": 3})
+    quota = Quota(10, {"a": 3})
     for offset in (100, 200, 300):
         quota.record("a", T + offset)
 
@@ -201,9 +234,27 @@ def test_backwards_clock_step_keeps_future_starts_counted() -> None:
     assert quota.check("a", back + 50 + 3600) == Refusal("a", 3, T + 100 + 3600)
     assert quota.check("a", T + 100 + 3600) is None
     assert quota.usage(T + 300 + 3600) == [
-        ScopeUsage("global", 0, 0, None),
+        ScopeUsage("global", 0, 10, None),
         ScopeUsage("a", 0, 3, None),
     ]
+
+
+def test_backwards_clock_step_in_scopes_counted_per_minute() -> None:
+    quota = Quota(0, {})
+    for offset in (100, 200, 300):  # minutes ending at T_MINUTE_END + 120, 180, 300
+        quota.record("a", T + offset)
+    back = T
+    assert quota.runs_last_hour(back) == 3
+    assert quota.runs_per_minute(back) == [0] * 59 + [3]
+
+    quota.record("a", back + 50)  # T's own minute, sorted in as the oldest
+    quota.record("a", back + 110)  # the minute already counting T + 100
+    assert quota.usage(back + 110)[1] == ScopeUsage("a", 5, 0, T_MINUTE_END + 3600)
+    # Each minute leaves an hour after its own end, whatever order it was recorded in.
+    assert quota.runs_last_hour(T_MINUTE_END + 3600) == 4
+    assert quota.runs_last_hour(T_MINUTE_END + 120 + 3600) == 2
+    assert quota.runs_last_hour(T_MINUTE_END + 180 + 3600) == 1
+    assert quota.usage(T_MINUTE_END + 300 + 3600) == [ScopeUsage("global", 0, 0, None)]
 
 
 def test_usage_and_runs_per_minute_on_a_known_window() -> None:
@@ -226,7 +277,7 @@ def test_usage_and_runs_per_minute_on_a_known_window() -> None:
     assert quota.usage(now) == [
         ScopeUsage("global", 6, 10, now + 0.5),
         ScopeUsage("a", 2, 3, now + 0.5),
-        ScopeUsage("b", 4, 0, now + 59.5),
+        ScopeUsage("b", 4, 0, now + 100),  # no limit: its first start's minute ends at -3500
         ScopeUsage("idle", 0, 5, None),
     ]
     assert quota.runs_last_hour(now) == 6
@@ -249,14 +300,52 @@ def test_memory_stays_bounded_by_the_window() -> None:
     for second in range(3 * 3600):
         quota.record(f"job{second % 7}", T + second)
     now = T + 3 * 3600
-    assert quota.runs_last_hour(now) == 3599
-    assert sum(scope.used for scope in quota.usage(now)[1:]) == 3599
-    assert len(quota._global) == 3599
-    assert sum(map(len, quota._jobs.values())) == 3599
+    # Without limits, starts are counted per minute: the window opens 8 s into a minute,
+    # whose starts older than the hour (at -3608 s to -3600 s) still count.
+    assert quota.runs_last_hour(now) == 3599 + 9
+    assert sum(scope.used for scope in quota.usage(now)[1:]) == 3599 + 9
     # A job that stopped running is forgotten once its starts have left the window.
     quota.record("gone", now)
-    assert "gone" not in [scope.scope for scope in quota.usage(now + WINDOW)]
+    assert "gone" not in [scope.scope for scope in quota.usage(now + WINDOW + 60)]
     assert "gone" not in quota._jobs
+
+
+def test_scopes_without_a_limit_hold_minutes_not_starts() -> None:
+    hour = 1_700_000_040.0  # a minute's end
+    per_minute = 1_000  # 60,000 starts in the hour; exact times would take ~4 MB
+    jobs = [f"job{i}" for i in range(7)]
+
+    def record_hour(quota: Quota) -> int:
+        tracemalloc.start()
+        try:
+            for i in range(60 * per_minute):
+                minute, nth = divmod(i, per_minute)
+                # The last start of each minute falls on its end, which still belongs to it.
+                quota.record(jobs[i % 7], hour + minute * 60 + (nth + 1) * 60 / per_minute)
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    unlimited = Quota(0, {})
+    held = record_hour(unlimited)
+    assert held < 100_000, held  # 8 scopes of 60 buckets
+    limited = Quota(1_000_000, {})
+    assert record_hour(limited) > 20 * held  # a limit needs every start: it keeps them
+
+    assert unlimited.runs_last_hour(hour + 3600) == 60_000
+    assert unlimited.runs_per_minute(hour + 3600) == [per_minute] * 60
+    used = {scope.scope: scope.used for scope in unlimited.usage(hour + 3600)}
+    assert used == {"global": 60_000} | {
+        job: 60_000 // 7 + (i < 60_000 % 7) for i, job in enumerate(jobs)
+    }
+    # Half of the first minute has left the window, but only the exact count knows it.
+    assert limited.runs_last_hour(hour + 3630) == 60_000 - per_minute // 2
+    assert unlimited.runs_last_hour(hour + 3630) == 60_000
+    # Each minute leaves whole, an hour after it ended.
+    assert unlimited.runs_last_hour(hour + 3660 - 0.001) == 60_000
+    assert unlimited.runs_last_hour(hour + 3660) == 60_000 - per_minute
+    assert unlimited.runs_last_hour(hour + 3600 + 30 * 60) == 30_000
+    assert unlimited.runs_last_hour(hour + 7200) == 0
 
 
 def test_refusal_messages() -> None:
