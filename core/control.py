@@ -121,7 +121,8 @@ class ControlServer:
         """Bind under a temporary name, make it 0600, then rename it into place: the
         socket is never reachable with looser permissions, and a stale one is replaced."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        # Never longer than the final name: a path that fits sun_path must bind.
+        scratch = self.path.with_name(f".wk{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             scratch.unlink()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,7 +165,7 @@ class ControlServer:
                 return
             await self._serve(reader, writer)
         except (ConnectionError, TimeoutError):
-            pass  # the client went away or stopped reading: its business, not ours
+            writer.transport.abort()  # gone or not reading: close() would wait on it
         finally:
             self._connections.discard(task)
             writer.close()
@@ -193,6 +194,8 @@ class ControlServer:
                 answer = await self._answer(request)
             except RequestError as error:
                 answer = _error(str(error))
+            except (ConnectionError, TimeoutError):
+                raise  # the client left or stopped reading: _connection closes it
             except Exception as error:  # a bug in an op must not take the keeper down
                 self.keeper.log.error(f"control: {type(error).__name__}: {error}")
                 answer = _error(f"internal error: {type(error).__name__}: {error}")
@@ -286,7 +289,10 @@ class ControlServer:
         if query.since is not None and query.since.tzinfo is None:
             raise RequestError("history since needs a time zone offset")
         directory = self.keeper.vault / "Logs" / "history"
-        result = await asyncio.to_thread(hist.recent, directory, query)
+        try:
+            result = await asyncio.to_thread(hist.recent, directory, query)
+        except (OverflowError, UnicodeEncodeError) as error:  # odd but valid JSON values
+            raise RequestError(f"history: {error}") from None
         page = result.records[offset:]
         return {
             "ok": True,
@@ -329,6 +335,7 @@ class ControlServer:
                     self.keeper.log.warning(
                         f"control: dropped a subscriber that read nothing for {STALL_LIMIT:g}s"
                     )
+                    writer.transport.abort()  # close() would wait for it to read the backlog
                     return
         finally:
             subscription.close()
@@ -337,7 +344,7 @@ class ControlServer:
 def _parse(line: bytes) -> dict[str, Any]:
     try:
         request = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise RequestError(f"not JSON: {error}") from None
     if not isinstance(request, dict):
         raise RequestError('a request is a JSON object like {"op": "status"}')

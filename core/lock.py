@@ -7,11 +7,13 @@ import json
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_NAME = ".watchkeeper.lock"
+PROBE_PATIENCE = 0.2
 
 
 class LockHeld(Exception):
@@ -42,7 +44,6 @@ class VaultLock:
             os.close(self.fd)
             self.fd = -1
 
-
     def note(self, **fields: str) -> None:
         """Add fields to this keeper's lock record (the control socket's path)."""
         record = {**_read(self.fd), **fields}
@@ -69,12 +70,20 @@ def acquire(vault: Path) -> VaultLock:
     path = lock_path(vault)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _read(fd)
-        os.close(fd)
-        raise LockHeld(path, holder) from None
+    # holder() probes by taking the lock for a few microseconds: a start that meets a
+    # probe tries again for a moment before it believes another keeper is there.
+    deadline = time.monotonic() + PROBE_PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.005)
+                continue
+            holder = _read(fd)
+            os.close(fd)
+            raise LockHeld(path, holder) from None
     previous = _read(fd)
     record = {
         "pid": os.getpid(),

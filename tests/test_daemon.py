@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 from conftest import CLI, final_records, pid_alive, run_cli, wait_for
@@ -132,3 +133,29 @@ def test_kill_9_then_restart_closes_run_as_interrupted_and_ends_its_group(
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
         stop(second)
+
+
+def test_a_status_probe_never_makes_a_starting_keeper_give_up(tmp_path: Path) -> None:
+    # holder() holds the lock for microseconds while it looks (`--status` does); acquire()
+    # outwaits that instead of reporting another keeper. Threads probe here: they meet
+    # the acquiring thread in the lock far more often than another process would.
+    from core.lock import acquire, holder
+
+    vault = tmp_path / "vault"
+    acquire(vault).release()
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            holder(vault)
+
+    probers = [threading.Thread(target=probe) for _ in range(2)]
+    for prober in probers:
+        prober.start()
+    try:
+        for _ in range(300):
+            acquire(vault).release()
+    finally:
+        stop.set()
+        for prober in probers:
+            prober.join()
