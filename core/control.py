@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import history as hist
+from core.events import EVENT_KINDS
 from core.lock import holder
 
 if TYPE_CHECKING:
@@ -276,12 +277,12 @@ class ControlServer:
             raise RequestError(f"history limit must be 1..{HISTORY_LIMIT}")
         if not _count(offset) or offset + limit > HISTORY_DEPTH:
             raise RequestError(f"history offset + limit must stay within {HISTORY_DEPTH}")
-        since = request.get("since")
+        since = _optional_str(request, "since")
         try:
             query = hist.Query(
                 job=_optional_str(request, "job"),
                 status=_optional_str(request, "status"),
-                since=datetime.fromisoformat(since) if isinstance(since, str) else None,
+                since=datetime.fromisoformat(since) if since is not None else None,
                 limit=offset + limit,
             )
         except ValueError as error:
@@ -308,6 +309,11 @@ class ControlServer:
         ):
             raise RequestError("subscribe kinds must be a list of event names")
         wanted = set(kinds) if kinds is not None else None
+        unknown = sorted((wanted or set()) - set(EVENT_KINDS))
+        if unknown:
+            raise RequestError(
+                f"unknown event kind(s) {', '.join(unknown)}; kinds: {', '.join(EVENT_KINDS)}"
+            )
         subscription = self.keeper.bus.subscribe(maxsize=SUBSCRIBER_BACKLOG)
         try:
             await self._send(writer, {"ok": True, "snapshot": self.keeper.snapshot()})

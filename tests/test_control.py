@@ -292,6 +292,7 @@ def test_history_filters_and_refuses_bad_arguments(ops) -> None:
         ({"since": "2024-01-01T00:00:00"}, "since needs a time zone offset"),
         ({"since": "yesterday"}, "history: Invalid isoformat"),
         ({"job": 3}, "history job must be a string"),
+        ({"since": 5}, "history since must be a string"),
     ]:
         with pytest.raises(ControlFailed, match=message):
             control.request(vault, "history", **args)
@@ -738,6 +739,8 @@ def test_kinds_filter_what_a_subscriber_gets(ops) -> None:
     assert {event["event"] for event in events} == {"run_finished"}
     with pytest.raises(ControlFailed, match="kinds must be a list"):
         control.subscribe(vault, kinds="run_started")  # type: ignore[arg-type]
+    with pytest.raises(ControlFailed, match="unknown event kind\\(s\\) run_begun; kinds: "):
+        control.subscribe(vault, kinds=["run_begun"])
 
 
 def test_ten_subscribers_each_see_every_run_event(ops) -> None:
