@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from core.lock import holder
 from core.vault import ensure_layout
 
 CLI = Path(sys.executable).parent / "watchkeeper"
@@ -93,39 +92,74 @@ def make_vault(tmp_path: Path) -> Callable[[str], Path]:
     return make
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen]]:
-    """Starts `watchkeeper --daemon` on a vault and waits until it serves its control
-    socket. Its stderr (the mirrored keeper log) goes to a file: a pipe nobody reads
-    would fill and stall it. Whatever is still running at the end gets SIGTERM."""
-    started: list[subprocess.Popen] = []
-    env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+def keeper_log(vault: Path) -> str:
+    path = vault / "Logs" / "watchkeeper.log"
+    return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(vault: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        with (tmp_path / f"daemon-{len(started)}.err").open("w") as err:
+
+def lock_record(vault: Path) -> dict[str, Any]:
+    """The lock file read as plain text: probing it with flock (control.find_socket) while
+    a keeper starts could make that keeper think the vault is taken."""
+    try:
+        record = json.loads((vault / "Logs" / ".watchkeeper.lock").read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+class Daemons:
+    """`watchkeeper --daemon` processes, each waited for until its socket is noted in the
+    lock file, and all stopped (SIGTERM, then SIGKILL) at teardown."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, vault: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        base = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
+        output = self.scratch / f"daemon-{len(self.started)}.out"
+        # A file, not a pipe nobody reads: a full pipe would stall the keeper.
+        with output.open("w") as out:
             process = subprocess.Popen(
                 [str(CLI), "--daemon", "--vault", str(vault)],
-                env={**env, "NO_COLOR": "1", **(extra_env or {})},
+                env={**base, "NO_COLOR": "1", **(env or {})},
                 stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
+                stdout=out,
+                stderr=out,
             )
-        started.append(process)
+        self.started.append(process)
 
         def serving() -> bool:
-            record = holder(vault) or {}
-            return record.get("pid") == process.pid and "socket" in record
+            record = lock_record(vault)
+            return (
+                process.poll() is not None
+                or (record.get("pid") == process.pid and "socket" in record)
+                or "control socket unavailable" in keeper_log(vault)
+            )
 
-        wait_for(lambda: serving() or process.poll() is not None)
-        assert process.poll() is None, (tmp_path / f"daemon-{len(started) - 1}.err").read_text()
+        wait_for(serving, timeout=20)
+        assert process.poll() is None, output.read_text()
+        assert "socket" in lock_record(vault), output.read_text()
         return process
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    started = Daemons(tmp_path)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def daemon(daemons: Daemons) -> Callable[..., subprocess.Popen]:
+    return daemons.start

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, final_records, pid_alive, wait_for
+from conftest import Daemons, final_records, keeper_log, lock_record, pid_alive, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,74 +41,6 @@ from core.state import load_state
 from core.vault import ensure_layout
 
 # ---- daemons ------------------------------------------------------------------------------
-
-
-def keeper_log(vault: Path) -> str:
-    path = vault / "Logs" / "watchkeeper.log"
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-def lock_record(vault: Path) -> dict[str, Any]:
-    """The lock file read as plain text: probing it with flock (control.find_socket) while
-    a keeper starts could make that keeper think the vault is taken."""
-    try:
-        record = json.loads((vault / "Logs" / ".watchkeeper.lock").read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-class Daemons:
-    """`watchkeeper --daemon` processes, each waited for until its socket is noted in the
-    lock file, and all stopped (SIGTERM, then SIGKILL) at teardown."""
-
-    def __init__(self, scratch: Path) -> None:
-        self.scratch = scratch
-        self.started: list[subprocess.Popen] = []
-
-    def start(self, vault: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-        base = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
-        output = self.scratch / f"daemon-{len(self.started)}.out"
-        # A file, not a pipe nobody reads: a full pipe would stall the keeper.
-        with output.open("w") as out:
-            process = subprocess.Popen(
-                [str(CLI), "--daemon", "--vault", str(vault)],
-                env={**base, "NO_COLOR": "1", **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-            )
-        self.started.append(process)
-
-        def serving() -> bool:
-            record = lock_record(vault)
-            return (
-                process.poll() is not None
-                or (record.get("pid") == process.pid and "socket" in record)
-                or "control socket unavailable" in keeper_log(vault)
-            )
-
-        wait_for(serving, timeout=20)
-        assert process.poll() is None, output.read_text()
-        assert "socket" in lock_record(vault), output.read_text()
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    started = Daemons(tmp_path)
-    yield started
-    started.stop_all()
 
 
 def new_vault(folder: Path, config: str) -> Path:

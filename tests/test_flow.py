@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import final_records, run_cli, wait_for
+from conftest import final_records, keeper_log, run_cli, wait_for
 
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
@@ -59,11 +59,6 @@ def last_line(text: str) -> int:
 
 def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
-
-
-def keeper_log(vault: Path) -> str:
-    path = vault / "Logs" / "watchkeeper.log"
-    return path.read_text() if path.exists() else ""
 
 
 def section(markdown: str, title: str) -> str:
