@@ -122,6 +122,17 @@ def _through(connection: Connection) -> str:
     return f"through keeper pid {connection.pid}"
 
 
+def _ask(connection: Connection, op: str, timeout: float | None = 10.0, **args: Any) -> dict:
+    """One request to the keeper; a refusal, or a keeper gone mid-request, ends the command
+    with its reason (exit 2)."""
+    from core.control import ControlError
+
+    try:
+        return connection.request(op, timeout=timeout, **args)
+    except ControlError as error:
+        raise fail(f"{error} ({_through(connection)})") from None
+
+
 # ---- the bare command -----------------------------------------------------------
 
 
@@ -498,14 +509,8 @@ def run(
 
 
 def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
-    from core.control import ControlFailed, ControlUnavailable
-
     try:
-        answer = connection.request("run", timeout=None if wait else 10.0, job=job, wait=wait)
-    except ControlFailed as error:
-        raise fail(f"{error} ({_through(connection)})") from None
-    except ControlUnavailable as error:
-        raise fail(str(error), EXIT_JOB_FAILED) from None
+        answer = _ask(connection, "run", timeout=None if wait else 10.0, job=job, wait=wait)
     except KeyboardInterrupt:
         typer.echo(f"stopped waiting; the run of {job} goes on in keeper pid {connection.pid}")
         raise typer.Exit(130) from None
@@ -527,8 +532,6 @@ def cancel(
     vault: VaultOption = None,
 ) -> None:
     """End a run in flight, or drop one queued or waiting to retry."""
-    from core.control import ControlFailed
-
     config = _config(ctx, vault)
     connection, unreachable = _keeper_link(config.vault)
     if connection is None:
@@ -538,10 +541,7 @@ def cancel(
             EXIT_LOCKED if unreachable else EXIT_USAGE,
         )
     with connection:
-        try:
-            connection.request("cancel", run_id=run_id)
-        except ControlFailed as error:
-            raise fail(f"{error} ({_through(connection)})") from None
+        _ask(connection, "cancel", run_id=run_id)
         typer.echo(f"cancelled run {run_id} ({_through(connection)})")
 
 

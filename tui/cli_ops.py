@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from core.config import Config, JobConfig
-from core.control import ControlError
 from core.lock import ask_keeper_to_reload
 from core.logs import rotated_name
 from core.resume import ResumePlan, describe
 from core.state import RuntimeState, load_state, save_state
-from tui.cli import EXIT_OK, VaultOption, _config, _keeper_link, _through, app, fail
+from tui.cli import EXIT_OK, VaultOption, _ask, _config, _keeper_link, _through, app, fail
 
 if TYPE_CHECKING:
     from core.control import Connection
@@ -97,10 +96,7 @@ def pause(ctx: typer.Context, job: JobArgument = None, vault: VaultOption = None
     connection, _ = _keeper_link(config.vault)
     if connection is not None:
         with connection:
-            try:
-                connection.request("pause", job=job)
-            except ControlError as error:
-                raise fail(f"{error} ({_through(connection)})") from None
+            _ask(connection, "pause", job=job)
             typer.echo(f"paused {job or 'everything'} ({_through(connection)})")
             return
     state = load_state(config.vault)
@@ -187,10 +183,7 @@ def resume(
 
 
 def _resume_through(connection: Connection, job: str | None, preview: bool, skip: bool) -> None:
-    try:
-        answer = connection.request("resume", job=job, preview=preview, missed=not skip)
-    except ControlError as error:
-        raise fail(f"{error} ({_through(connection)})") from None
+    answer = _ask(connection, "resume", job=job, preview=preview, missed=not skip)
     plan = ResumePlan.from_json(answer["plan"])
     for line in describe(plan):
         typer.echo(line)
