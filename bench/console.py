@@ -6,14 +6,19 @@
   lock, starts the keeper in-process and runs the app headless (Textual's run_test);
   measured in the parent from spawning it to the child saying its Jobs table holds every
   row. Median of 3; target < 1000 ms.
-- key_latency_p95_ms: the keeper runs `/bin/true` every 20 ms (50 runs a second asked
-  for; runs_per_s says what it managed) while `p` is pressed on that job about twice a
-  second (random gaps), alternately pausing and resuming it;
-  latency = the press -> the Jobs table's Paused cell showing the change. Target < 50 ms.
+- key_latency_p95_ms: five jobs each run `/bin/true` every 100 ms (50 runs a second
+  asked for, runs_per_s_asked; runs_per_s says what the keeper completed) while `p` is
+  pressed on a sixth, idle job about twice a second (random gaps), alternately pausing
+  and resuming it; latency = the press -> the Jobs table's Paused cell showing the
+  change. Target < 50 ms. The pressed job is not a loaded one: pausing that half the
+  time would halve the load. Five jobs, not one every 20 ms: a slot starting late by
+  more than its interval is skipped, and 100 ms leaves room where 20 ms does not.
   The console redraws dirty panes at most every 100 ms (tui.app.REDRAW_INTERVAL), which
   bounds how soon any change can appear.
 - rss_growth_pct: this process's RSS (app + keeper) after the first minute of that load
   and at the end (--quick: one minute, baseline at 15 s). Target < 10 %.
+- ok: every target met, and runs_per_s at least 95 % of runs_per_s_asked (a bench that
+  did not get its load measured nothing).
 """
 
 from __future__ import annotations
@@ -43,7 +48,14 @@ from core.vault import ensure_layout
 from tui.app import ConsoleApp, make_app
 
 STATIC_JOBS = "".join(f'[jobs.job-{index}]\ncommand = ["/bin/true"]\n' for index in range(8))
-LOAD_JOBS = '[jobs.busy]\ncommand = ["/bin/true"]\nevery = "20ms"\noverlap = "allow"\n'
+PRESSED = "target"
+LOAD_JOBS, LOAD_EVERY_S = 5, 0.1
+RUNS_ASKED = LOAD_JOBS / LOAD_EVERY_S
+LOAD = f'[jobs.{PRESSED}]\ncommand = ["/bin/true"]\n' + "".join(
+    f'[jobs.busy-{index}]\ncommand = ["/bin/true"]\nevery = "{LOAD_EVERY_S * 1000:.0f}ms"\n'
+    'overlap = "allow"\n'
+    for index in range(LOAD_JOBS)
+)
 PAINTED = "painted"
 TIMEOUT = 30.0
 
@@ -110,25 +122,26 @@ def count_runs(vault: Path) -> int:
 
 
 async def under_load(root: Path, seconds: float, baseline_at: float) -> dict[str, float]:
-    vault = make_vault(root / "load", LOAD_JOBS)
+    vault = make_vault(root / "load", LOAD)
     app = build_app(vault)
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await wait(pilot, lambda: app.main is not None and app.main.query("#jobs"))
         jobs = app.main.query_one("#jobs", DataTable)
-        await wait(pilot, lambda: app.keeper_started and jobs.row_count == 1)
+        await wait(pilot, lambda: app.keeper_started and jobs.row_count == 1 + LOAD_JOBS)
+        await wait(pilot, lambda: app.main.jobs_pane.selected == PRESSED)
         start = time.monotonic()
         runs_at_start = count_runs(vault)
         baseline = None
         while (elapsed := time.monotonic() - start) < seconds:
             if baseline is None and elapsed >= baseline_at:
                 baseline = rss_kib()
-            before = str(jobs.get_cell("busy", "paused"))
+            before = str(jobs.get_cell(PRESSED, "paused"))
             pressed = time.perf_counter()
             # Posted, not pilot.press(): that also waits for the app to fall idle, which
             # a console fed 50 runs a second seldom does, and would time the wait.
             app.post_message(events.Key("p", "p"))
-            await wait(pilot, lambda was=before: str(jobs.get_cell("busy", "paused")) != was)
+            await wait(pilot, lambda was=before: str(jobs.get_cell(PRESSED, "paused")) != was)
             latencies.append((time.perf_counter() - pressed) * 1000)
             # A random gap: a fixed one would land every press at the same phase of the
             # 100 ms redraw timer and time only that phase.
@@ -142,6 +155,7 @@ async def under_load(root: Path, seconds: float, baseline_at: float) -> dict[str
         "key_latency_p50_ms": round(statistics.median(ordered), 1),
         "key_latency_p95_ms": round(ordered[math.ceil(0.95 * len(ordered)) - 1], 1),
         "key_presses": len(ordered),
+        "runs_per_s_asked": RUNS_ASKED,
         "runs_per_s": round(runs / elapsed, 1),
         "rss_baseline_mib": round(baseline / 1024, 1),
         "rss_end_mib": round(end_rss / 1024, 1),
@@ -176,6 +190,7 @@ def main() -> int:
         result["first_paint_ms"] < 1000
         and result["key_latency_p95_ms"] < 50
         and result["rss_growth_pct"] < 10
+        and result["runs_per_s"] >= 0.95 * RUNS_ASKED
     )
     print(json.dumps(result))
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import threading
 import time
@@ -187,7 +188,10 @@ class ConsoleApp(App[int]):
         redraw_interval: float = REDRAW_INTERVAL,
         snapshot_interval: float = SNAPSHOT_INTERVAL,
     ) -> None:
-        super().__init__()
+        # NO_COLOR: Textual's own answer is greys (its Monochrome filter: still colour codes);
+        # as an ANSI app it drops every colour instead (its NoColor filter).
+        super().__init__(ansi_color=True if "NO_COLOR" in os.environ else None)
+        _one_malloc_arena()
         self.config = config
         self.client = client
         self.vault = config.vault
@@ -831,6 +835,19 @@ class ConsoleApp(App[int]):
                     "Switch to this theme (kept in Logs/state.toml)",
                     lambda name=name: setattr(self, "theme", name),
                 )
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def _one_malloc_arena() -> None:
+    """glibc gives each allocating thread its own malloc arena and seldom returns their
+    freed memory: with the keeper's threads in this process RSS crept ~1.5 MB a minute at
+    50 runs/s while Python's heap stayed flat. Python threads allocate under the GIL, so
+    one arena costs no contention. Not glibc (macOS): nothing to do."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, 1)
 
 
 def make_app(config: Config, client: KeeperClient | None = None, **options: Any) -> ConsoleApp:

@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Log, Sparkline, Static
-from textual.widgets.data_table import RowDoesNotExist
+from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
 from core.history import STATUSES, status_label
 from core.units import format_duration
@@ -81,9 +81,36 @@ class Table(DataTable):
         Binding("home", "scroll_top", "First row", show=False),
         Binding("end", "scroll_bottom", "Last row", show=False),
     ]
+    # Under NO_COLOR the cursor's background is gone and bold alone reads like the
+    # header: the row under the cursor of the focused table is shown reversed instead.
+    # (The colours only matter where NO_COLOR means greys, Textual's default: reversed,
+    # they make the same light bar.)
+    DEFAULT_CSS = """
+    Table:nocolor:focus > .datatable--cursor {
+        color: $foreground;
+        background: $background;
+        text-style: reverse bold;
+    }
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+
+    def update_cell(
+        self,
+        row_key: RowKey | str,
+        column_key: ColumnKey | str,
+        value: Any,
+        *,
+        update_width: bool = False,
+    ) -> None:
+        super().update_cell(row_key, column_key, value, update_width=update_width)
+        # DataTable keys every rendered cell, row and line by an update count that
+        # update_cell has just bumped, so none of them can be hit again, yet it keeps
+        # them until its LRU bounds (10,000 cells, 1,000 rows and lines a table) push
+        # them out: a table updated ten times a second grew the console by ~20 MB over
+        # ten minutes. Dropping them now frees them and costs no cache hit.
+        self._clear_caches()
 
     def key_at_cursor(self) -> str | None:
         if not self.row_count:
