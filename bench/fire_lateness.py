@@ -351,7 +351,7 @@ def aps_fire(plan: Fire, threads: int) -> dict[str, Any]:
 
     reaper = threading.Thread(target=reap, name="reaper")
     reaper.start()
-    d0 = 0.0
+    d0 = time.time() + LEAD + 0.5  # adding 1000 jobs takes a moment too
 
     def fire(index: int) -> None:
         child = subprocess.Popen(CHILD)
@@ -360,7 +360,6 @@ def aps_fire(plan: Fire, threads: int) -> dict[str, Any]:
         samples.append((index, due - d0, spawned - due))
         children.put(child)
 
-    d0 = time.time() + LEAD + 0.5  # adding 1000 jobs takes a moment too
     for i in range(plan.jobs):
         start = datetime.fromtimestamp(d0 + plan.phase(i), UTC)
         trigger = IntervalTrigger(seconds=plan.interval, start_date=start, timezone=UTC)

@@ -10,6 +10,7 @@ methods over the control socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class InProcessClient:
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._end_runs = False
+        self._closing = False
 
     def start(self, on_event: Callable[[Event], None]) -> None:
         self._thread = threading.Thread(
@@ -138,11 +140,21 @@ class InProcessClient:
         return recent(self.vault / "Logs" / "history", query)
 
     def close(self, end_runs: bool = False) -> None:
-        """Stop the keeper: let runs finish (its shutdown grace), or end them now."""
-        if self._loop is not None and self._stop is not None and self._thread is not None:
-            self._end_runs = end_runs
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join()
+        """Stop the keeper: let runs finish (its shutdown grace), or end them now. Called
+        with `end_runs` while an earlier close waits for the runs, it ends them now."""
+        if self._loop is None or self._stop is None or self._thread is None:
+            self.lock.release()
+            return
+        if self._closing:
+            if end_runs:
+                self._end_runs = True
+                with contextlib.suppress(RuntimeError):  # the keeper stopped meanwhile
+                    self._loop.call_soon_threadsafe(self.keeper.hurry)
+            return
+        self._closing = True
+        self._end_runs = end_runs
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
         self.lock.release()
 
 

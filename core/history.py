@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from itertools import filterfalse
+from itertools import filterfalse, groupby
 from operator import itemgetter
 from pathlib import Path
 
@@ -98,9 +98,7 @@ class RunRecord:
         }
 
     def to_line(self) -> bytes:
-        return (
-            json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
-        ).encode()
+        return (_LINE_ENCODER.encode(self.to_json()) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:
@@ -124,6 +122,9 @@ class RunRecord:
 
 # --- writing -----------------------------------------------------------------------------
 
+# json.dumps builds an encoder per call when given options; a busy keeper writes two lines a run.
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 SEGMENT_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl")
 
 
@@ -134,8 +135,12 @@ def segment_path(directory: Path, day: date) -> Path:
 class HistoryWriter:
     """Appends run lines to the segment of each line's UTC write day.
 
-    Each line goes out in one write() on an O_APPEND descriptor, so a reader (or jq) sees
-    whole lines or, after a crash mid-write, one torn line that readers skip.
+    Lines go out in one write() per segment on an O_APPEND descriptor, so a reader (or jq)
+    sees whole lines or, after a crash mid-write, one torn line that readers skip.
+
+    With `defer` set, lines gather until flush(), which `defer` schedules once per batch:
+    a busy keeper writes one line per start and one per end, and each write gives up the
+    GIL to the spawner threads. A caller that needs a line on disk now calls flush().
     """
 
     def __init__(self, directory: Path, on_error: Callable[[OSError], None] | None = None) -> None:
@@ -145,27 +150,51 @@ class HistoryWriter:
         self._day: date | None = None
         # The runner may finish runs on several threads; the descriptor switch must not race.
         self._lock = threading.Lock()
+        self.defer: Callable[[Callable[[], None]], object] | None = None
+        self._pending: list[tuple[date, bytes]] = []
 
     def append(self, record: RunRecord) -> None:
-        line = record.to_line()
-        day = record.written_at.astimezone(UTC).date()
+        line = (record.written_at.astimezone(UTC).date(), record.to_line())
+        if self.defer is None:
+            self._write([line])
+            return
+        with self._lock:
+            self._pending.append(line)
+            first = len(self._pending) == 1
+        if first:
+            self.defer(self.flush)
+
+    def flush(self) -> None:
+        """Write the lines gathered so far."""
+        self._write([])
+
+    def _write(self, lines: list[tuple[date, bytes]]) -> None:
         try:
             with self._lock:
+                if self._pending:
+                    lines, self._pending = self._pending + lines, []
                 try:
-                    if self._fd is None or day != self._day:
-                        self._open(day)
-                    written = os.write(self._fd, line)
-                    # Short writes only happen on a full disk; finishing the line keeps it whole
-                    # if space comes back, and an error here reopens (and newline-fixes) next time.
-                    while written < len(line):
-                        written += os.write(self._fd, line[written:])
+                    for day, group in groupby(lines, key=itemgetter(0)):
+                        self._write_day(day, b"".join(map(itemgetter(1), group)))
                 except OSError:
                     self._close_fd()
                     raise
         except OSError as exc:
             self._report(exc)
 
+    def _write_day(self, day: date, data: bytes) -> None:
+        if self._fd is None or day != self._day:
+            self._open(day)
+        assert self._fd is not None
+        written = os.write(self._fd, data)
+        # Short writes only happen on a full disk; finishing the line keeps it whole if
+        # space comes back, and an error here reopens (and newline-fixes) next time.
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+
     def close(self) -> None:
+        self.defer = None
+        self.flush()
         try:
             with self._lock:
                 self._close_fd()

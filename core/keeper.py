@@ -15,19 +15,21 @@ import random
 import resource
 import signal
 import socket
+import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from core import history as hist
 from core.config import Config, ConfigError, JobConfig, load_config
 from core.control import start_control
-from core.dashboard import render_dashboard, write_dashboard
+from core.dashboard import RECENT_ROWS, render_dashboard, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
 from core.filewatch import FAST_STEP_MS, IDLE_STEP_MS, relative, watch, watch_paths
@@ -41,7 +43,7 @@ from core.output import OutputSink
 from core.processes import end_leftovers
 from core.quota import Quota, usage_view
 from core.resume import ResumePlan, plan_resume, waking_jobs
-from core.runner import Run, RunOutcome, RunSpec, Spawned, spawn
+from core.runner import Run, RunOutcome, RunSpec, Spawned, Spawner, SpawnResult
 from core.state import RuntimeState, load_state, update_state
 from core.status import last_runs
 from core.triggers import Schedule, schedules_for
@@ -51,8 +53,19 @@ from core.vault import summarize_all
 # A wall-clock sleep is re-checked at least this often, so a clock step delays a cron
 # slot by at most this long instead of by the size of the step.
 MAX_WALL_SLEEP = 60.0
+# A slot is slept for in epoll up to this long before it, the rest in a precise sleep.
+FINE_WAIT = 0.001
 # Dashboard.md, metrics.prom and vault counts are rewritten at most this often.
 OUTPUT_INTERVAL = 2.0
+# Job views for them are gathered on the loop in slices this long, starting right after
+# a slot if the next is at most OUTPUT_GAP away.
+GATHER_SLICE = 0.0005
+OUTPUT_GAP = 0.1
+# Runs are handed to the spawner threads at least this many at a time.
+SPAWN_BATCH = 8
+# A thread waiting for the GIL gets it after this long (Python's default is 5 ms): the
+# loop must not wait that long behind a render, nor spawner threads behind the loop.
+SWITCH_INTERVAL = 0.0001
 VAULT_EVENT_INTERVAL = 0.25
 HOOK_TIMEOUT = 60.0
 # A dependent remembers this many recent waves of its `after` jobs' successes.
@@ -134,6 +147,12 @@ def _raise_fd_limit() -> int:
     return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
 
+def _newest(records: list[RunRecord]) -> list[RunRecord]:
+    """The RECENT_ROWS newest by start; of two records of a run, the later listed."""
+    by_id = {record.id: record for record in records}
+    return heapq.nlargest(RECENT_ROWS, by_id.values(), key=lambda record: record.started_at)
+
+
 def _backoff(job: JobConfig, attempt: int) -> float:
     """Exponential backoff with full jitter: spreads retries of many failing jobs."""
     return random.uniform(0, min(job.max_retry_delay, job.retry_delay * 2 ** (attempt - 1)))
@@ -171,7 +190,10 @@ class Keeper:
         self._dependents = self._dependents_of(config)
         # Spawning blocks while the vfork'd child execs; a few threads overlap those waits
         # with each other and with the loop's own work (4 measured best of 2/4/6).
-        self._spawner = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spawn")
+        self._spawner = Spawner(4, self._spawned)
+        # Runs started this loop turn, handed to the spawner together (see _dispatch).
+        self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
+        self._loop_thread: int | None = None
         self._hooks: dict[str, Run] = {}
         self.started_at = utc_now()
         self.started_mono = time.monotonic()
@@ -188,7 +210,12 @@ class Keeper:
         self._stop_watching: asyncio.Event | None = None
         self._watchers: list[asyncio.Task] = []
         self._renders: set[asyncio.Task] = set()
-        self._outputs_due: asyncio.TimerHandle | None = None
+        # A write of Dashboard.md and metrics.prom that is due, or being gathered.
+        self._outputs_due: asyncio.Handle | None = None
+        # The newest runs started and failed, for Dashboard.md; updated in place as they end.
+        self._recent: deque[RunRecord] = deque(maxlen=RECENT_ROWS)
+        self._failures: deque[RunRecord] = deque(maxlen=RECENT_ROWS)
+        self._history_seen: tuple[list[RunRecord], list[RunRecord]] | None = None
         self._output_interval = OUTPUT_INTERVAL
         self._vault_due: asyncio.TimerHandle | None = None
         self._run_watchers: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
@@ -239,7 +266,11 @@ class Keeper:
         self._idle.set()
         self._stop_watching = asyncio.Event()
         self._open_log_limit = max(64, _raise_fd_limit() // 8)
-        self.log.defer = self._loop.call_soon_threadsafe
+        self._loop_thread = threading.get_ident()
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self.log.defer = self._defer
+        # Only the loop writes history, so a plain call_soon gathers its lines.
+        self.history.defer = self._loop.call_soon
         await self._close_interrupted()
         history_dir = self.vault / "Logs" / "history"
         self.quota = Quota.from_history(
@@ -304,6 +335,7 @@ class Keeper:
             self.log.warning(
                 f"run {record.id} of {record.job} closed as interrupted: {record.error}"
             )
+        self.history.flush()  # before start() reads the history back
 
     def _load_recent(self) -> dict[str, RunRecord]:
         last, today, bad = last_runs(self.config)
@@ -337,6 +369,15 @@ class Keeper:
         if self._wake is not None:
             self._wake.set()
 
+    def _defer(self, callback: Callable[[], None]) -> None:
+        # call_soon_threadsafe also writes to the loop's self-pipe: a syscall (and a GIL
+        # handoff) the loop's own callers can spare.
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(callback)
+        else:
+            self._loop.call_soon_threadsafe(callback)
+
     async def serve(self) -> None:
         """Fire due slots until stop() is called; watch the vault meanwhile."""
         assert self._loop is not None and self._wake is not None
@@ -349,9 +390,14 @@ class Keeper:
             self._fire_due()
             delay = self._sleep_for()
             self._wake.clear()
-            handle = loop.call_at(loop.time() + delay, self._wake.set)
+            # epoll sleeps whole milliseconds, rounded up: wake up to FINE_WAIT early and
+            # sleep the rest precisely, so a slot is not up to a millisecond late.
+            handle = loop.call_at(loop.time() + delay - FINE_WAIT, self._wake.set)
             await self._wake.wait()
             handle.cancel()
+            rest = self._sleep_for()
+            if 0 < rest <= FINE_WAIT:
+                time.sleep(rest)
 
     def _sleep_for(self) -> float:
         delays = [MAX_WALL_SLEEP]
@@ -381,6 +427,7 @@ class Keeper:
                 self.submit(
                     StartRequest(name, "schedule", due_mono=due_mono, wave=f"{clock}:{due:.0f}")
                 )
+        self._dispatch()  # now, not a loop turn later: these runs are due
 
     # ---- the vault -----------------------------------------------------------
 
@@ -545,6 +592,7 @@ class Keeper:
         if not self._admit(runtime, request):
             return
         record = self._new_record(request, utc_now())
+        self._recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
         self.history.append(record)
@@ -564,14 +612,31 @@ class Keeper:
         runtime.active[request.run_id] = active
         self.active[request.run_id] = active
         self._idle.clear()
-        assert self._loop is not None
-        spawning = self._loop.run_in_executor(self._spawner, spawn, spec)
-        spawning.add_done_callback(lambda done: self._spawned(active, spec, done))
+        self._to_spawn.append((active, spec))
+        if len(self._to_spawn) >= SPAWN_BATCH:
+            self._dispatch()  # a burst: let the spawner start on it while we prepare the rest
+        elif len(self._to_spawn) == 1:
+            assert self._loop is not None
+            self._loop.call_soon(self._dispatch)
 
-    def _spawned(self, active: ActiveRun, spec: RunSpec, done: asyncio.Future[Spawned]) -> None:
+    def _dispatch(self) -> None:
+        """Hand the runs started so far to the spawner, their running lines on disk first:
+        if we die between the two, the next keeper still finds the runs and closes them as
+        interrupted. One write for a whole burst of due runs."""
+        if not self._to_spawn:
+            return
+        batch, self._to_spawn = self._to_spawn, []
+        self.history.flush()
+        self._spawner.submit([(token, token[1]) for token in batch])
+
+    def _spawned(self, batch: list[SpawnResult]) -> None:
+        for (active, spec), result in batch:
+            self._run_started(active, spec, result)
+
+    def _run_started(self, active: ActiveRun, spec: RunSpec, result: Spawned | Exception) -> None:
         request, record, runtime = active.request, active.record, active.runtime
-        error = done.exception()
-        if error is not None:
+        if isinstance(result, Exception):
+            error = result
             self.active.pop(record.id, None)
             runtime.active.pop(record.id, None)
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
@@ -580,8 +645,16 @@ class Keeper:
                 runtime, request, record, f"cannot start {spec.argv[0]}: {reason}", exit_code
             )
             return
-        spawned = done.result()
-        run = Run(spec, active.sink.feed, self._loop, spawned)
+        spawned = result
+        try:
+            run = Run(spec, active.sink.feed, self._loop, spawned)
+        except OSError as error:
+            self.active.pop(record.id, None)
+            runtime.active.pop(record.id, None)
+            self._finish_unstarted(
+                runtime, request, record, f"cannot watch the run: {error.strerror}", 126
+            )
+            return
         active.run = run
         if active.stop_asked is not None:
             run.stop(*active.stop_asked)
@@ -620,9 +693,11 @@ class Keeper:
         record.completed_at = utc_now()
         self.history.append(record)
         active.sink.close(
-            f"■ {outcome.status}"
-            + (f": {outcome.error}" if outcome.error else "")
-            + f" after {format_duration(outcome.duration_ms / 1000)}",
+            lambda: (
+                f"■ {outcome.status}"
+                + (f": {outcome.error}" if outcome.error else "")
+                + f" after {format_duration(outcome.duration_ms / 1000)}"
+            ),
             quiet_ok=outcome.status == "success",
         )
         self.active.pop(record.id, None)
@@ -649,6 +724,8 @@ class Keeper:
         and masker of a run that started (its hooks get the same)."""
         job = runtime.config
         runtime.last = record
+        if record.status == "failure":
+            self._failures.append(record)
         self._count_today(record.status)
         self.metrics.observe_run(record.job, record.status, record.duration_ms, time.time())
         self.bus.publish("run_finished", **record.to_json())
@@ -767,8 +844,16 @@ class Keeper:
     def _drain_waiting(self) -> None:
         while self._waiting and len(self.active) < self.config.keeper.max_parallel:
             request = self._waiting.popleft()
-            if request.job in self.jobs:
-                self.submit(request)
+            runtime = self.jobs.get(request.job)
+            if runtime is None:
+                continue
+            if self.state.is_paused(request.job) and request.trigger != "manual":
+                # Paused while it waited for a free slot: it waits for the resume now, as
+                # a queued run does (and the resume preview lists it).
+                runtime.queued.append(request)
+                self.bus.publish("job_state", **self.job_view(runtime))
+                continue
+            self.submit(request)
         self._update_idle()
 
     def _update_idle(self) -> None:
@@ -896,6 +981,7 @@ class Keeper:
             0,
             reason,
         )
+        self._recent.append(record)
         self.history.append(record)
         self.bus.publish("run_finished", **record.to_json())
         self._settle_watchers(record)
@@ -1005,7 +1091,7 @@ class Keeper:
             if handle is not None:
                 handle.cancel()
         self._write_outputs()
-        self._spawner.shutdown(wait=True)
+        self._spawner.shutdown()
         for log in self._open_logs:
             log.close()
         for watchers in self._run_watchers.values():
@@ -1043,34 +1129,81 @@ class Keeper:
 
     def _outputs_changed(self) -> None:
         if self._outputs_due is None and self._loop is not None and not self.stopping:
-            self._outputs_due = self._loop.call_later(self._output_interval, self._write_outputs)
+            self._outputs_due = self._loop.call_later(self._output_interval, self._after_a_slot)
+
+    def _after_a_slot(self) -> None:
+        """Start on the outputs right after the next slot, if one is near: the render
+        thread then has the gap to the slot after it before it competes for the GIL."""
+        assert self._loop is not None
+        gap = self._sleep_for()
+        self._outputs_due = self._loop.call_later(
+            gap + FINE_WAIT if gap < OUTPUT_GAP else 0.0,
+            self._gather_outputs,
+            list(self.jobs.values()),
+            [],
+        )
+
+    def _gather_outputs(self, runtimes: list[JobRuntime], views: list[dict[str, Any]]) -> None:
+        """Gather on the loop a slice at a time, so due slots fire in between (a thousand
+        job views take ~15 ms), then render and write in a thread."""
+        assert self._loop is not None
+        ends = time.perf_counter() + GATHER_SLICE
+        for runtime in islice(runtimes, len(views), None):
+            views.append(self.job_view(runtime))
+            if time.perf_counter() > ends:
+                break
+        if len(views) < len(runtimes):
+            self._outputs_due = self._loop.call_soon(self._gather_outputs, runtimes, views)
+            return
+        self._outputs_due = None
+        snapshot = {**self._snapshot_head(), "jobs": views}
+        self._publish_quota(snapshot)
+        task = self._loop.create_task(
+            asyncio.to_thread(self._render_outputs, snapshot, self._known_runs())
+        )
+        self._renders.add(task)
+        task.add_done_callback(self._renders.discard)
 
     def _write_outputs(self) -> None:
-        """Gather on the loop (cheap), render and write in a thread: with a thousand jobs
-        rendering takes long enough to make the next slot late."""
+        """Gather, render and write at once: the last write, as the keeper stops."""
         self._outputs_due = None
         snapshot = self.snapshot()
+        self._publish_quota(snapshot)
+        self._render_outputs(snapshot, self._known_runs())
+
+    def _publish_quota(self, snapshot: dict[str, Any]) -> None:
         # Quota changes with every start; subscribers get it at this pace, not per run.
         self.bus.publish(
             "quota", usage=snapshot["quota"], runs_last_hour=snapshot["runs_last_hour"]
         )
-        if self.stopping or self._loop is None:
-            self._render_outputs(snapshot)
-            return
-        task = self._loop.create_task(asyncio.to_thread(self._render_outputs, snapshot))
-        self._renders.add(task)
-        task.add_done_callback(self._renders.discard)
 
-    def _render_outputs(self, snapshot: dict[str, Any]) -> None:
+    def _known_runs(self) -> tuple[list[RunRecord], list[RunRecord]]:
+        """Copies of the newest runs and failures this keeper saw, for the render thread
+        (the loop goes on updating the records of runs in flight)."""
+        return [replace(record) for record in self._recent], [
+            replace(record) for record in self._failures
+        ]
+
+    def _render_outputs(
+        self, snapshot: dict[str, Any], known: tuple[list[RunRecord], list[RunRecord]]
+    ) -> None:
         began = time.monotonic()
         try:
             folders = summarize_all(self.vault)
-            directory = self.vault / "Logs" / "history"
             now = datetime.now(self.tz)
-            recent = hist.recent(directory, hist.Query(limit=10)).records
-            failures = hist.recent(
-                directory, hist.Query(status="failure", since=now - timedelta(days=1), limit=10)
-            ).records
+            if self._history_seen is None:
+                # Once: what the history held when this keeper started. Later runs are
+                # known in memory, so a busy day's history is not read again each time.
+                directory = self.vault / "Logs" / "history"
+                since = now - timedelta(days=1)
+                self._history_seen = (
+                    hist.recent(directory, hist.Query(limit=RECENT_ROWS)).records,
+                    hist.recent(
+                        directory, hist.Query(status="failure", since=since, limit=RECENT_ROWS)
+                    ).records,
+                )
+            recent = _newest([*self._history_seen[0], *known[0]])
+            failures = _newest([*self._history_seen[1], *known[1]])
             write_dashboard(
                 self.vault, render_dashboard(snapshot, folders, recent, failures, self.tz, now)
             )
@@ -1129,6 +1262,13 @@ class Keeper:
 
     def snapshot(self) -> dict[str, Any]:
         return {
+            **self._snapshot_head(),
+            "jobs": [self.job_view(runtime) for runtime in self.jobs.values()],
+        }
+
+    def _snapshot_head(self) -> dict[str, Any]:
+        """The snapshot but its job views."""
+        return {
             "vault": str(self.vault),
             "state": self.state_word,
             "pid": os.getpid(),
@@ -1141,7 +1281,6 @@ class Keeper:
             "today": dict(self.today),
             "quota": self.quota_view(),
             "runs_last_hour": self.quota.runs_last_hour(time.time()),
-            "jobs": [self.job_view(runtime) for runtime in self.jobs.values()],
         }
 
     # ---- plumbing -----------------------------------------------------------------

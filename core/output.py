@@ -3,6 +3,7 @@ each line stamped with time and run id so one run's output can be picked out lat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
@@ -32,28 +33,31 @@ class OutputSink:
         self.tz = tz
         self.on_line = on_line
         self._pending = b""
-        self._opening: bytes | None = None
+        self._opening: tuple[float, str] | None = None
         self.wrote = False
 
-    def _stamp(self) -> str:
-        return datetime.now(self.tz).isoformat(timespec="milliseconds")
+    def _stamp(self, moment: float | None = None) -> str:
+        moment = time.time() if moment is None else moment
+        return datetime.fromtimestamp(moment, self.tz).isoformat(timespec="milliseconds")
 
     def _write(self, data: bytes) -> None:
         if self._opening is not None:
-            data, self._opening = self._opening + data, None
+            (moment, text), self._opening = self._opening, None
+            data = f"{self._stamp(moment)} {self.tag} {text}\n".encode() + data
         self.log.write(data)
         self.wrote = True
 
     def open(self, text: str) -> None:
         """The run's first line of our own, written with its first output (or its end):
-        a run that prints nothing and succeeds costs the log nothing."""
-        self._opening = f"{self._stamp()} {self.tag} {text}\n".encode()
+        a run that prints nothing and succeeds costs the log nothing, not even the stamp."""
+        self._opening = (time.time(), text)
 
-    def close(self, text: str, quiet_ok: bool) -> None:
-        """The run's last line; left out for a silent run when `quiet_ok`."""
+    def close(self, text: Callable[[], str], quiet_ok: bool) -> None:
+        """The run's last line; left out (and `text` not even called) for a silent run
+        when `quiet_ok`."""
         self.flush()
         if self.wrote or not quiet_ok:
-            self._write(f"{self._stamp()} {self.tag} {text}\n".encode())
+            self._write(f"{self._stamp()} {self.tag} {text()}\n".encode())
 
     def feed(self, data: bytes) -> None:
         data = self._pending + data

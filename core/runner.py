@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.units import format_duration
 
 READ_SIZE = 65536
+# The longest a Spawner holds back what it started while spawns are under way.
+HOLD_MAX = 0.5
+# A spawn on the loop that took longer than this sends spawns to threads for a while.
+SLOW_SPAWN = 0.02
+SLOW_SPAWN_BACKOFF = 60.0
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,14 @@ def _end_group(pgid: int, sig: int) -> None:
 @dataclass(frozen=True)
 class Spawned:
     process: subprocess.Popen
-    read_end: int
+    read_end: int  # non-blocking
     started_mono: float
+
+
+@functools.cache
+def _stdin() -> int:
+    """/dev/null for every child's stdin, opened once (Popen's DEVNULL opens it per child)."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def spawn(spec: RunSpec) -> Spawned:
@@ -67,7 +82,7 @@ def spawn(spec: RunSpec) -> Spawned:
     try:
         process = subprocess.Popen(
             spec.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=_stdin(),
             stdout=write_end,
             stderr=write_end,
             cwd=spec.cwd,
@@ -80,7 +95,108 @@ def spawn(spec: RunSpec) -> Spawned:
         raise
     finally:
         os.close(write_end)
-    return Spawned(process, read_end, time.monotonic())
+    started_mono = time.monotonic()
+    # Here rather than on the loop, which has enough to do while a burst of runs starts.
+    os.set_blocking(read_end, False)
+    return Spawned(process, read_end, started_mono)
+
+
+SpawnResult = tuple[Any, Spawned | Exception]
+
+
+class Spawner:
+    """Threads that start children off the event loop (spawn() blocks while the child
+    execs). What they started goes back to the loop in batches: one wakeup for however
+    many spawns ended meanwhile, not one per spawn.
+
+    While spawns are under way, results are held back (up to HOLD_MAX): the loop's work
+    on them would compete for the GIL with the spawning, and a burst of due runs starts
+    sooner when it does not."""
+
+    def __init__(self, threads: int, deliver: Callable[[list[SpawnResult]], None]) -> None:
+        self._size = threads
+        self._deliver = deliver
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._todo: queue.SimpleQueue[tuple[Any, RunSpec] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._done: list[SpawnResult] = []
+        self._held_since = 0.0
+        self._handing_over = False
+        self._spawning = 0  # threads in spawn()
+        self._started = 0  # submitted to the threads and not delivered yet
+        self._threads_only_until = 0.0
+
+    def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
+        """Start each spec; `deliver` gets (token, Spawned or the error) on the loop this
+        is called on. A lone spec with nothing else starting is spawned right here and
+        delivered before this returns: handing it to a thread and back costs more than
+        the loop's wait while the child execs. Unless an exec was slow lately (a program
+        on a slow file system): then the loop must not wait for it."""
+        began = time.monotonic()
+        if len(batch) == 1 and not self._started and began >= self._threads_only_until:
+            token, spec = batch[0]
+            result: Spawned | Exception
+            try:
+                result = spawn(spec)
+            except Exception as error:
+                result = error
+            if time.monotonic() - began > SLOW_SPAWN:
+                self._threads_only_until = time.monotonic() + SLOW_SPAWN_BACKOFF
+            self._deliver([(token, result)])
+            return
+        if self._loop is None:
+            # Started with the first batch, so a keeper that never has one has none.
+            self._loop = asyncio.get_running_loop()
+            for number in range(self._size):
+                thread = threading.Thread(target=self._work, name=f"spawn_{number}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._started += len(batch)
+        for item in batch:
+            self._todo.put(item)
+
+    def shutdown(self) -> None:
+        """Let the threads finish what was submitted, then end them."""
+        for _ in self._threads:
+            self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        self._loop = None
+
+    def _work(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        while (item := self._todo.get()) is not None:
+            token, spec = item
+            with self._lock:
+                self._spawning += 1
+            result: Spawned | Exception
+            try:
+                result = spawn(spec)
+            except Exception as error:
+                result = error
+            now = time.monotonic()
+            with self._lock:
+                self._spawning -= 1
+                self._done.append((token, result))
+                if len(self._done) == 1:
+                    self._held_since = now
+                hand_over = not self._handing_over and (
+                    (not self._spawning and self._todo.empty()) or now - self._held_since > HOLD_MAX
+                )
+                self._handing_over |= hand_over
+            if hand_over:
+                with contextlib.suppress(RuntimeError):  # the loop closed under us
+                    loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+            self._handing_over = False
+        self._started -= len(done)
+        self._deliver(done)
 
 
 class Run:
@@ -108,10 +224,18 @@ class Run:
         self.started_mono = spawned.started_mono
         read_end = spawned.read_end
         self.pid = self.process.pid
+        try:
+            # Opened only now: every descriptor we hold is copied into each child we
+            # start (and closed there), so a burst of held-back runs makes spawns dearer.
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except OSError:
+            # Unwatchable (out of descriptors): end it rather than leave it running unseen.
+            _end_group(self.pid, signal.SIGKILL)
+            self.process.wait()
+            os.close(read_end)
+            raise
         self._pipe: int | None = read_end
-        os.set_blocking(read_end, False)
         self.loop.add_reader(read_end, self._read_output)
-        self._pidfd: int | None = os.pidfd_open(self.pid)
         self.loop.add_reader(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(

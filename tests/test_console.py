@@ -313,6 +313,27 @@ async def test_q_wait_for_them_lets_the_run_finish(make_vault) -> None:
     assert [record.status for record in records] == ["success"]
 
 
+async def test_q_again_while_waiting_for_runs_offers_to_stop_them(make_vault) -> None:
+    vault = make_vault(
+        '[keeper]\nshutdown_grace = "10m"\n[jobs.long]\ncommand = ["sleep", "600"]\n'
+    )
+    async with console(vault) as (app, pilot, client):
+        await select_job(pilot, app, "long")
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, "long", "running").startswith("▶"))
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("w")
+        await until(pilot, lambda: app.screen is app.main and app.closing)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "1 run is still in flight. Stop now instead of waiting?" in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: app.closed and holder(vault) is None)
+    records = client.history(Query(job="long")).records
+    assert [record.status for record in records] == ["cancelled"]
+
+
 async def test_q_without_runs_quits_at_once(make_vault) -> None:
     vault = make_vault(JOBS)
     async with console(vault) as (app, pilot, _client):

@@ -425,6 +425,54 @@ def test_write_errors_raise_without_on_error(history):
         writer.append(start("lost", T0))
 
 
+def test_deferred_lines_wait_for_one_flush_and_keep_their_order_and_days(history):
+    scheduled: list = []
+    writer = HistoryWriter(history)
+    writer.defer = scheduled.append
+    late = start("late", T0 + timedelta(hours=11, minutes=59))
+    writer.append(start("r1", T0))
+    writer.append(late)
+    writer.append(finish(late, T0 + timedelta(hours=12, minutes=1)))  # the next UTC day
+    writer.append(finish(start("r1", T0), T0 + timedelta(seconds=1)))
+    assert scheduled == [writer.flush]  # one flush for the whole batch
+    assert all_lines(history) == []
+
+    scheduled.pop()()
+    segments = sorted(path.name for path in history.glob("*.jsonl"))
+    assert segments == ["2025-03-14.jsonl", "2025-03-15.jsonl"]
+    first_day = [json.loads(line) for line in (history / segments[0]).read_bytes().splitlines()]
+    assert [(line["id"], line["status"]) for line in first_day] == [
+        ("r1", "running"),
+        ("late", "running"),
+        ("r1", "success"),
+    ]
+    assert json.loads((history / segments[1]).read_bytes())["id"] == "late"
+    assert ids(recent(history, Query()).records) == ["late", "r1"]
+
+    writer.append(start("r2", T0 + timedelta(seconds=2)))
+    assert scheduled == [writer.flush]  # the next batch asks again
+    writer.close()  # writes what is left without being asked
+    assert "r2" in ids(recent(history, Query()).records)
+
+
+def test_a_failing_flush_is_reported_once_and_later_lines_are_written(history):
+    errors: list[OSError] = []
+    writer = HistoryWriter(history, on_error=errors.append)
+    writer.defer = lambda flush: None
+    (history / "2025-03-14.jsonl").mkdir(parents=True)
+    writer.append(start("lost", T0))
+    writer.append(start("lost too", T0))
+    writer.flush()
+    assert len(errors) == 1 and isinstance(errors[0], IsADirectoryError)
+
+    (history / "2025-03-14.jsonl").rmdir()
+    writer.append(start("kept", T0 + timedelta(seconds=1)))
+    writer.flush()
+    writer.close()
+    assert len(errors) == 1
+    assert ids(recent(history, Query()).records) == ["kept"]
+
+
 def test_hand_written_lines_are_read_too(history):
     history.mkdir(parents=True)
     lines = [

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-from conftest import final_records, history_lines
+from conftest import final_records, history_lines, pid_alive
 
+from core import runner
 from core.config import load_config
-from core.keeper import Keeper, run_once
+from core.history import HistoryWriter, RunRecord, utc_now
+from core.keeper import Keeper, StartRequest, run_once
 from core.lock import acquire
+from core.runner import RunSpec, Spawned, spawn
 from core.state import load_state
 
 
@@ -127,6 +133,37 @@ async def test_max_parallel_holds_runs_back(make_vault, tmp_path: Path) -> None:
     assert [record["status"] for record in records] == ["success"] * 4
     # The last two could only start once the first two had ended.
     assert min(r["startedAt"] for r in records[2:]) >= min(r["completedAt"] for r in records[:2])
+
+
+async def test_a_run_waiting_for_a_slot_waits_for_the_resume_once_its_job_is_paused(
+    make_vault, tmp_path: Path
+) -> None:
+    gate = tmp_path / "go"
+    vault = make_vault(
+        f"""
+        [keeper]
+        max_parallel = 1
+        [jobs.hold]
+        command = ["sh", "-c", "while [ ! -e {gate} ]; do sleep 0.02; done"]
+        [jobs.b]
+        command = ["true"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    holding = keeper.run_now("hold")
+    waiting = keeper.submit(StartRequest("b", "schedule"))
+    assert keeper.snapshot()["waiting"] == 1
+    keeper.pause("b")
+    gate.touch()
+    await until(lambda: holding in {record["id"] for record in finals(vault)})
+    await until(lambda: keeper.snapshot()["waiting"] == 0)
+    assert waiting not in final_records(vault)  # not started while paused
+    plan = keeper.resume_plan("b")
+    assert [(run.kind, run.outcome) for run in plan.runs] == [("queued", "starts")]
+    keeper.resume("b")
+    await until(lambda: waiting in {record["id"] for record in finals(vault)})
+    await finish(keeper)
+    assert final_records(vault)[waiting]["status"] == "success"
 
 
 async def test_after_chain_runs_dependents_in_order(make_vault) -> None:
@@ -275,3 +312,114 @@ async def test_secret_values_never_reach_logs_or_history(make_vault, monkeypatch
         if path.is_file():
             text = path.read_text(errors="replace")
             assert "tok-123456789" not in text and "hunter2-secret" not in text, path
+
+
+async def test_each_running_line_is_on_disk_before_its_child_starts(
+    make_vault, monkeypatch
+) -> None:
+    # Written after the spawn, a kill -9 between the two would leave a run that no later
+    # keeper could close. Checked where the child is started: in a spawner thread for a
+    # burst, on the loop for a lone run (a slot fired by serve(), a run started by hand).
+    vault = make_vault(
+        "".join(f'[jobs.j{index}]\ncommand = ["true"]\nevery = "1h"\n' for index in range(40))
+        + '[jobs.tick]\ncommand = ["true"]\nevery = "100ms"\n'
+    )
+    history = vault / "Logs" / "history"
+    on_disk_at_spawn: dict[str, bool] = {}
+
+    def checking_spawn(spec: RunSpec) -> Spawned:
+        lines = b"".join(segment.read_bytes() for segment in history.glob("*.jsonl"))
+        on_disk_at_spawn[spec.run_id] = f'{{"id":"{spec.run_id}",'.encode() in lines
+        return spawn(spec)
+
+    monkeypatch.setattr(runner, "spawn", checking_spawn)
+    keeper = await started_keeper(vault)
+    keeper.pause("tick")
+    chosen = await run_once(keeper)  # all forty at once, as slots due together would be
+    lone = keeper.run_now("j7")
+    assert await keeper.wait_idle(10)
+    keeper.resume("tick", missed=False)
+    serving = asyncio.create_task(keeper.serve())
+    await until(lambda: len(finals(vault, "tick")) >= 2)
+    await finish(keeper, serving)
+    assert len(chosen) == 40 and lone in on_disk_at_spawn
+    assert len(on_disk_at_spawn) >= 43 and all(on_disk_at_spawn.values())
+    records = finals(vault)
+    assert {record["status"] for record in records} == {"success"}
+    assert len(records) == len(on_disk_at_spawn)
+    for record in records:
+        lines = [line["status"] for line in history_lines(vault) if line["id"] == record["id"]]
+        assert lines == ["running", "success"]
+
+
+async def test_dashboard_lists_runs_from_before_the_start_and_since(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.ok]
+        command = ["true"]
+        [jobs.bad]
+        command = ["sh", "-c", "exit 2"]
+        """
+    )
+    started = utc_now() - timedelta(hours=1)
+    writer = HistoryWriter(vault / "Logs" / "history")
+    writer.append(
+        RunRecord(
+            id="earlier",
+            job="old",
+            project=vault.name,
+            started_at=started,
+            status="failure",
+            trigger="schedule",
+            host="before",
+            completed_at=started + timedelta(seconds=1),
+            duration_ms=1000,
+            error="exit code 9",
+        )
+    )
+    writer.close()
+    keeper = await started_keeper(vault)
+    for job in ("ok", "bad", "ok"):
+        keeper.run_now(job)
+        assert await keeper.wait_idle(10)
+    await finish(keeper)  # writes Dashboard.md a last time
+    markdown = (vault / "Dashboard.md").read_text()
+    runs = markdown.split("\n## Last 10 runs\n", 1)[1].split("\n## ", 1)[0]
+    failures = markdown.split("\n## Failures, last 24 h\n", 1)[1].split("\n## ", 1)[0]
+    assert runs.count("| ok | ✔ success |") == 2
+    assert runs.count("| bad | ✘ failure |") == 1 and runs.count("| old | ✘ failure |") == 1
+    rows = [line.split(" | ") for line in failures.splitlines() if line.startswith("| ")]
+    assert [row[1] for row in rows] == ["Job", "bad", "old"]  # newest first
+
+
+async def test_a_run_that_cannot_be_watched_is_ended_and_recorded(make_vault, monkeypatch) -> None:
+    vault = make_vault(
+        """
+        [jobs.long]
+        command = ["sleep", "30"]
+        """
+    )
+    real_pidfd_open = os.pidfd_open
+    refused: list[int] = []
+
+    def out_of_descriptors(pid: int, flags: int = 0) -> int:
+        if not refused:
+            refused.append(pid)
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_pidfd_open(pid, flags)
+
+    monkeypatch.setattr(os, "pidfd_open", out_of_descriptors)
+    keeper = await started_keeper(vault)
+    unwatched = keeper.run_now("long")
+    assert await keeper.wait_idle(10)
+    watched = keeper.run_now("long")
+    keeper.cancel(watched)
+    assert await keeper.wait_idle(10)
+    await finish(keeper)
+    records = final_records(vault)
+    assert (records[unwatched]["status"], records[unwatched]["error"]) == (
+        "failure",
+        f"cannot watch the run: {os.strerror(errno.EMFILE)}",
+    )
+    assert records[watched]["status"] == "cancelled"
+    assert not pid_alive(refused[0])  # not left running unseen

@@ -6,12 +6,15 @@ import asyncio
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import pid_alive
 
-from core.runner import Run, RunSpec
+from core import runner
+from core.runner import Run, RunSpec, Spawned, Spawner, SpawnResult
 
 
 async def gone(pid: int, timeout: float = 5.0) -> bool:
@@ -126,3 +129,97 @@ async def test_environment_reaches_the_child(tmp_path: Path) -> None:
     )
     await asyncio.wait_for(handle.done, 30)
     assert bytes(output) == b"abc|a b $(x) ;"
+
+
+async def until(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_spawner_hands_each_run_back_once_on_the_loop(tmp_path: Path) -> None:
+    batches: list[list[SpawnResult]] = []
+    on_thread: set[int] = set()
+
+    def deliver(batch: list[SpawnResult]) -> None:
+        on_thread.add(threading.get_ident())
+        batches.append(batch)
+
+    spawner = Spawner(3, deliver)
+    specs = {
+        f"r{index}": RunSpec(f"r{index}", ["sh", "-c", f"exit {index}"], dict(os.environ), tmp_path)
+        for index in range(12)
+    }
+    specs["ghost"] = RunSpec("ghost", ["/nonexistent/tool"], {}, tmp_path)
+    spawner.submit(list(specs.items()))
+    await until(lambda: sum(map(len, batches)) >= len(specs))
+    spawner.shutdown()
+
+    results = [item for batch in batches for item in batch]
+    assert sorted(token for token, _ in results) == sorted(specs)
+    assert on_thread == {threading.get_ident()}
+    outcomes = {}
+    for token, result in results:
+        if token == "ghost":
+            assert isinstance(result, FileNotFoundError)
+            continue
+        assert isinstance(result, Spawned)
+        assert not os.get_blocking(result.read_end)
+        handle = Run(specs[token], lambda _: None, spawned=result)
+        outcomes[token] = (await asyncio.wait_for(handle.done, 30)).exit_code
+    assert outcomes == {f"r{index}": index for index in range(12)}
+
+
+async def test_spawner_holds_results_back_while_more_spawns_wait(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(runner, "HOLD_MAX", 60.0)
+    batches: list[list[SpawnResult]] = []
+    spawner = Spawner(1, batches.append)
+    spec = RunSpec("r", ["true"], dict(os.environ), tmp_path)
+    spawner.submit([(index, spec) for index in range(5)])
+    await until(lambda: batches)
+    spawner.shutdown()
+    # One thread, five queued: nothing came back until the last had started.
+    assert [[token for token, _ in batch] for batch in batches] == [[0, 1, 2, 3, 4]]
+    for _, spawned in batches[0]:
+        assert isinstance(spawned, Spawned)
+        await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
+
+
+async def test_a_lone_spawn_is_started_and_handed_back_at_once(tmp_path: Path) -> None:
+    batches: list[list[SpawnResult]] = []
+    spawner = Spawner(2, batches.append)
+    spec = RunSpec("r", ["sh", "-c", "exit 4"], dict(os.environ), tmp_path)
+    threads = threading.active_count()
+    spawner.submit([("lone", spec)])
+    assert [[token for token, _ in batch] for batch in batches] == [["lone"]]
+    assert threading.active_count() == threads  # no spawner thread was needed
+    spawned = batches[0][0][1]
+    assert isinstance(spawned, Spawned)
+    assert (
+        await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
+    ).exit_code == 4
+    spawner.shutdown()
+
+
+async def test_after_a_slow_spawn_lone_spawns_go_to_a_thread(tmp_path: Path, monkeypatch) -> None:
+    real_spawn = runner.spawn
+
+    def slow_spawn(spec: RunSpec) -> Spawned:
+        time.sleep(runner.SLOW_SPAWN * 2)  # as an exec from a slow file system would be
+        return real_spawn(spec)
+
+    monkeypatch.setattr(runner, "spawn", slow_spawn)
+    batches: list[list[SpawnResult]] = []
+    spawner = Spawner(2, batches.append)
+    spec = RunSpec("r", ["true"], dict(os.environ), tmp_path)
+    spawner.submit([("first", spec)])
+    assert len(batches) == 1  # on the loop, as it was not known to be slow yet
+    spawner.submit([("second", spec)])
+    assert len(batches) == 1  # left to a thread: the loop does not wait for it
+    await until(lambda: len(batches) == 2)
+    spawner.shutdown()
+    assert [token for batch in batches for token, _ in batch] == ["first", "second"]
+    for _, spawned in (item for batch in batches for item in batch):
+        assert isinstance(spawned, Spawned)
+        await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)

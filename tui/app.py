@@ -207,6 +207,7 @@ class ConsoleApp(App[int]):
         self._starting = False
         self._start_done = threading.Event()
         self.closing = False
+        self.waiting_for_runs = False  # quitting, letting the runs in flight finish
         self.closed = False
         self.main: MainScreen = None  # type: ignore[assignment]
         """The panes live here; detail screens come and go above it. Made with the
@@ -317,7 +318,16 @@ class ConsoleApp(App[int]):
     def action_quit(self) -> None:  # type: ignore[override]
         """q, ctrl+q and the palette's Quit: ask first when runs are in flight."""
         if self.closing:
-            self.notify("stopping the keeper …")
+            running = self.model.running_count
+            if self.waiting_for_runs and running:
+                # Chose to wait, then thought better of it: offer to end them now.
+                runs = "1 run is" if running == 1 else f"{running} runs are"
+                question = f"{runs} still in flight. Stop now instead of waiting?"
+                self.push_screen(
+                    ConfirmScreen(question), lambda yes: self._end_runs_now() if yes else None
+                )
+            else:
+                self.notify("stopping the keeper …")
             return
         running = self.model.running_count
         # Attached, the keeper is not ours to stop: quitting only disconnects.
@@ -333,9 +343,15 @@ class ConsoleApp(App[int]):
 
     def shutdown(self, end_runs: bool) -> None:
         self.closing = True
+        self.waiting_for_runs = not end_runs and self.client.mode == "owner"
         self.model.state = "STOPPING"
         self.model.dirty.add("header")
         self._close_keeper(end_runs)
+
+    @work(thread=True, group="hurry", exit_on_error=False)
+    def _end_runs_now(self) -> None:
+        self.waiting_for_runs = False
+        self.client.close(end_runs=True)
 
     @work(thread=True, group="close", exclusive=True, exit_on_error=False)
     def _close_keeper(self, end_runs: bool) -> None:
