@@ -8,7 +8,7 @@ table, nor a `#` or `[[` turn into a tag or link.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -69,11 +69,12 @@ def _duration_ms(ms: object) -> str:
     return format_duration(ms / 1000) if isinstance(ms, int | float) else "—"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str]:
     """Cells must already be escaped: some carry markup of ours."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines.extend("| " + " | ".join(cell or "—" for cell in row) + " |" for row in rows)
-    return lines
+    yield "| " + " | ".join(header) + " |"
+    yield "|" + "|".join("---" for _ in header) + "|"
+    for row in rows:
+        yield "| " + " | ".join(cell or "—" for cell in row) + " |"
 
 
 def _keeper_lines(snapshot: dict[str, Any]) -> list[str]:
@@ -95,7 +96,7 @@ def _keeper_lines(snapshot: dict[str, Any]) -> list[str]:
     return [" · ".join(facts), "", "Today: " + " · ".join(counts)]
 
 
-def _folder_lines(folders: Sequence[FolderSummary]) -> list[str]:
+def _folder_lines(folders: Sequence[FolderSummary]) -> Iterator[str]:
     rows = [
         (_text(folder.name), str(folder.count), " · ".join(_text(name) for name in folder.newest))
         for folder in folders
@@ -127,23 +128,24 @@ def _last_result(job: dict[str, Any], tz: tzinfo, now: datetime) -> str:
     return now_word if not last else f"{now_word}; last {done}"
 
 
-def _job_lines(jobs: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> list[str]:
+def _job_row(job: dict[str, Any], tz: tzinfo, now: datetime) -> tuple[str, ...]:
+    return (
+        _text(job.get("name")),
+        _text(job.get("trigger") or "manual"),
+        _upcoming(job.get("next_run"), tz, now, "due"),
+        _last_result(job, tz, now),
+        "yes" if job.get("paused") else ("disabled" if job.get("enabled") is False else "no"),
+    )
+
+
+def _job_lines(jobs: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> Iterable[str]:
     if not jobs:
         return ["No jobs configured."]
-    rows = [
-        (
-            _text(job.get("name")),
-            _text(job.get("trigger") or "manual"),
-            _upcoming(job.get("next_run"), tz, now, "due"),
-            _last_result(job, tz, now),
-            "yes" if job.get("paused") else ("disabled" if job.get("enabled") is False else "no"),
-        )
-        for job in jobs
-    ]
+    rows = (_job_row(job, tz, now) for job in jobs)
     return _table(("Job", "Trigger", "Next run", "Last result", "Paused"), rows)
 
 
-def _run_rows(records: Sequence[RunRecord], tz: tzinfo, now: datetime) -> list[str]:
+def _run_rows(records: Sequence[RunRecord], tz: tzinfo, now: datetime) -> Iterator[str]:
     def duration(record: RunRecord) -> str:
         if record.status == "running":
             return format_duration(max(0.0, (now - record.started_at).total_seconds()))
@@ -162,18 +164,18 @@ def _run_rows(records: Sequence[RunRecord], tz: tzinfo, now: datetime) -> list[s
     return _table(("Started", "Job", "Status", "Duration", "Error"), rows)
 
 
-def _quota_lines(quota: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> list[str]:
-    rows = []
-    for scope in quota:
-        limit = scope.get("limit") or 0
-        rows.append(
-            (
-                _text(scope.get("scope")),
-                _text(scope.get("used", 0)),
-                _text(limit) if limit else "unlimited",
-                _upcoming(scope.get("next_free"), tz, now, "free now") if limit else "—",
-            )
-        )
+def _quota_row(scope: dict[str, Any], tz: tzinfo, now: datetime) -> tuple[str, ...]:
+    limit = scope.get("limit") or 0
+    return (
+        _text(scope.get("scope")),
+        _text(scope.get("used", 0)),
+        _text(limit) if limit else "unlimited",
+        _upcoming(scope.get("next_free"), tz, now, "free now") if limit else "—",
+    )
+
+
+def _quota_lines(quota: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> Iterator[str]:
+    rows = (_quota_row(scope, tz, now) for scope in quota)
     return _table(("Scope", "Used", "Limit", "Next slot frees"), rows)
 
 
@@ -188,9 +190,22 @@ def render_dashboard(
     """Markdown for Dashboard.md. `snapshot` is Keeper.snapshot() (plus "quota" when the
     keeper has one); `recent` and `failures` may come in any order and are sorted newest
     first; failures that started more than 24 h before `now` are left out."""
+    return "\n".join(dashboard_lines(snapshot, folders, recent, failures, tz, now)) + "\n"
+
+
+def dashboard_lines(
+    snapshot: dict[str, Any],
+    folders: list[FolderSummary],
+    recent: list[RunRecord],
+    failures: list[RunRecord],
+    tz: tzinfo,
+    now: datetime,
+) -> Iterator[str]:
+    """render_dashboard() a line at a time, so a caller on an event loop can give way
+    between them (a thousand jobs make a thousand rows, and as many quota rows)."""
     vault = Path(str(snapshot.get("vault", ""))).name or "vault"
     local_now = now.astimezone(tz)
-    lines = [
+    yield from (
         f"# watchkeeper — {_text(vault)}",
         "",
         f"updated {local_now.strftime('%Y-%m-%d %H:%M:%S %Z')}",
@@ -205,14 +220,12 @@ def render_dashboard(
         "",
         "## Jobs",
         "",
-        *_job_lines(snapshot.get("jobs") or [], tz, now),
-        "",
-        f"## Last {RECENT_ROWS} runs",
-        "",
-    ]
+    )
+    yield from _job_lines(snapshot.get("jobs") or [], tz, now)
+    yield from ("", f"## Last {RECENT_ROWS} runs", "")
     newest = sorted(recent, key=lambda record: record.started_at, reverse=True)[:RECENT_ROWS]
-    lines.extend(_run_rows(newest, tz, now) if newest else ["No runs yet."])
-    lines += ["", "## Failures, last 24 h", ""]
+    yield from _run_rows(newest, tz, now) if newest else ["No runs yet."]
+    yield from ("", "## Failures, last 24 h", "")
     cutoff = now - FAILURE_WINDOW
     failed = sorted(
         (record for record in failures if record.started_at >= cutoff),
@@ -220,14 +233,14 @@ def render_dashboard(
         reverse=True,
     )
     if failed:
-        lines.extend(_run_rows(failed[:FAILURE_ROWS], tz, now))
+        yield from _run_rows(failed[:FAILURE_ROWS], tz, now)
         if len(failed) > FAILURE_ROWS:
-            lines += ["", f"… and {len(failed) - FAILURE_ROWS} more."]
+            yield from ("", f"… and {len(failed) - FAILURE_ROWS} more.")
     else:
-        lines.append("No failures in the last 24 h.")
+        yield "No failures in the last 24 h."
     if snapshot.get("quota"):
-        lines += ["", "## Quota", "", *_quota_lines(snapshot["quota"], tz, now)]
-    return "\n".join(lines) + "\n"
+        yield from ("", "## Quota", "")
+        yield from _quota_lines(snapshot["quota"], tz, now)
 
 
 def write_dashboard(vault: Path, text: str) -> None:

@@ -3,10 +3,11 @@ textfile collector (point --collector.textfile.directory at the vault's Logs/)."
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,11 +36,20 @@ def format_value(value: float) -> str:
         return str(int(value))
     if isinstance(value, int):
         return str(value)
+    if math.isfinite(value):
+        return repr(float(value))
     if math.isnan(value):
         return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+    return "+Inf" if value > 0 else "-Inf"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _label_part(labels: tuple[tuple[str, str], ...]) -> str:
+    """`{job="a",status="ok"}`; cached, as the same labels come back with every write
+    (a keeper with a thousand jobs writes some 8,000 samples each time)."""
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{key}="{escape_label(text)}"' for key, text in labels) + "}"
 
 
 def nearest_rank(ordered: list[float], q: float) -> float:
@@ -65,18 +75,13 @@ class _Durations:
         return self.cached
 
 
-class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name = PREFIX + name
-        self.lines = [
-            f"# HELP {self.name} {_escape_help(help_text)}",
-            f"# TYPE {self.name} {kind}",
-        ]
+def _header(name: str, kind: str, help_text: str) -> Iterator[str]:
+    yield f"# HELP {PREFIX}{name} {_escape_help(help_text)}"
+    yield f"# TYPE {PREFIX}{name} {kind}"
 
-    def sample(self, value: float, suffix: str = "", **labels: str) -> None:
-        rendered = ",".join(f'{key}="{escape_label(str(text))}"' for key, text in labels.items())
-        label_part = "{" + rendered + "}" if rendered else ""
-        self.lines.append(f"{self.name}{suffix}{label_part} {format_value(value)}")
+
+def _sample(name: str, value: float, suffix: str = "", **labels: str) -> str:
+    return f"{PREFIX}{name}{suffix}{_label_part(tuple(labels.items()))} {format_value(value)}"
 
 
 class Metrics:
@@ -106,51 +111,51 @@ class Metrics:
         durations.count += 1
 
     def render(self, snapshot: dict[str, Any], folders: list[FolderSummary]) -> str:
-        families = [
-            self._runs_family(),
-            self._last_success_family(),
-            self._duration_family(),
-            *_quota_families(snapshot.get("quota") or []),
-            _vault_family(folders),
-            _gauge("running_runs", "Runs in flight now.", snapshot.get("running", 0)),
-            _gauge("up", "1 while the keeper that writes this file runs.", 1),
-            _gauge(
-                "keeper_start_time_seconds",
-                "When the keeper started, in seconds since the Unix epoch.",
-                self._started_at(snapshot),
-            ),
-        ]
-        return "\n".join(line for family in families for line in family.lines) + "\n"
+        return "\n".join(self.lines(snapshot, folders)) + "\n"
 
-    def _runs_family(self) -> _Family:
-        family = _Family("runs_total", "counter", "Runs that ended, by job and final status.")
-        for (job, status), count in sorted(self._runs.items()):
-            family.sample(count, job=job, status=status)
-        return family
-
-    def _last_success_family(self) -> _Family:
-        family = _Family(
-            "last_success_timestamp_seconds",
-            "gauge",
-            "When each job last succeeded, in seconds since the Unix epoch.",
+    def lines(self, snapshot: dict[str, Any], folders: list[FolderSummary]) -> Iterator[str]:
+        """The file's lines one at a time, so a caller on an event loop can give way
+        between them (a thousand jobs make some 8,000). Runs observed meanwhile may or may
+        not be counted, but each family stays consistent: it starts from a copy."""
+        yield from self._runs_family()
+        yield from self._last_success_family()
+        yield from self._duration_family()
+        yield from _quota_families(snapshot.get("quota") or [])
+        yield from _vault_family(folders)
+        yield from _gauge("running_runs", "Runs in flight now.", snapshot.get("running", 0))
+        yield from _gauge("up", "1 while the keeper that writes this file runs.", 1)
+        yield from _gauge(
+            "keeper_start_time_seconds",
+            "When the keeper started, in seconds since the Unix epoch.",
+            self._started_at(snapshot),
         )
-        for job, moment in sorted(self._last_success.items()):
-            family.sample(moment, job=job)
-        return family
 
-    def _duration_family(self) -> _Family:
-        family = _Family(
-            "run_duration_seconds",
+    def _runs_family(self) -> Iterator[str]:
+        yield from _header("runs_total", "counter", "Runs that ended, by job and final status.")
+        for (job, status), count in sorted(self._runs.items()):
+            yield _sample("runs_total", count, job=job, status=status)
+
+    def _last_success_family(self) -> Iterator[str]:
+        name = "last_success_timestamp_seconds"
+        help_text = "When each job last succeeded, in seconds since the Unix epoch."
+        yield from _header(name, "gauge", help_text)
+        for job, moment in sorted(self._last_success.items()):
+            yield _sample(name, moment, job=job)
+
+    def _duration_family(self) -> Iterator[str]:
+        name = "run_duration_seconds"
+        yield from _header(
+            name,
             "summary",
             f"Run duration; quantiles over each job's last {RESERVOIR} runs, "
             "sum and count over all since the keeper started.",
         )
         for job, durations in sorted(self._durations.items()):
+            total, count = durations.total, durations.count
             for q, value in zip(QUANTILES, durations.quantiles(), strict=True):
-                family.sample(value, job=job, quantile=str(q))
-            family.sample(durations.total, "_sum", job=job)
-            family.sample(durations.count, "_count", job=job)
-        return family
+                yield _sample(name, value, job=job, quantile=str(q))
+            yield _sample(name, total, "_sum", job=job)
+            yield _sample(name, count, "_count", job=job)
 
     def _started_at(self, snapshot: dict[str, Any]) -> float:
         started = snapshot.get("started_at")
@@ -162,29 +167,28 @@ class Metrics:
         return self.created_at
 
 
-def _gauge(name: str, help_text: str, value: float) -> _Family:
-    family = _Family(name, "gauge", help_text)
-    family.sample(value)
-    return family
+def _gauge(name: str, help_text: str, value: float) -> Iterator[str]:
+    yield from _header(name, "gauge", help_text)
+    yield _sample(name, value)
 
 
-def _quota_families(quota: Iterable[dict[str, Any]]) -> list[_Family]:
-    used = _Family("quota_used", "gauge", "Runs counted against each quota's sliding window.")
-    limit = _Family("quota_limit", "gauge", "Each quota's limit per window; +Inf when it has none.")
+def _quota_families(quota: Iterable[dict[str, Any]]) -> Iterator[str]:
     # One sample per scope even if a scope were listed twice: duplicates void the file.
-    by_scope = {str(scope.get("scope")): scope for scope in quota}
-    for name, scope in sorted(by_scope.items()):
-        used.sample(scope.get("used") or 0, scope=name)
+    by_scope = sorted({str(scope.get("scope")): scope for scope in quota}.items())
+    yield from _header("quota_used", "gauge", "Runs counted against each quota's sliding window.")
+    for name, scope in by_scope:
+        yield _sample("quota_used", scope.get("used") or 0, scope=name)
+    help_text = "Each quota's limit per window; +Inf when it has none."
+    yield from _header("quota_limit", "gauge", help_text)
+    for name, scope in by_scope:
         # +Inf rather than 0 for "unlimited": a used/limit alert must not fire on it.
-        limit.sample(scope.get("limit") or math.inf, scope=name)
-    return [used, limit]
+        yield _sample("quota_limit", scope.get("limit") or math.inf, scope=name)
 
 
-def _vault_family(folders: Iterable[FolderSummary]) -> _Family:
-    family = _Family("vault_files", "gauge", "Files in each vault folder.")
+def _vault_family(folders: Iterable[FolderSummary]) -> Iterator[str]:
+    yield from _header("vault_files", "gauge", "Files in each vault folder.")
     for folder in folders:
-        family.sample(folder.count, folder=folder.name)
-    return family
+        yield _sample("vault_files", folder.count, folder=folder.name)
 
 
 def write_metrics(vault: Path, text: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conftest import final_records, history_lines, pid_alive
 
+from core import keeper as keeper_module
 from core import runner
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
@@ -423,3 +424,36 @@ async def test_a_run_that_cannot_be_watched_is_ended_and_recorded(make_vault, mo
     )
     assert records[watched]["status"] == "cancelled"
     assert not pid_alive(refused[0])  # not left running unseen
+
+
+async def test_dashboard_and_metrics_are_made_a_slice_at_a_time_and_whole(
+    make_vault, monkeypatch
+) -> None:
+    # Made in one go, a thousand jobs' worth would hold up the slots due meanwhile.
+    monkeypatch.setattr(keeper_module, "GATHER_SLICE", 0.0)
+    monkeypatch.setattr(keeper_module, "GATHER_PAUSE", 0.0)
+    vault = make_vault(
+        "".join(f'[jobs.j{index:03d}]\ncommand = ["true"]\nevery = "1h"\n' for index in range(300))
+    )
+    keeper = await started_keeper(vault)
+    keeper.run_now("j007")
+    assert await keeper.wait_idle(10)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await keeper._refresh_outputs()
+    other.cancel()
+    markdown = (vault / "Dashboard.md").read_text()
+    metrics = (vault / "Logs" / "metrics.prom").read_text()
+    await finish(keeper)
+    assert turns > 300  # the loop went round between jobs, not once for the lot
+    jobs = markdown.split("\n## Jobs\n", 1)[1].split("\n## ", 1)[0]
+    assert sum(line.startswith("| j") for line in jobs.splitlines()) == 300
+    assert 'watchkeeper_runs_total{job="j007",status="success"} 1\n' in metrics
+    assert metrics.splitlines()[-1].startswith("watchkeeper_keeper_start_time_seconds ")
