@@ -45,7 +45,7 @@ def format_value(value: float) -> str:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _label_part(labels: tuple[tuple[str, str], ...]) -> str:
-    """`{job="a",status="ok"}`; cached, as the same labels come back with every write
+    """`{job_name="a",status="ok"}`; cached, as the same labels come back with every write
     (a keeper with a thousand jobs writes some 8,000 samples each time)."""
     if not labels:
         return ""
@@ -133,14 +133,14 @@ class Metrics:
     def _runs_family(self) -> Iterator[str]:
         yield from _header("runs_total", "counter", "Runs that ended, by job and final status.")
         for (job, status), count in sorted(self._runs.items()):
-            yield _sample("runs_total", count, job=job, status=status)
+            yield _sample("runs_total", count, job_name=job, status=status)
 
     def _last_success_family(self) -> Iterator[str]:
         name = "last_success_timestamp_seconds"
         help_text = "When each job last succeeded, in seconds since the Unix epoch."
         yield from _header(name, "gauge", help_text)
         for job, moment in sorted(self._last_success.items()):
-            yield _sample(name, moment, job=job)
+            yield _sample(name, moment, job_name=job)
 
     def _duration_family(self) -> Iterator[str]:
         name = "run_duration_seconds"
@@ -153,9 +153,9 @@ class Metrics:
         for job, durations in sorted(self._durations.items()):
             total, count = durations.total, durations.count
             for q, value in zip(QUANTILES, durations.quantiles(), strict=True):
-                yield _sample(name, value, job=job, quantile=str(q))
-            yield _sample(name, total, "_sum", job=job)
-            yield _sample(name, count, "_count", job=job)
+                yield _sample(name, value, job_name=job, quantile=str(q))
+            yield _sample(name, total, "_sum", job_name=job)
+            yield _sample(name, count, "_count", job_name=job)
 
     def _started_at(self, snapshot: dict[str, Any]) -> float:
         started = snapshot.get("started_at")

@@ -399,13 +399,13 @@ def test_metrics_text_is_valid_exposition_with_every_family() -> None:
     }
     assert all(family["help"] for family in families.values())
     # The label escaping round-trips, and is written exactly as the format spells it.
-    assert 'watchkeeper_runs_total{job="a\\"b\\\\c\\nd",status="failure"} 1\n' in text
+    assert 'watchkeeper_runs_total{job_name="a\\"b\\\\c\\nd",status="failure"} 1\n' in text
     assert series(families, "watchkeeper_runs_total") == {
-        (("job", "alpha"), ("status", "success")): 1,
-        (("job", HOSTILE_LABEL), ("status", "failure")): 1,
+        (("job_name", "alpha"), ("status", "success")): 1,
+        (("job_name", HOSTILE_LABEL), ("status", "failure")): 1,
     }
     assert series(families, "watchkeeper_last_success_timestamp_seconds") == {
-        (("job", "alpha"),): 1_711_800_000.5
+        (("job_name", "alpha"),): 1_711_800_000.5
     }
     assert series(families, "watchkeeper_quota_used") == {
         (("scope", "global"),): 7,
@@ -448,16 +448,16 @@ def test_counters_and_duration_sums_add_up() -> None:
             last_success[job] = moment
     families = parse_exposition(metrics.render({"running": 0}, FOLDERS))
     runs = series(families, "watchkeeper_runs_total")
-    assert runs == {(("job", j), ("status", s)): n for (j, s), n in expected.items()}
+    assert runs == {(("job_name", j), ("status", s)): n for (j, s), n in expected.items()}
     assert sum(runs.values()) == 5000
     family = "watchkeeper_run_duration_seconds"
     counts = series(families, family, family + "_count")
     sums = series(families, family, family + "_sum")
     for job, values in durations.items():
-        assert counts[(("job", job),)] == len(values)
-        assert sums[(("job", job),)] == pytest.approx(sum(values) / 1000)
+        assert counts[(("job_name", job),)] == len(values)
+        assert sums[(("job_name", job),)] == pytest.approx(sum(values) / 1000)
     assert series(families, "watchkeeper_last_success_timestamp_seconds") == {
-        (("job", job),): moment for job, moment in last_success.items()
+        (("job_name", job),): moment for job, moment in last_success.items()
     }
 
 
@@ -474,20 +474,20 @@ def test_quantiles_on_a_known_dataset_and_a_bounded_reservoir() -> None:
     family = "watchkeeper_run_duration_seconds"
     families = parse_exposition(metrics.render({}, []))
     quantiles = series(families, family)
-    assert quantiles[(("job", "small"), ("quantile", "0.5"))] == 50.0
-    assert quantiles[(("job", "small"), ("quantile", "0.95"))] == 95.0
-    assert quantiles[(("job", "odd"), ("quantile", "0.5"))] == 4.0
-    assert quantiles[(("job", "odd"), ("quantile", "0.95"))] == 7.0
-    assert quantiles[(("job", "big"), ("quantile", "0.5"))] == 1000.0
-    assert quantiles[(("job", "big"), ("quantile", "0.95"))] == 1450.0
-    assert series(families, family, family + "_count")[(("job", "big"),)] == 1500
-    assert series(families, family, family + "_sum")[(("job", "big"),)] == 1500 * 1501 / 2
+    assert quantiles[(("job_name", "small"), ("quantile", "0.5"))] == 50.0
+    assert quantiles[(("job_name", "small"), ("quantile", "0.95"))] == 95.0
+    assert quantiles[(("job_name", "odd"), ("quantile", "0.5"))] == 4.0
+    assert quantiles[(("job_name", "odd"), ("quantile", "0.95"))] == 7.0
+    assert quantiles[(("job_name", "big"), ("quantile", "0.5"))] == 1000.0
+    assert quantiles[(("job_name", "big"), ("quantile", "0.95"))] == 1450.0
+    assert series(families, family, family + "_count")[(("job_name", "big"),)] == 1500
+    assert series(families, family, family + "_sum")[(("job_name", "big"),)] == 1500 * 1501 / 2
 
     # A later run moves the quantiles on (no stale cache).
     for _ in range(100):
         metrics.observe_run("small", "success", 1000_000, 0.0)
     again = series(parse_exposition(metrics.render({}, [])), family)
-    assert again[(("job", "small"), ("quantile", "0.95"))] == 1000.0
+    assert again[(("job_name", "small"), ("quantile", "0.95"))] == 1000.0
 
 
 def test_write_metrics_lands_in_logs_readable_by_node_exporter(tmp_path: Path) -> None:

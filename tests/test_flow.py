@@ -528,15 +528,15 @@ async def test_dashboard_and_metrics_are_written_after_runs(make_vault) -> None:
         keeper.run_now(job)
         assert await keeper.wait_idle(10)
     prom, dashboard = vault / "Logs" / "metrics.prom", vault / "Dashboard.md"
-    counted = 'watchkeeper_runs_total{job="ok",status="success"} 3\n'
+    counted = 'watchkeeper_runs_total{job_name="ok",status="success"} 3\n'
     await until(lambda: prom.exists() and counted in prom.read_text() and dashboard.exists())
     metrics, markdown = prom.read_text(), dashboard.read_text()
     await finish(keeper)
 
-    assert 'watchkeeper_runs_total{job="bad",status="failure"} 1\n' in metrics
+    assert 'watchkeeper_runs_total{job_name="bad",status="failure"} 1\n' in metrics
     assert [line for line in metrics.splitlines() if line.startswith("watchkeeper_runs_total")] == [
-        'watchkeeper_runs_total{job="bad",status="failure"} 1',
-        'watchkeeper_runs_total{job="ok",status="success"} 3',
+        'watchkeeper_runs_total{job_name="bad",status="failure"} 1',
+        'watchkeeper_runs_total{job_name="ok",status="success"} 3',
     ]
     jobs = {row.split(" | ")[0].lstrip("| "): row for row in section(markdown, "Jobs").splitlines()}
     assert "✔ success" in jobs["ok"] and "✘ failure" in jobs["bad"]

@@ -455,5 +455,5 @@ async def test_dashboard_and_metrics_are_made_a_slice_at_a_time_and_whole(
     assert turns > 300  # the loop went round between jobs, not once for the lot
     jobs = markdown.split("\n## Jobs\n", 1)[1].split("\n## ", 1)[0]
     assert sum(line.startswith("| j") for line in jobs.splitlines()) == 300
-    assert 'watchkeeper_runs_total{job="j007",status="success"} 1\n' in metrics
+    assert 'watchkeeper_runs_total{job_name="j007",status="success"} 1\n' in metrics
     assert metrics.splitlines()[-1].startswith("watchkeeper_keeper_start_time_seconds ")
