@@ -150,18 +150,19 @@ def _raise_fd_limit() -> int:
 
 
 class _Slices:
-    """Lets long work on the loop give way to due slots every GATHER_SLICE, and keeps
-    count of the loop time it took."""
+    """Lets long work on the loop give way to due slots every GATHER_SLICE (pausing
+    `pause` seconds each time), and keeps count of the loop time it took."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: float = GATHER_PAUSE) -> None:
         self.busy = 0.0
+        self.pause = pause
         self._began = time.perf_counter()
 
     async def give_way(self) -> None:
         now = time.perf_counter()
         if now - self._began > GATHER_SLICE:
             self.busy += now - self._began
-            await asyncio.sleep(GATHER_PAUSE)
+            await asyncio.sleep(self.pause)
             self._began = time.perf_counter()
 
     async def collect(self, lines: Iterable[str]) -> str:
@@ -469,7 +470,11 @@ class Keeper:
         try:
             step = FAST_STEP_MS if self.handover.patterns else IDLE_STEP_MS
             async for changes in watch(paths, self._stop_watching, step_ms=step):
+                # A drop of ten thousand files takes a second to hash: slots due meanwhile
+                # go in between, and the files are not held back more than that.
+                slices = _Slices(pause=0.0)
                 for change, path in changes:
+                    await slices.give_way()
                     rel = relative(self.vault, Path(path))
                     if rel is None:
                         continue
