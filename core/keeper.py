@@ -60,8 +60,10 @@ OUTPUT_INTERVAL = 2.0
 # They are made on the loop in slices this long, starting right after a slot if the next
 # is at most OUTPUT_GAP away.
 GATHER_SLICE = 0.0005
-# ... each followed by a pause this long, so slots keep most of a busy loop.
+# ... each followed by a pause this long, so slots keep most of a busy loop, and longer
+# (up to MAX_GIVE_WAY) while slots are overdue.
 GATHER_PAUSE = 0.001
+MAX_GIVE_WAY = 0.1
 OUTPUT_GAP = 0.1
 # Runs are handed to the spawner threads at least this many at a time.
 SPAWN_BATCH = 8
@@ -153,9 +155,12 @@ class _Slices:
     """Lets long work on the loop give way to due slots every GATHER_SLICE (pausing
     `pause` seconds each time), and keeps count of the loop time it took."""
 
-    def __init__(self, pause: float = GATHER_PAUSE) -> None:
+    def __init__(
+        self, pause: float = GATHER_PAUSE, behind: Callable[[], bool] = lambda: False
+    ) -> None:
         self.busy = 0.0
         self.pause = pause
+        self.behind = behind
         self._began = time.perf_counter()
 
     async def give_way(self) -> None:
@@ -163,6 +168,9 @@ class _Slices:
         if now - self._began > GATHER_SLICE:
             self.busy += now - self._began
             await asyncio.sleep(self.pause)
+            # While slots are overdue the loop is theirs (for a while at most).
+            while self.behind() and time.perf_counter() - now < MAX_GIVE_WAY:
+                await asyncio.sleep(self.pause)
             self._began = time.perf_counter()
 
     async def collect(self, lines: Iterable[str]) -> str:
@@ -431,6 +439,10 @@ class Keeper:
             rest = self._sleep_for()
             if 0 < rest <= FINE_WAIT:
                 time.sleep(rest)
+
+    def _behind(self) -> bool:
+        """Slots are due that the loop has not fired yet."""
+        return not self.stopping and self._sleep_for() <= 0
 
     def _sleep_for(self) -> float:
         delays = [MAX_WALL_SLEEP]
@@ -1184,7 +1196,7 @@ class Keeper:
             if gap < OUTPUT_GAP:
                 await asyncio.sleep(gap + FINE_WAIT)  # start right after the next slot
             folders = await asyncio.to_thread(summarize_all, self.vault)
-            slices = _Slices()
+            slices = _Slices(behind=self._behind)
             views = []
             for runtime in list(self.jobs.values()):
                 views.append(self.job_view(runtime))
