@@ -178,7 +178,9 @@ class _Slices:
         for line in lines:
             kept.append(line)
             await self.give_way()
-        self.busy += time.perf_counter() - self._began
+        now = time.perf_counter()
+        self.busy += now - self._began
+        self._began = now
         return "\n".join(kept) + "\n"
 
 
