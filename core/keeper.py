@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 from core import history as hist
 from core.config import Config, ConfigError, JobConfig, load_config
 from core.control import start_control
-from core.dashboard import RECENT_ROWS, dashboard_lines, render_dashboard, write_dashboard
+from core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
 from core.filewatch import FAST_STEP_MS, IDLE_STEP_MS, relative, watch, watch_paths
@@ -48,7 +48,7 @@ from core.state import RuntimeState, load_state, update_state
 from core.status import last_runs
 from core.triggers import Schedule, schedules_for
 from core.units import format_duration
-from core.vault import summarize_all
+from core.vault import FolderSummary, summarize_all
 
 # A wall-clock sleep is re-checked at least this often, so a clock step delays a cron
 # slot by at most this long instead of by the size of the step.
@@ -181,7 +181,11 @@ class _Slices:
         now = time.perf_counter()
         self.busy += now - self._began
         self._began = now
-        return "\n".join(kept) + "\n"
+        return _text_of(kept)
+
+
+def _text_of(lines: Iterable[str]) -> str:
+    return "\n".join(lines) + "\n"
 
 
 def _newest(records: list[RunRecord]) -> list[RunRecord]:
@@ -1205,13 +1209,9 @@ class Keeper:
                 await slices.give_way()
             snapshot = {**self._snapshot_head(), "jobs": views}
             self._publish_quota(snapshot)
-            recent, failures = self._dashboard_runs()
-            now = datetime.now(self.tz)
-            dashboard = await slices.collect(
-                dashboard_lines(snapshot, folders, recent, failures, self.tz, now)
-            )
-            metrics = await slices.collect(self.metrics.lines(snapshot, folders))
-            await asyncio.to_thread(self._write_files, dashboard, metrics)
+            dashboard, metrics = self._output_lines(snapshot, folders)
+            texts = [await slices.collect(dashboard), await slices.collect(metrics)]
+            await asyncio.to_thread(self._write_files, *texts)
             # Keep this work to about 5% of the loop's time, however many jobs there are.
             self._output_interval = max(OUTPUT_INTERVAL, 20 * slices.busy)
         finally:
@@ -1222,13 +1222,7 @@ class Keeper:
         self._outputs_due = None
         snapshot = self.snapshot()
         self._publish_quota(snapshot)
-        folders = summarize_all(self.vault)
-        recent, failures = self._dashboard_runs()
-        now = datetime.now(self.tz)
-        self._write_files(
-            render_dashboard(snapshot, folders, recent, failures, self.tz, now),
-            self.metrics.render(snapshot, folders),
-        )
+        self._write_files(*map(_text_of, self._output_lines(snapshot, summarize_all(self.vault))))
 
     def _publish_quota(self, snapshot: dict[str, Any]) -> None:
         # Quota changes with every start; subscribers get it at this pace, not per run.
@@ -1248,11 +1242,17 @@ class Keeper:
             ).records,
         )
 
-    def _dashboard_runs(self) -> tuple[list[RunRecord], list[RunRecord]]:
-        """The newest runs and failures: the history's at the start, and this keeper's."""
+    def _output_lines(
+        self, snapshot: dict[str, Any], folders: list[FolderSummary]
+    ) -> tuple[Iterator[str], Iterator[str]]:
+        """Dashboard.md's lines and metrics.prom's. The Dashboard's runs and failures are
+        the newest of the history's at the start and this keeper's since."""
+        recent = _newest([*self._history_seen[0], *self._recent])
+        failures = _newest([*self._history_seen[1], *self._failures])
+        now = datetime.now(self.tz)
         return (
-            _newest([*self._history_seen[0], *self._recent]),
-            _newest([*self._history_seen[1], *self._failures]),
+            dashboard_lines(snapshot, folders, recent, failures, self.tz, now),
+            self.metrics.lines(snapshot, folders),
         )
 
     def _write_files(self, dashboard: str, metrics: str) -> None:

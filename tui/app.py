@@ -64,6 +64,7 @@ from tui.screens import (
     QuitScreen,
     RunOutputScreen,
     VaultFileScreen,
+    runs_are,
 )
 from tui.text import Clock, compact_stamp
 from tui.themes import DEFAULT_THEME, discover, shipped_dir
@@ -317,19 +318,17 @@ class ConsoleApp(App[int]):
 
     def action_quit(self) -> None:  # type: ignore[override]
         """q, ctrl+q and the palette's Quit: ask first when runs are in flight."""
+        running = self.model.running_count
         if self.closing:
-            running = self.model.running_count
             if self.waiting_for_runs and running:
                 # Chose to wait, then thought better of it: offer to end them now.
-                runs = "1 run is" if running == 1 else f"{running} runs are"
-                question = f"{runs} still in flight. Stop now instead of waiting?"
+                question = f"{runs_are(running)} still in flight. Stop now instead of waiting?"
                 self.push_screen(
                     ConfirmScreen(question), lambda yes: self._end_runs_now() if yes else None
                 )
             else:
                 self.notify("stopping the keeper …")
             return
-        running = self.model.running_count
         # Attached, the keeper is not ours to stop: quitting only disconnects.
         if not running or self.client.mode == "attach" or not self.keeper_started:
             self.shutdown(end_runs=False)

@@ -67,6 +67,11 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+def runs_are(running: int) -> str:
+    """ "1 run is", "3 runs are"."""
+    return "1 run is" if running == 1 else f"{running} runs are"
+
+
 class QuitScreen(ModalScreen[str | None]):
     """Runs are in flight: wait for them, stop them, or stay."""
 
@@ -81,10 +86,9 @@ class QuitScreen(ModalScreen[str | None]):
         self.running = running
 
     def compose(self) -> ComposeResult:
-        runs = "1 run is" if self.running == 1 else f"{self.running} runs are"
         with Vertical(classes="dialog"):
             yield Static(
-                Text(f"{runs} in flight. Quit anyway?\n"),
+                Text(f"{runs_are(self.running)} in flight. Quit anyway?\n"),
                 classes="question",
             )
             with Horizontal(classes="buttons"):
