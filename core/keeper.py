@@ -67,6 +67,8 @@ MAX_GIVE_WAY = 0.1
 OUTPUT_GAP = 0.1
 # Runs are handed to the spawner threads at least this many at a time.
 SPAWN_BATCH = 8
+# ... and come back from them in one batch, taken on the loop this many a turn.
+STARTED_SLICE = 64
 # A thread waiting for the GIL gets it after this long (Python's default is 5 ms): the
 # loop must not wait that long behind a render, nor spawner threads behind the loop.
 SWITCH_INTERVAL = 0.0001
@@ -685,8 +687,13 @@ class Keeper:
         self._spawner.submit([(token, token[1]) for token in batch])
 
     def _spawned(self, batch: list[SpawnResult]) -> None:
-        for (active, spec), result in batch:
+        # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
+        # so slots falling due meanwhile are not held up behind it.
+        for (active, spec), result in batch[:STARTED_SLICE]:
             self._run_started(active, spec, result)
+        if len(batch) > STARTED_SLICE:
+            assert self._loop is not None
+            self._loop.call_soon(self._spawned, batch[STARTED_SLICE:])
 
     def _run_started(self, active: ActiveRun, spec: RunSpec, result: Spawned | Exception) -> None:
         request, record, runtime = active.request, active.record, active.runtime
@@ -701,6 +708,11 @@ class Keeper:
             )
             return
         spawned = result
+        # Opened before the Run, which hands on at once whatever was read ahead.
+        active.sink.open(
+            f"▶ started: trigger {request.trigger}, attempt {request.attempt}, "
+            f"pid {spawned.process.pid}"
+        )
         try:
             run = Run(spec, active.sink.feed, self._loop, spawned)
         except OSError as error:
@@ -713,9 +725,6 @@ class Keeper:
         active.run = run
         if active.stop_asked is not None:
             run.stop(*active.stop_asked)
-        active.sink.open(
-            f"▶ started: trigger {request.trigger}, attempt {request.attempt}, pid {run.pid}"
-        )
         lateness_ms = None
         if request.due_mono is not None:
             lateness_ms = (spawned.started_mono - request.due_mono) * 1000

@@ -25,8 +25,11 @@ from typing import Any
 from core.units import format_duration
 
 READ_SIZE = 65536
-# The longest a Spawner holds back what it started while spawns are under way.
-HOLD_MAX = 0.5
+# The longest a Spawner holds back what it started while spawns are under way: longer
+# than a burst of a thousand due runs takes to spawn (about half a second on 2 CPUs).
+HOLD_MAX = 2.0
+# A held-back run's pipe is read ahead once it is this old: a short job is over by then.
+READ_AHEAD_AGE = 0.002
 # A spawn on the loop that took longer than this sends spawns to threads for a while.
 SLOW_SPAWN = 0.02
 SLOW_SPAWN_BACKOFF = 60.0
@@ -62,11 +65,34 @@ def _end_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Spawned:
     process: subprocess.Popen
-    read_end: int  # non-blocking
+    read_end: int | None  # non-blocking; None once read to its end ahead of the loop
     started_mono: float
+    early_output: bytes = b""
+
+    def read_ahead(self) -> None:
+        """Take what the child has written so far, and close the pipe if that is all:
+        while a burst is held back, each pipe left open makes every later spawn dearer
+        (the child copies and then closes every descriptor we hold)."""
+        assert self.read_end is not None
+        chunks: list[bytes] = []
+        size = 0
+        while size < READ_SIZE:  # what a held-back run keeps in memory at most
+            try:
+                data = os.read(self.read_end, READ_SIZE - size)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                os.close(self.read_end)
+                self.read_end = None
+                break
+            chunks.append(data)
+            size += len(data)
+        self.early_output = b"".join(chunks)
 
 
 @functools.cache
@@ -110,8 +136,9 @@ class Spawner:
     many spawns ended meanwhile, not one per spawn.
 
     While spawns are under way, results are held back (up to HOLD_MAX): the loop's work
-    on them would compete for the GIL with the spawning, and a burst of due runs starts
-    sooner when it does not."""
+    on them (watching pipes and exits, records, events) would compete with the spawning
+    for the CPUs and the GIL, and a burst of due runs starts a fifth sooner when it
+    does not."""
 
     def __init__(self, threads: int, deliver: Callable[[list[SpawnResult]], None]) -> None:
         self._size = threads
@@ -121,6 +148,7 @@ class Spawner:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._done: list[SpawnResult] = []
+        self._read_ahead_upto = 0  # runs in _done before this were read ahead
         self._held_since = 0.0
         self._handing_over = False
         self._spawning = 0  # threads in spawn()
@@ -183,6 +211,7 @@ class Spawner:
                 self._done.append((token, result))
                 if len(self._done) == 1:
                     self._held_since = now
+                self._read_ahead(now)
                 hand_over = not self._handing_over and (
                     (not self._spawning and self._todo.empty()) or now - self._held_since > HOLD_MAX
                 )
@@ -191,9 +220,23 @@ class Spawner:
                 with contextlib.suppress(RuntimeError):  # the loop closed under us
                     loop.call_soon_threadsafe(self._hand_over)
 
+    def _read_ahead(self, now: float) -> None:
+        """Under the lock, so the loop never takes a pipe being read. At most two runs a
+        spawn, each once, so a burst of long jobs costs a read or two per spawn."""
+        for _ in range(2):
+            if self._read_ahead_upto == len(self._done):
+                return
+            result = self._done[self._read_ahead_upto][1]
+            if isinstance(result, Spawned):
+                if now - result.started_mono < READ_AHEAD_AGE:
+                    return
+                result.read_ahead()
+            self._read_ahead_upto += 1
+
     def _hand_over(self) -> None:
         with self._lock:
             done, self._done = self._done, []
+            self._read_ahead_upto = 0
             self._handing_over = False
         self._started -= len(done)
         self._deliver(done)
@@ -232,10 +275,14 @@ class Run:
             # Unwatchable (out of descriptors): end it rather than leave it running unseen.
             _end_group(self.pid, signal.SIGKILL)
             self.process.wait()
-            os.close(read_end)
+            if read_end is not None:
+                os.close(read_end)
             raise
+        if spawned.early_output:
+            self.on_output(spawned.early_output)
         self._pipe: int | None = read_end
-        self.loop.add_reader(read_end, self._read_output)
+        if read_end is not None:
+            self.loop.add_reader(read_end, self._read_output)
         self.loop.add_reader(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(

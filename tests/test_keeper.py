@@ -353,6 +353,43 @@ async def test_each_running_line_is_on_disk_before_its_child_starts(
         assert lines == ["running", "success"]
 
 
+async def test_a_burst_comes_back_to_the_loop_a_slice_per_turn(make_vault, monkeypatch) -> None:
+    # Thirty runs handed to the spawner together come back as one batch; taken all in one
+    # loop turn, a slot falling due meanwhile would wait behind every one of them.
+    monkeypatch.setattr(keeper_module, "SPAWN_BATCH", 100)
+    monkeypatch.setattr(keeper_module, "STARTED_SLICE", 4)
+    vault = make_vault(
+        "[keeper]\nmax_parallel = 30\n"
+        + "".join(
+            f'[jobs.j{index}]\ncommand = ["sh", "-c", "echo out{index}"]\nevery = "1h"\n'
+            for index in range(30)
+        )
+    )
+    keeper = await started_keeper(vault)
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+    started_by_next_turn: list[int] = []
+    run_started = keeper._run_started
+
+    def counting(active, spec, result) -> None:  # type: ignore[no-untyped-def]
+        if not started:
+            loop.call_soon(lambda: started_by_next_turn.append(len(started)))
+        started.append(spec.run_id)
+        run_started(active, spec, result)
+
+    monkeypatch.setattr(keeper, "_run_started", counting)
+    chosen = await run_once(keeper)
+    await finish(keeper)
+    assert len(chosen) == 30 and len(started) == 30
+    assert started_by_next_turn[0] <= 4
+    assert [record["status"] for record in finals(vault)] == ["success"] * 30
+    # Output read ahead while the burst was held back still follows the run's first line.
+    for index in range(30):
+        log = (vault / "Logs" / "jobs" / f"j{index}.log").read_text().splitlines()
+        texts = [line.split("] ", 1)[1] for line in log]
+        assert texts[0].startswith("▶ started") and texts[1] == f"out{index}"
+
+
 async def test_dashboard_lists_runs_from_before_the_start_and_since(make_vault) -> None:
     vault = make_vault(
         """

@@ -165,7 +165,7 @@ async def test_spawner_hands_each_run_back_once_on_the_loop(tmp_path: Path) -> N
             assert isinstance(result, FileNotFoundError)
             continue
         assert isinstance(result, Spawned)
-        assert not os.get_blocking(result.read_end)
+        assert result.read_end is None or not os.get_blocking(result.read_end)
         handle = Run(specs[token], lambda _: None, spawned=result)
         outcomes[token] = (await asyncio.wait_for(handle.done, 30)).exit_code
     assert outcomes == {f"r{index}": index for index in range(12)}
@@ -184,6 +184,57 @@ async def test_spawner_holds_results_back_while_more_spawns_wait(tmp_path, monke
     for _, spawned in batches[0]:
         assert isinstance(spawned, Spawned)
         await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
+
+
+async def test_held_back_runs_are_read_ahead_and_their_spent_pipes_closed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # Each pipe held open makes every later spawn dearer; a short job's output is taken
+    # while its run is held back, and nothing of it is lost or doubled.
+    monkeypatch.setattr(runner, "HOLD_MAX", 60.0)
+    real_spawn = runner.spawn
+    previous: list[Spawned] = []
+
+    def spawn_once_the_previous_is_over(spec: RunSpec) -> Spawned:
+        if previous:
+            before = previous[-1]
+            deadline = time.monotonic() + 10
+            while (
+                os.waitid(os.P_PID, before.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                is None
+                or time.monotonic() - before.started_mono < runner.READ_AHEAD_AGE
+            ):
+                assert time.monotonic() < deadline, "the previous child did not end"
+                time.sleep(0.001)
+        previous.append(real_spawn(spec))
+        return previous[-1]
+
+    monkeypatch.setattr(runner, "spawn", spawn_once_the_previous_is_over)
+    batches: list[list[SpawnResult]] = []
+    spawner = Spawner(1, batches.append)
+    specs = {
+        index: RunSpec(f"r{index}", ["sh", "-c", f"echo out{index}"], dict(os.environ), tmp_path)
+        for index in range(5)
+    }
+    spawner.submit(list(specs.items()))
+    await until(lambda: batches)
+    spawner.shutdown()
+    assert len(batches) == 1 and [token for token, _ in batches[0]] == list(range(5))
+    spawned = [result for _, result in batches[0]]
+    assert all(isinstance(result, Spawned) for result in spawned)
+    # Each run is read ahead by the spawn after it: all but the last.
+    assert [result.read_end is None for result in spawned] == [True] * 4 + [False]
+    assert [result.early_output for result in spawned[:4]] == [
+        b"out0\n",
+        b"out1\n",
+        b"out2\n",
+        b"out3\n",
+    ]
+    for index, result in enumerate(spawned):
+        output: list[bytes] = []
+        run = Run(specs[index], output.append, spawned=result)
+        assert (await asyncio.wait_for(run.done, 30)).exit_code == 0
+        assert b"".join(output) == f"out{index}\n".encode()
 
 
 async def test_a_lone_spawn_is_started_and_handed_back_at_once(tmp_path: Path) -> None:
