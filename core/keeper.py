@@ -67,8 +67,8 @@ MAX_GIVE_WAY = 0.1
 OUTPUT_GAP = 0.1
 # Runs are handed to the spawner threads at least this many at a time.
 SPAWN_BATCH = 8
-# ... and come back from them in one batch, taken on the loop this many a turn.
-STARTED_SLICE = 64
+# ... and come back from them in one batch, taken on the loop this long a turn at most.
+STARTED_SLICE = 0.02
 # A thread waiting for the GIL gets it after this long (Python's default is 5 ms): the
 # loop must not wait that long behind a render, nor spawner threads behind the loop.
 SWITCH_INTERVAL = 0.0001
@@ -688,12 +688,14 @@ class Keeper:
 
     def _spawned(self, batch: list[SpawnResult]) -> None:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
-        # so slots falling due meanwhile are not held up behind it.
-        for (active, spec), result in batch[:STARTED_SLICE]:
+        # which ends when a slot falls due, so the slot is not held up behind it.
+        until = time.monotonic() + min(self._sleep_for(), STARTED_SLICE)
+        for index, ((active, spec), result) in enumerate(batch):
             self._run_started(active, spec, result)
-        if len(batch) > STARTED_SLICE:
-            assert self._loop is not None
-            self._loop.call_soon(self._spawned, batch[STARTED_SLICE:])
+            if index + 1 < len(batch) and time.monotonic() >= until:
+                assert self._loop is not None
+                self._loop.call_soon(self._spawned, batch[index + 1 :])
+                return
 
     def _run_started(self, active: ActiveRun, spec: RunSpec, result: Spawned | Exception) -> None:
         request, record, runtime = active.request, active.record, active.runtime

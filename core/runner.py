@@ -135,7 +135,7 @@ class Spawner:
     execs). What they started goes back to the loop in batches: one wakeup for however
     many spawns ended meanwhile, not one per spawn.
 
-    While spawns are under way, results are held back (up to HOLD_MAX): the loop's work
+    While runs wait in the queue, results are held back (up to HOLD_MAX): the loop's work
     on them (watching pipes and exits, records, events) would compete with the spawning
     for the CPUs and the GIL, and a burst of due runs starts a fifth sooner when it
     does not."""
@@ -151,7 +151,6 @@ class Spawner:
         self._read_ahead_upto = 0  # runs in _done before this were read ahead
         self._held_since = 0.0
         self._handing_over = False
-        self._spawning = 0  # threads in spawn()
         self._started = 0  # submitted to the threads and not delivered yet
         self._threads_only_until = 0.0
 
@@ -198,8 +197,6 @@ class Spawner:
         loop = self._loop
         while (item := self._todo.get()) is not None:
             token, spec = item
-            with self._lock:
-                self._spawning += 1
             result: Spawned | Exception
             try:
                 result = spawn(spec)
@@ -207,13 +204,14 @@ class Spawner:
                 result = error
             now = time.monotonic()
             with self._lock:
-                self._spawning -= 1
                 self._done.append((token, result))
                 if len(self._done) == 1:
                     self._held_since = now
                 self._read_ahead(now)
+                # Held while runs wait in the queue (a burst), not while runs merely keep
+                # coming (a steady stream keeps some thread spawning all the time).
                 hand_over = not self._handing_over and (
-                    (not self._spawning and self._todo.empty()) or now - self._held_since > HOLD_MAX
+                    self._todo.empty() or now - self._held_since > HOLD_MAX
                 )
                 self._handing_over |= hand_over
             if hand_over:
