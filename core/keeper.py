@@ -69,6 +69,7 @@ OUTPUT_GAP = 0.1
 SPAWN_BATCH = 8
 # ... and come back from them in one batch, taken on the loop this long a turn at most.
 STARTED_SLICE = 0.02
+STARTED_MIN = 0.002
 # A thread waiting for the GIL gets it after this long (Python's default is 5 ms): the
 # loop must not wait that long behind a render, nor spawner threads behind the loop.
 SWITCH_INTERVAL = 0.0001
@@ -688,8 +689,9 @@ class Keeper:
 
     def _spawned(self, batch: list[SpawnResult]) -> None:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
-        # which ends when a slot falls due, so the slot is not held up behind it.
-        until = time.monotonic() + min(self._sleep_for(), STARTED_SLICE)
+        # which ends when a slot falls due, so the slot is not held up behind it. Even a
+        # loop that is behind takes a little each turn, or runs would never finish.
+        until = time.monotonic() + max(STARTED_MIN, min(self._sleep_for(), STARTED_SLICE))
         for index, ((active, spec), result) in enumerate(batch):
             self._run_started(active, spec, result)
             if index + 1 < len(batch) and time.monotonic() >= until:

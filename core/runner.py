@@ -25,9 +25,10 @@ from typing import Any
 from core.units import format_duration
 
 READ_SIZE = 65536
-# The longest a Spawner holds back what it started while spawns are under way: longer
-# than a burst of a thousand due runs takes to spawn (about half a second on 2 CPUs).
-HOLD_MAX = 2.0
+# The longest a Spawner holds back what it started while runs wait in its queue: about
+# what a burst of a thousand due runs takes to spawn on 2 CPUs, and well under the
+# shortest interval a job is likely to have (held runs are not finished yet).
+HOLD_MAX = 0.5
 # A held-back run's pipe is read ahead once it is this old: a short job is over by then.
 READ_AHEAD_AGE = 0.002
 # A spawn on the loop that took longer than this sends spawns to threads for a while.

@@ -358,6 +358,7 @@ async def test_a_burst_comes_back_to_the_loop_a_slice_per_turn(make_vault, monke
     # loop turn, a slot falling due meanwhile would wait behind every one of them.
     monkeypatch.setattr(keeper_module, "SPAWN_BATCH", 100)
     monkeypatch.setattr(keeper_module, "STARTED_SLICE", 0.0)
+    monkeypatch.setattr(keeper_module, "STARTED_MIN", 0.0)
     vault = make_vault(
         "[keeper]\nmax_parallel = 30\n"
         + "".join(
