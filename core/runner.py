@@ -25,10 +25,10 @@ from typing import Any
 from core.units import format_duration
 
 READ_SIZE = 65536
-# The longest a Spawner holds back what it started while runs wait in its queue: about
-# what a burst of a thousand due runs takes to spawn on 2 CPUs, and well under the
-# shortest interval a job is likely to have (held runs are not finished yet).
-HOLD_MAX = 0.5
+# The longest a Spawner holds back what it started while runs wait in its queue: longer
+# than a burst of a thousand due runs takes to spawn on 2 CPUs (0.5-0.7 s), and no longer
+# than the shortest interval a job is likely to have (held runs are not finished yet).
+HOLD_MAX = 1.0
 # A held-back run's pipe is read ahead once it is this old: a short job is over by then.
 READ_AHEAD_AGE = 0.002
 # A spawn on the loop that took longer than this sends spawns to threads for a while.
