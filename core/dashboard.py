@@ -179,20 +179,6 @@ def _quota_lines(quota: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> 
     return _table(("Scope", "Used", "Limit", "Next slot frees"), rows)
 
 
-def render_dashboard(
-    snapshot: dict[str, Any],
-    folders: list[FolderSummary],
-    recent: list[RunRecord],
-    failures: list[RunRecord],
-    tz: tzinfo,
-    now: datetime,
-) -> str:
-    """Markdown for Dashboard.md. `snapshot` is Keeper.snapshot() (plus "quota" when the
-    keeper has one); `recent` and `failures` may come in any order and are sorted newest
-    first; failures that started more than 24 h before `now` are left out."""
-    return "\n".join(dashboard_lines(snapshot, folders, recent, failures, tz, now)) + "\n"
-
-
 def dashboard_lines(
     snapshot: dict[str, Any],
     folders: list[FolderSummary],
@@ -201,8 +187,11 @@ def dashboard_lines(
     tz: tzinfo,
     now: datetime,
 ) -> Iterator[str]:
-    """render_dashboard() a line at a time, so a caller on an event loop can give way
-    between them (a thousand jobs make a thousand rows, and as many quota rows)."""
+    """Dashboard.md a line at a time, so a caller on an event loop can give way between
+    them (a thousand jobs make a thousand rows, and as many quota rows). `snapshot` is
+    Keeper.snapshot() (plus "quota" when the keeper has one); `recent` and `failures`
+    may come in any order and are sorted newest first; failures that started more than
+    24 h before `now` are left out."""
     vault = Path(str(snapshot.get("vault", ""))).name or "vault"
     local_now = now.astimezone(tz)
     yield from (

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.atomic import write_atomic
-from core.dashboard import render_dashboard, write_dashboard
+from core.dashboard import dashboard_lines, write_dashboard
 from core.history import RunRecord, iso
 from core.metrics import Metrics, write_metrics
 from core.vault import FolderSummary
@@ -163,7 +163,8 @@ def render(tz=KOLKATA, snap: dict | None = None, recent=None, failures=None) -> 
         recent.append(record("run", "beta", "running", NOW - timedelta(seconds=30)))
     if failures is None:
         failures = [record("f1", "beta", "failure", NOW - timedelta(hours=1), error=HOSTILE_ERROR)]
-    return render_dashboard(snap or snapshot(), FOLDERS, recent, failures, tz, NOW)
+    lines = dashboard_lines(snap or snapshot(), FOLDERS, recent, failures, tz, NOW)
+    return "\n".join(lines) + "\n"
 
 
 # ---- dashboard --------------------------------------------------------------------------
