@@ -31,6 +31,9 @@ READ_SIZE = 65536
 HOLD_MAX = 1.0
 # A held-back run's pipe is read ahead once it is this old: a short job is over by then.
 READ_AHEAD_AGE = 0.002
+# At most this many runs due together are spawned on the loop, one after another (each
+# ~0.3 ms); more are a burst, which the threads start in parallel.
+INLINE_MAX = 3
 # A spawn on the loop that took longer than this sends spawns to threads for a while.
 SLOW_SPAWN = 0.02
 SLOW_SPAWN_BACKOFF = 60.0
@@ -152,27 +155,32 @@ class Spawner:
         self._read_ahead_upto = 0  # runs in _done before this were read ahead
         self._held_since = 0.0
         self._handing_over = False
-        self._started = 0  # submitted to the threads and not delivered yet
         self._threads_only_until = 0.0
 
     def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
         """Start each spec; `deliver` gets (token, Spawned or the error) on the loop this
-        is called on. A lone spec with nothing else starting is spawned right here and
-        delivered before this returns: handing it to a thread and back costs more than
-        the loop's wait while the child execs. Unless an exec was slow lately (a program
-        on a slow file system): then the loop must not wait for it."""
-        began = time.monotonic()
-        if len(batch) == 1 and not self._started and began >= self._threads_only_until:
-            token, spec = batch[0]
-            result: Spawned | Exception
-            try:
-                result = spawn(spec)
-            except Exception as error:
-                result = error
-            if time.monotonic() - began > SLOW_SPAWN:
-                self._threads_only_until = time.monotonic() + SLOW_SPAWN_BACKOFF
-            self._deliver([(token, result)])
-            return
+        is called on. A few specs with no burst waiting are spawned right here and
+        delivered before this returns: handing them to a thread and back costs more than
+        the loop's wait while each child execs, and a thread that must win the GIL from a
+        busy loop starts them later still. Unless an exec was slow lately (a program on a
+        slow file system): then the loop must not wait for it."""
+        if len(batch) <= INLINE_MAX and self._todo.empty():
+            done: list[SpawnResult] = []
+            while batch and time.monotonic() >= self._threads_only_until:
+                (token, spec), batch = batch[0], batch[1:]
+                began = time.monotonic()
+                result: Spawned | Exception
+                try:
+                    result = spawn(spec)
+                except Exception as error:
+                    result = error
+                if time.monotonic() - began > SLOW_SPAWN:
+                    self._threads_only_until = time.monotonic() + SLOW_SPAWN_BACKOFF
+                done.append((token, result))
+            if done:
+                self._deliver(done)
+            if not batch:
+                return
         if self._loop is None:
             # Started with the first batch, so a keeper that never has one has none.
             self._loop = asyncio.get_running_loop()
@@ -180,7 +188,6 @@ class Spawner:
                 thread = threading.Thread(target=self._work, name=f"spawn_{number}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
-        self._started += len(batch)
         for item in batch:
             self._todo.put(item)
 
@@ -237,7 +244,6 @@ class Spawner:
             done, self._done = self._done, []
             self._read_ahead_upto = 0
             self._handing_over = False
-        self._started -= len(done)
         self._deliver(done)
 
 

@@ -237,20 +237,56 @@ async def test_held_back_runs_are_read_ahead_and_their_spent_pipes_closed(
         assert b"".join(output) == f"out{index}\n".encode()
 
 
-async def test_a_lone_spawn_is_started_and_handed_back_at_once(tmp_path: Path) -> None:
+async def test_a_few_runs_are_started_on_the_loop_and_a_burst_on_threads(tmp_path: Path) -> None:
     batches: list[list[SpawnResult]] = []
     spawner = Spawner(2, batches.append)
-    spec = RunSpec("r", ["sh", "-c", "exit 4"], dict(os.environ), tmp_path)
+    specs = [
+        (index, RunSpec(f"r{index}", ["sh", "-c", f"exit {index}"], dict(os.environ), tmp_path))
+        for index in range(runner.INLINE_MAX + 1)
+    ]
     threads = threading.active_count()
-    spawner.submit([("lone", spec)])
-    assert [[token for token, _ in batch] for batch in batches] == [["lone"]]
-    assert threading.active_count() == threads  # no spawner thread was needed
-    spawned = batches[0][0][1]
-    assert isinstance(spawned, Spawned)
-    assert (
-        await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
-    ).exit_code == 4
+    spawner.submit(specs[:-1])
+    # Started and handed back before submit() returned, without a spawner thread.
+    assert [[token for token, _ in batch] for batch in batches] == [list(range(runner.INLINE_MAX))]
+    assert threading.active_count() == threads
+    spawner.submit(specs)  # one more than that is a burst: the threads take it
+    assert len(batches) == 1
+    await until(lambda: sum(map(len, batches)) == 2 * runner.INLINE_MAX + 1)
+    assert threading.active_count() > threads
     spawner.shutdown()
+    by_spec = dict(specs)
+    for token, spawned in (item for batch in batches for item in batch):
+        assert isinstance(spawned, Spawned)
+        outcome = await asyncio.wait_for(
+            Run(by_spec[token], lambda _: None, spawned=spawned).done, 30
+        )
+        assert outcome.exit_code == token
+
+
+async def test_while_a_burst_waits_a_lone_run_queues_behind_it(tmp_path: Path, monkeypatch) -> None:
+    real_spawn = runner.spawn
+    release = threading.Event()
+
+    def held_spawn(spec: RunSpec) -> Spawned:
+        if threading.current_thread() is not threading.main_thread():
+            assert release.wait(30)
+        return real_spawn(spec)
+
+    monkeypatch.setattr(runner, "spawn", held_spawn)
+    batches: list[list[SpawnResult]] = []
+    spawner = Spawner(1, batches.append)
+    spec = RunSpec("r", ["true"], dict(os.environ), tmp_path)
+    spawner.submit([(index, spec) for index in range(runner.INLINE_MAX + 2)])
+    spawner.submit([("lone", spec)])
+    assert batches == []  # not spawned on the loop ahead of the runs already waiting
+    release.set()
+    await until(lambda: sum(map(len, batches)) == runner.INLINE_MAX + 3)
+    spawner.shutdown()
+    tokens = [token for batch in batches for token, _ in batch]
+    assert tokens == [*range(runner.INLINE_MAX + 2), "lone"]
+    for _, spawned in (item for batch in batches for item in batch):
+        assert isinstance(spawned, Spawned)
+        await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
 
 
 async def test_after_a_slow_spawn_lone_spawns_go_to_a_thread(tmp_path: Path, monkeypatch) -> None:
