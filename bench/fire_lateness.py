@@ -213,29 +213,30 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
             runtime.next_due[0] = due
             keeper._push("mono", due, runtime.name, 0)
             index[runtime.name] = i
-        wall_minus_mono = time.time() - time.monotonic()
         samples: list[tuple[int, float, float]] = []
         skipped: dict[str, int] = {}
-        publish = keeper.bus.publish
+        # Runs are read where the keeper takes them back from the spawner, not through an
+        # event subscription: the headless daemon builds no events, as nobody listens.
+        run_started = keeper._run_started
+        record_never_started = keeper._record_never_started
 
-        def tap(kind: str, **data: Any) -> None:
-            # run_started is read where it is published, not through a subscription: a
-            # subscriber would make the keeper build events the headless daemon never builds.
-            # lateness_ms is spawn (monotonic) minus due; startedAt is stamped just before
-            # the spawn, so startedAt - lateness lands a Popen's duration before the due
-            # time, close enough for summarize() to name the slot.
-            if kind == "run_started" and data["trigger"] == "schedule":
-                started = datetime.fromisoformat(data["startedAt"]).timestamp() - wall_minus_mono
-                lateness = data["lateness_ms"] / 1000
-                samples.append((index[data["taskId"]], started - lateness - d0, lateness))
-            elif kind == "run_finished" and data["status"] == "skipped":
-                # Why a slot was refused (overlap, quota...); a slot the schedule skipped
-                # for being over an interval late leaves no record and shows only in missed.
-                reason = re.sub(r"\brun \S+", "run …", data["error"] or "")
-                skipped[reason] = skipped.get(reason, 0) + 1
-            publish(kind, **data)
+        def started(active: Any, spec: Any, result: Any) -> None:
+            run_started(active, spec, result)
+            request = active.request
+            if request.trigger == "schedule" and active.run is not None:
+                lateness = active.run.started_mono - request.due_mono
+                samples.append((index[request.job], request.due_mono - d0, lateness))
 
-        keeper.bus.publish = tap  # type: ignore[method-assign]
+        def never_started(request: Any, status: str, reason: str) -> None:
+            # Why a slot was refused (overlap, quota...); a slot the schedule skipped for
+            # being over an interval late leaves no record and shows only in missed.
+            if status == "skipped":
+                kind = re.sub(r"\brun \S+", "run …", reason)
+                skipped[kind] = skipped.get(kind, 0) + 1
+            record_never_started(request, status, reason)
+
+        keeper._run_started = started  # type: ignore[method-assign]
+        keeper._record_never_started = never_started  # type: ignore[method-assign]
         tasks = [asyncio.create_task(keeper.serve())]
         if console:
             subscription = keeper.bus.subscribe(maxsize=10_000)  # as core/client.py does
@@ -259,7 +260,7 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
             task.cancel()
         await tasks[0]
         if not samples:
-            raise RuntimeError("no run_started event seen: the bench's tap on the bus is stale")
+            raise RuntimeError("no run seen: the bench's tap on Keeper._run_started is stale")
         return {
             **summarize(plan, samples),
             "cpu_pct": cpu.cpu_pct,

@@ -733,7 +733,7 @@ class Keeper:
         if request.due_mono is not None:
             lateness_ms = (spawned.started_mono - request.due_mono) * 1000
         self.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
-        self.bus.publish("run_started", **record.to_json(), pid=run.pid, lateness_ms=lateness_ms)
+        self._publish_run("run_started", record, pid=run.pid, lateness_ms=lateness_ms)
         run.done.add_done_callback(lambda finished: self._finished(active, finished.result()))
 
     def _finish_unstarted(
@@ -796,7 +796,7 @@ class Keeper:
             self._failures.append(record)
         self._count_today(record.status)
         self.metrics.observe_run(record.job, record.status, record.duration_ms, time.time())
-        self.bus.publish("run_finished", **record.to_json())
+        self._publish_run("run_finished", record)
         self._settle_watchers(record)
         self._outputs_changed()
         failed = record.status in ("failure", "timeout")
@@ -1051,7 +1051,7 @@ class Keeper:
         )
         self._recent.append(record)
         self.history.append(record)
-        self.bus.publish("run_finished", **record.to_json())
+        self._publish_run("run_finished", record)
         self._settle_watchers(record)
         runtime = self.jobs.get(request.job)
         if request.trigger == "file" and runtime is not None:
@@ -1351,6 +1351,11 @@ class Keeper:
             self.bus.publish("log_line", source=job, line=line)
 
         return publish
+
+    def _publish_run(self, kind: str, record: RunRecord, **extra: Any) -> None:
+        # Two of these a run: a busy headless keeper skips the stamps and dicts nobody reads.
+        if self.bus.has_subscribers:
+            self.bus.publish(kind, **record.to_json(), **extra)
 
     def _publish_log_line(self, stamp: str, level: str, message: str) -> None:
         self.bus.publish("log_line", source="keeper", time=stamp, level=level, line=message)

@@ -1,9 +1,10 @@
 """One run = one child process group, watched through a pidfd and one output pipe.
 
 The event loop never blocks on a child: exit arrives as a readable pidfd, output as a
-readable pipe. Timeout, cancel and shutdown end the whole group: TERM, then KILL after
-a grace period. When the main process exits, whatever it left behind in its group is
-ended the same way, so a finished run leaves no orphans.
+readable pipe (watched once the run has lasted OUTPUT_WATCH_AFTER; most runs end sooner,
+and what they wrote is read when they exit). Timeout, cancel and shutdown end the whole
+group: TERM, then KILL after a grace period. When the main process exits, whatever it left
+behind in its group is ended the same way, so a finished run leaves no orphans.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ READ_AHEAD_AGE = 0.002
 # At most this many runs due together are spawned on the loop, one after another (each
 # ~0.3 ms); more are a burst, which the threads start in parallel.
 INLINE_MAX = 3
+# A run's output pipe is watched by the loop from this age on. Before, a run's output waits
+# in the pipe, which holds 64 KiB: a run that ends sooner costs no watch at all.
+OUTPUT_WATCH_AFTER = 0.05
+# Reads of a pipe not watched yet when its run's leader exits; leftovers may keep writing
+# into it, and the watch (when due) reads on.
+EXIT_READS = 4
 # A spawn on the loop that took longer than this sends spawns to threads for a while.
 SLOW_SPAWN = 0.02
 SLOW_SPAWN_BACKOFF = 60.0
@@ -267,6 +274,7 @@ class Run:
         self._outcome: RunOutcome | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._timeout_timer: asyncio.TimerHandle | None = None
+        self._watch_timer: asyncio.TimerHandle | None = None
         spawned = spawned or spawn(spec)
         self.process = spawned.process
         self.started_mono = spawned.started_mono
@@ -287,7 +295,7 @@ class Run:
             self.on_output(spawned.early_output)
         self._pipe: int | None = read_end
         if read_end is not None:
-            self.loop.add_reader(read_end, self._read_output)
+            self._watch_timer = self.loop.call_later(OUTPUT_WATCH_AFTER, self._watch_output)
         self.loop.add_reader(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(
@@ -312,21 +320,40 @@ class Run:
     def _kill_group(self) -> None:
         _end_group(self.pid, signal.SIGKILL)
 
-    def _read_output(self) -> None:
+    def _watch_output(self) -> None:
+        self._watch_timer = None
+        assert self._pipe is not None
+        self.loop.add_reader(self._pipe, self._read_output)
+
+    def _take_output(self) -> bool:
+        """Hand on one read of the pipe, closing it at its end; False once nothing more
+        is there for now."""
         assert self._pipe is not None
         try:
             data = os.read(self._pipe, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if data:
             self.on_output(data)
-            return
-        self.loop.remove_reader(self._pipe)
+            return True
+        self._close_pipe()
+        return False
+
+    def _close_pipe(self) -> None:
+        assert self._pipe is not None
+        if self._watch_timer is not None:
+            self._watch_timer.cancel()
+            self._watch_timer = None
+        else:
+            self.loop.remove_reader(self._pipe)
         os.close(self._pipe)
         self._pipe = None
-        if self._outcome is not None:
+
+    def _read_output(self) -> None:
+        self._take_output()
+        if self._pipe is None and self._outcome is not None:
             self._finish()
 
     def _leader_exited(self) -> None:
@@ -340,6 +367,10 @@ class Run:
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()
         _end_group(self.pid, signal.SIGTERM)
+        if self._watch_timer is not None:  # what the run wrote waits in the pipe
+            for _ in range(EXIT_READS):
+                if not self._take_output():
+                    break
         if self._pipe is None:
             self._finish()
             return
@@ -351,9 +382,7 @@ class Run:
     def _reap_leftovers(self) -> None:
         self._kill_group()
         if self._pipe is not None:
-            self.loop.remove_reader(self._pipe)
-            os.close(self._pipe)
-            self._pipe = None
+            self._close_pipe()
         self._finish()
 
     def _judge(self, info: os.waitid_result | None, duration_ms: int) -> RunOutcome:

@@ -115,6 +115,58 @@ async def test_leftover_holding_output_is_killed_after_grace(tmp_path: Path) -> 
     assert await gone(int(pid_file.read_text()))
 
 
+async def test_output_bigger_than_the_pipe_is_all_kept(tmp_path: Path) -> None:
+    # The child blocks on a full pipe until the loop starts watching it.
+    size = 300_000
+    handle, output = await run(
+        [sys.executable, "-c", f"import sys; sys.stdout.write('x' * {size})"], tmp_path
+    )
+    assert handle.done.result().status == "success"
+    assert output == b"x" * size
+
+
+async def test_a_long_run_streams_its_output_before_it_ends(tmp_path: Path) -> None:
+    output = bytearray()
+    handle = Run(
+        RunSpec("r1", ["sh", "-c", "echo first; exec sleep 30"], dict(os.environ), tmp_path),
+        output.extend,
+    )
+    deadline = time.monotonic() + 10
+    while output != b"first\n":
+        assert time.monotonic() < deadline, "the output of a running run never arrived"
+        await asyncio.sleep(0.01)
+    assert not handle.done.done()
+    handle.stop("cancelled", "cancelled by test")
+    assert (await asyncio.wait_for(handle.done, 30)).status == "cancelled"
+
+
+async def test_a_leftover_writing_on_after_a_quick_leader_is_watched(tmp_path: Path) -> None:
+    # The leader is gone before its pipe was watched; the leftover ignores TERM and keeps
+    # writing. Its output is read on (more than the reads taken at the leader's exit)
+    # until the grace period is up and it is killed.
+    pid_file = tmp_path / "bg"
+    ready = f"until [ -s {pid_file} ]; do :; done"  # the leftover ignores TERM by then
+    received = [0]
+
+    def count(data: bytes) -> None:
+        received[0] += len(data)
+
+    handle = Run(
+        RunSpec(
+            "r1",
+            ["sh", "-c", f"(trap '' TERM; sh -c 'echo $PPID' > {pid_file}; exec yes) & {ready}"],
+            dict(os.environ),
+            tmp_path,
+            kill_grace=0.3,
+        ),
+        count,
+    )
+    outcome = await asyncio.wait_for(handle.done, 30)
+    assert outcome.status == "success"
+    assert received[0] > (runner.EXIT_READS + 1) * runner.READ_SIZE
+    assert await gone(int(pid_file.read_text()))
+
+
 async def test_missing_command_raises_at_spawn(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         Run(RunSpec("r1", ["/nonexistent/tool"], {}, tmp_path), lambda _: None)
