@@ -1,6 +1,6 @@
 """Fire lateness of the keeper against APScheduler 3.x on the same work; prints one JSON line.
 
-    .venv/bin/python bench/fire_lateness.py [--quick] [--scenario NAME]
+    .venv/bin/python bench/fire_lateness.py [--quick] [--scenario NAME] [--rounds N]
 
 Every job runs /bin/true. Lateness = the moment the child exists (Popen has returned, so
 its pid is alive) minus the slot's due time. Each (scenario, scheduler) pair runs in a
@@ -17,8 +17,12 @@ default ThreadPoolExecutor (10 threads; the headline) and again with 100 threads
 coalesce off, no misfire limit and max_instances high, so it never drops a slot.
 
 Spawn latency depends on free CPUs, so each worker waits for a quiet machine first and
-reports how busy the rest of the machine was meanwhile (other_load_pct). A full run takes
-about 6 minutes on 2 CPUs; --quick about 3.
+reports how busy the rest of the machine was meanwhile (other_load_pct). Even so one
+worker's p99 swings twofold from run to run, so each fire scenario runs in rounds (3 by
+default) that interleave the implementations; an implementation's result is its median
+round, with missed slots summed over all rounds, maxima from the worst round, and each
+round listed under "rounds". A full run takes about 12 minutes on 2 CPUs; --quick (one
+round, short windows) about 3.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import queue
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +63,8 @@ FIRE_SCENARIOS = ("every1s_100", "every1s_1000", "same_instant_1000")
 SCENARIOS = (*FIRE_SCENARIOS, "idle_10000_hourly")
 FIRE_IMPLS = ("wk", "wk_console", "aps", "aps_pool100")
 IDLE_IMPLS = ("wk", "aps", "wk_cron", "aps_cron")
+# What each round of a fire scenario shows besides the combined result.
+ROUND_KEYS = ("p99_ms", "max_ms", "missed", "cpu_pct", "other_load_pct")
 
 
 @dataclass(frozen=True)
@@ -501,9 +508,45 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
-def run_scenario(scenario: str, quick: bool) -> dict[str, Any]:
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One implementation's rounds of a scenario as one result: the median round for
+    latency, CPU and memory (one round's p99 swings twofold with whatever else the box
+    does), but every slot of every round for missed, and the worst round for the maxima."""
+    if len(runs) == 1:
+        return runs[0]
+    result: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        values = [run[key] for run in runs]
+        if key in ("missed", "runs", "expected"):
+            result[key] = sum(values)
+        elif key in ("max_ms", "last_spawn_ms", "peak_rss_mb") and None not in values:
+            result[key] = max(values)
+        elif isinstance(first, bool):
+            result[key] = any(values)
+        elif isinstance(first, (int, float)) and None not in values:
+            result[key] = round(statistics.median(values), 3)
+        elif isinstance(first, dict):  # skipped_records: counts by reason
+            merged: dict[str, int] = {}
+            for counts in values:
+                for reason, count in counts.items():
+                    merged[reason] = merged.get(reason, 0) + count
+            result[key] = merged
+        else:
+            result[key] = first
+    result["rounds"] = [{key: run[key] for key in ROUND_KEYS if key in run} for run in runs]
+    return result
+
+
+def run_scenario(scenario: str, quick: bool, rounds: int) -> dict[str, Any]:
     if scenario != "idle_10000_hourly":
-        result: dict[str, Any] = {impl: run_worker(scenario, impl, quick) for impl in FIRE_IMPLS}
+        runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in FIRE_IMPLS}
+        for number in range(rounds):
+            # Rounds interleave the implementations, so a slow spell of the machine hits
+            # them alike, and each takes its turn at going first.
+            shift = number % len(FIRE_IMPLS)
+            for impl in FIRE_IMPLS[shift:] + FIRE_IMPLS[:shift]:
+                runs[impl].append(run_worker(scenario, impl, quick))
+        result: dict[str, Any] = {impl: combine(runs[impl]) for impl in FIRE_IMPLS}
         result["p99_ratio"] = ratio(result["wk"]["p99_ms"], result["aps"]["p99_ms"])
         result["p99_ratio_pool100"] = ratio(result["wk"]["p99_ms"], result["aps_pool100"]["p99_ms"])
         result["p99_ratio_console"] = ratio(result["wk_console"]["p99_ms"], result["aps"]["p99_ms"])
@@ -565,6 +608,11 @@ def targets(results: dict[str, Any]) -> dict[str, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows, for a smoke run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of each fire scenario, combined by their median (default 3; 1 with --quick)",
+    )
     parser.add_argument("--scenario", choices=SCENARIOS, help="run only this scenario")
     parser.add_argument("--worker", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -574,16 +622,20 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.impl, args.quick)))
         return
+    rounds = args.rounds or (1 if args.quick else 3)
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
     ensure_apscheduler()
     output: dict[str, Any] = {
         "bench": "fire_lateness",
         "quick": args.quick,
+        "rounds": rounds,
         "cpus": CPUS,
         "python": sys.version.split()[0],
     }
     for scenario in (args.scenario,) if args.scenario else SCENARIOS:
         print(f"{scenario}:", file=sys.stderr, flush=True)
-        output[scenario] = run_scenario(scenario, args.quick)
+        output[scenario] = run_scenario(scenario, args.quick, rounds)
     checks = targets(output)
     output["targets"] = checks
     output["all_targets_met"] = all(checks.values())
