@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from core.lock import VaultLock
 from core.logs import KeeperLog, RotatingFile
 from core.metrics import Metrics, write_metrics
 from core.output import OutputSink
+from core.precise import sleep_until
 from core.processes import end_leftovers
 from core.quota import Quota, usage_view
 from core.resume import ResumePlan, plan_resume, waking_jobs
@@ -54,7 +55,10 @@ from core.vault import FolderSummary, summarize_all
 # slot by at most this long instead of by the size of the step.
 MAX_WALL_SLEEP = 60.0
 # A slot is slept for in epoll up to this long before it, the rest in a precise sleep.
-FINE_WAIT = 0.001
+# epoll wakes up to a whole millisecond (and the timer slack) after it was asked to, and
+# a wake past the slot makes every run of it late: so two, and the runs are readied in
+# whatever is left of them.
+FINE_WAIT = 0.002
 # Dashboard.md, metrics.prom and vault counts are rewritten at most this often.
 OUTPUT_INTERVAL = 2.0
 # They are made on the loop in slices this long, starting right after a slot if the next
@@ -92,6 +96,7 @@ class StartRequest:
     attempt: int = 1
     files: list[str] = field(default_factory=list)
     due_mono: float | None = None
+    due_wall: float | None = None  # the slot's time on the wall clock
     run_id: str = field(default_factory=new_run_id)
     wave: str | None = None
     """Runs of one wave (one slot, one --once, one manual start and what follows from
@@ -237,6 +242,7 @@ class Keeper:
         self._spawner = Spawner(4, self._spawned)
         # Runs started this loop turn, handed to the spawner together (see _dispatch).
         self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
+        self._starting_ahead = False  # runs started now wait for their slot to be spawned
         self._loop_thread: int | None = None
         self._hooks: dict[str, Run] = {}
         self.started_at = utc_now()
@@ -441,13 +447,16 @@ class Keeper:
             delay = self._sleep_for()
             self._wake.clear()
             # epoll sleeps whole milliseconds, rounded up: wake up to FINE_WAIT early and
-            # sleep the rest precisely, so a slot is not up to a millisecond late.
+            # sleep the rest precisely.
             handle = loop.call_at(loop.time() + delay - FINE_WAIT, self._wake.set)
             await self._wake.wait()
             handle.cancel()
             rest = self._sleep_for()
             if 0 < rest <= FINE_WAIT:
-                time.sleep(rest)
+                # The loop is ours until the slot: its runs are made ready meanwhile, so
+                # at the due time only their spawns are left.
+                sleep_until(self._fire_due(ahead=True))
+                self._dispatch()
 
     def _behind(self) -> bool:
         """Slots are due that the loop has not fired yet."""
@@ -461,27 +470,50 @@ class Keeper:
             delays.append(self._heaps["wall"][0][0] - time.time())
         return max(0.0, min(delays))
 
-    def _fire_due(self) -> None:
+    def _fire_due(self, ahead: bool = False) -> float:
+        """Start the runs of the slots that are due and hand them to the spawner. With
+        `ahead`, of the next slot instead, before it is due: they are left to the
+        caller's _dispatch() at the instant returned (monotonic). As many as are ready
+        by then; a burst's rest goes the usual way."""
         now = {"wall": time.time(), "mono": time.monotonic()}
-        for clock, heap in self._heaps.items():
-            while heap and heap[0][0] <= now[clock]:
-                due, _, name, index = heapq.heappop(heap)
-                runtime = self.jobs.get(name)
-                if runtime is None or index >= len(runtime.next_due):
-                    continue
-                if runtime.next_due[index] != due:
-                    continue  # superseded by a reload
-                following = runtime.schedules[index].following(due, now[clock])
-                runtime.next_due[index] = following
-                self._push(clock, following, name, index)
-                if self.state.is_paused(name):
-                    runtime.missed_while_paused += 1
-                    continue
-                due_mono = due if clock == "mono" else now["mono"] - (now["wall"] - due)
-                self.submit(
-                    StartRequest(name, "schedule", due_mono=due_mono, wave=f"{clock}:{due:.0f}")
-                )
-        self._dispatch()  # now, not a loop turn later: these runs are due
+        wait = 0.0
+        if ahead:
+            wait = max(
+                0.0, min((h[0][0] - now[c] for c, h in self._heaps.items() if h), default=0.0)
+            )
+        ready_by = now["mono"] + wait
+        self._starting_ahead = ahead
+        try:
+            for clock, heap in self._heaps.items():
+                while heap and heap[0][0] <= now[clock] + wait:
+                    if ahead and time.monotonic() >= ready_by:
+                        break
+                    due, _, name, index = heapq.heappop(heap)
+                    runtime = self.jobs.get(name)
+                    if runtime is None or index >= len(runtime.next_due):
+                        continue
+                    if runtime.next_due[index] != due:
+                        continue  # superseded by a reload
+                    following = runtime.schedules[index].following(due, now[clock])
+                    runtime.next_due[index] = following
+                    self._push(clock, following, name, index)
+                    if self.state.is_paused(name):
+                        runtime.missed_while_paused += 1
+                        continue
+                    self.submit(
+                        StartRequest(
+                            name,
+                            "schedule",
+                            due_mono=due if clock == "mono" else now["mono"] - (now["wall"] - due),
+                            due_wall=due if clock == "wall" else now["wall"] - (now["mono"] - due),
+                            wave=f"{clock}:{due:.0f}",
+                        )
+                    )
+        finally:
+            self._starting_ahead = False
+        if not ahead:
+            self._dispatch()  # now, not a loop turn later: these runs are due
+        return ready_by
 
     # ---- the vault -----------------------------------------------------------
 
@@ -649,7 +681,12 @@ class Keeper:
             self.handover.carry(job.name, request.files, request.run_id)
         if not self._admit(runtime, request):
             return
-        record = self._new_record(request, utc_now())
+        started_at = utc_now()
+        if self._starting_ahead and request.due_wall is not None:
+            # Spawned at its slot, a moment from now: the record says so, and never that
+            # the run started before its slot.
+            started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
+        record = self._new_record(request, started_at)
         self._recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
@@ -671,7 +708,7 @@ class Keeper:
         self.active[request.run_id] = active
         self._idle.clear()
         self._to_spawn.append((active, spec))
-        if len(self._to_spawn) >= SPAWN_BATCH:
+        if len(self._to_spawn) >= SPAWN_BATCH and not self._starting_ahead:
             self._dispatch()  # a burst: let the spawner start on it while we prepare the rest
         elif len(self._to_spawn) == 1:
             assert self._loop is not None

@@ -353,6 +353,54 @@ async def test_each_running_line_is_on_disk_before_its_child_starts(
         assert lines == ["running", "success"]
 
 
+async def test_a_slots_runs_are_made_ready_before_it_and_started_at_it(
+    make_vault, monkeypatch
+) -> None:
+    # serve() wakes a little ahead of a slot and readies its runs (records, running lines)
+    # while it waits, so that at the due time only the spawns are left. Nothing may start
+    # before its slot, and no record may say it did: a per-second cron run stamped x.999
+    # would read as the previous second's.
+    vault = make_vault(
+        '[jobs.tick]\ncommand = ["true"]\nevery = "100ms"\n'
+        '[jobs.second]\ncommand = ["true"]\ncron = "* * * * * *"\n'
+    )
+    spawned_at: dict[str, tuple[float, float]] = {}
+
+    def stamping_spawn(spec: RunSpec) -> Spawned:
+        spawned_at[spec.run_id] = (time.monotonic(), time.time())
+        return spawn(spec)
+
+    monkeypatch.setattr(runner, "spawn", stamping_spawn)
+    keeper = await started_keeper(vault)
+    readied_at: dict[str, float] = {}
+    slots: dict[str, tuple[float, RunRecord]] = {}
+    start, run_started = keeper._start, keeper._run_started
+
+    def stamping_start(request: StartRequest) -> None:
+        readied_at[request.run_id] = time.monotonic()
+        start(request)
+
+    def noting_started(active, spec, result) -> None:  # type: ignore[no-untyped-def]
+        slots[spec.run_id] = (active.request.due_mono, active.record)
+        run_started(active, spec, result)
+
+    monkeypatch.setattr(keeper, "_start", stamping_start)
+    monkeypatch.setattr(keeper, "_run_started", noting_started)
+    serving = asyncio.create_task(keeper.serve())
+    await until(lambda: len(finals(vault, "second")) >= 3 and len(finals(vault, "tick")) >= 3)
+    await finish(keeper, serving)
+    assert len(slots) >= 6
+    for run_id, (due_mono, record) in slots.items():
+        spawn_mono, spawn_wall = spawned_at[run_id]
+        assert spawn_mono >= due_mono
+        due_wall = spawn_wall - (spawn_mono - due_mono)
+        assert due_wall - 0.002 <= record.started_at.timestamp() <= spawn_wall + 0.002
+        if record.job == "second":
+            assert record.started_at.microsecond < 500_000
+    assert any(readied_at[run_id] < due_mono for run_id, (due_mono, _) in slots.items())
+    assert {record["status"] for record in finals(vault)} == {"success"}
+
+
 async def test_a_burst_comes_back_to_the_loop_a_slice_per_turn(make_vault, monkeypatch) -> None:
     # Thirty runs handed to the spawner together come back as one batch; taken all in one
     # loop turn, a slot falling due meanwhile would wait behind every one of them.
