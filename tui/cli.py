@@ -3,7 +3,6 @@ error, 3 another keeper holds the vault."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -185,6 +184,8 @@ def main_command(
 
 
 def _once(config: Config, dry_run: bool) -> int:
+    import asyncio
+
     from core.keeper import Keeper, run_once
 
     if dry_run:
@@ -227,6 +228,7 @@ def _once(config: Config, dry_run: bool) -> int:
 
 
 def _daemon(config: Config) -> int:
+    import asyncio
     import os
 
     from core.keeper import Keeper, run_daemon
@@ -472,6 +474,8 @@ def run(
     ] = False,
 ) -> None:
     """Run a job now: through the running keeper, else locally (then it always waits)."""
+    import asyncio
+
     from core.keeper import Keeper
 
     config = _config(ctx, vault)
