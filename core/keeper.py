@@ -1221,13 +1221,15 @@ class Keeper:
             hook.stop("cancelled", "keeper stopped")
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
-        """True once no run is in flight or waiting for a slot."""
+        """True once no run is in flight or waiting for a slot, and every record is on
+        disk (a run's final line is written a loop turn after the run has closed)."""
         assert self._idle is not None
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
         except TimeoutError:
             return False
+        self.history.flush()
         return True
 
     # ---- Dashboard.md and metrics.prom ---------------------------------------------

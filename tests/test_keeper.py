@@ -401,6 +401,21 @@ async def test_a_slots_runs_are_made_ready_before_it_and_started_at_it(
     assert {record["status"] for record in finals(vault)} == {"success"}
 
 
+async def test_wait_idle_returns_with_every_record_on_disk(make_vault) -> None:
+    # A run's final line is written a loop turn after the run closes, or later on a busy
+    # loop; what waits for idle (--once, `run`, a caller reading history) must not see
+    # the run over and its record still running.
+    vault = make_vault('[jobs.quick]\ncommand = ["true"]\n')
+    keeper = await started_keeper(vault)
+    loop = asyncio.get_running_loop()
+    keeper.history.defer = lambda flush: loop.call_later(60, flush)
+    run_id = keeper.run_now("quick")
+    assert await keeper.wait_idle(10)
+    statuses = [line["status"] for line in history_lines(vault) if line["id"] == run_id]
+    await finish(keeper)
+    assert statuses == ["running", "success"]
+
+
 async def test_a_burst_comes_back_to_the_loop_a_slice_per_turn(make_vault, monkeypatch) -> None:
     # Thirty runs handed to the spawner together come back as one batch; taken all in one
     # loop turn, a slot falling due meanwhile would wait behind every one of them.
