@@ -478,9 +478,8 @@ class Keeper:
         now = {"wall": time.time(), "mono": time.monotonic()}
         wait = 0.0
         if ahead:
-            wait = max(
-                0.0, min((h[0][0] - now[c] for c, h in self._heaps.items() if h), default=0.0)
-            )
+            heads = [heap[0][0] - now[clock] for clock, heap in self._heaps.items() if heap]
+            wait = max(0.0, min(heads, default=0.0))
         ready_by = now["mono"] + wait
         self._starting_ahead = ahead
         try:
