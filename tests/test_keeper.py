@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from conftest import final_records, history_lines, pid_alive
 
 from core import keeper as keeper_module
 from core import runner
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import Keeper, StartRequest, run_once
+from core.keeper import FINE_WAIT, READY_EACH, READY_MAX, Keeper, StartRequest, run_once
 from core.lock import acquire
 from core.runner import RunSpec, Spawned, spawn
 from core.state import load_state
@@ -399,6 +401,28 @@ async def test_a_slots_runs_are_made_ready_before_it_and_started_at_it(
             assert record.started_at.microsecond < 500_000
     assert any(readied_at[run_id] < due_mono for run_id, (due_mono, _) in slots.items())
     assert {record["status"] for record in finals(vault)} == {"success"}
+
+
+def test_serve_wakes_earlier_for_a_pile_of_slots_at_one_instant(make_vault) -> None:
+    # Time to ready every run due at the next instant, found by walking the heap down from
+    # its root through equal entries only: checked against a plain count.
+    vault = make_vault('[jobs.a]\ncommand = ["true"]\n')
+    keeper = Keeper(load_config(vault / "watchkeeper.toml"))
+    rng = random.Random(7)
+    for _ in range(200):
+        for heap in keeper._heaps.values():
+            heap.clear()
+        base = time.monotonic() + 10
+        dues = [base + rng.choice([0.0, 0.0, 0.5, 1.0, 2.0]) for _ in range(rng.randint(1, 80))]
+        for due in dues:
+            keeper._push("mono", due, "a", 0)
+        pile = min(READY_MAX, dues.count(min(dues)) * READY_EACH)
+        assert keeper._lead() == pytest.approx(FINE_WAIT + pile)
+    for _ in range(6000):  # more than READY_MAX holds
+        keeper._push("mono", base, "a", 0)
+    assert keeper._lead() == pytest.approx(FINE_WAIT + READY_MAX)
+    keeper._push("wall", time.time() + 5, "a", 0)  # sooner, on the other clock, alone
+    assert keeper._lead() == pytest.approx(FINE_WAIT + READY_EACH)
 
 
 async def test_wait_idle_returns_with_every_record_on_disk(make_vault) -> None:
