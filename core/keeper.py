@@ -452,8 +452,8 @@ class Keeper:
             self._fire_due()
             delay, lead = self._sleep_for(), self._lead()
             self._wake.clear()
-            # epoll sleeps whole milliseconds, rounded up: wake up to FINE_WAIT early and
-            # sleep the rest precisely.
+            # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
+            # time to ready the slot's runs) and sleep the rest precisely.
             handle = loop.call_at(loop.time() + delay - lead, self._wake.set)
             await self._wake.wait()
             handle.cancel()
