@@ -468,21 +468,25 @@ class Keeper:
         """Slots are due that the loop has not fired yet."""
         return not self.stopping and self._sleep_for() <= 0
 
+    def _next_slot(
+        self, now: dict[str, float] | None = None
+    ) -> tuple[float, list[tuple[float, int, str, int]]] | None:
+        """Seconds from `now` until the soonest slot on either clock (negative if
+        overdue), and the heap it heads."""
+        now = now or {"wall": time.time(), "mono": time.monotonic()}
+        heads = [(heap[0][0] - now[clock], heap) for clock, heap in self._heaps.items() if heap]
+        return min(heads, key=itemgetter(0)) if heads else None
+
     def _sleep_for(self) -> float:
-        delays = [MAX_WALL_SLEEP]
-        if self._heaps["mono"]:
-            delays.append(self._heaps["mono"][0][0] - time.monotonic())
-        if self._heaps["wall"]:
-            delays.append(self._heaps["wall"][0][0] - time.time())
-        return max(0.0, min(delays))
+        slot = self._next_slot()
+        return max(0.0, min(MAX_WALL_SLEEP, slot[0])) if slot else MAX_WALL_SLEEP
 
     def _lead(self) -> float:
         """How long before the next slot serve() wakes to ready its runs."""
-        now = {"wall": time.time(), "mono": time.monotonic()}
-        heads = [(heap[0][0] - now[clock], heap) for clock, heap in self._heaps.items() if heap]
-        if not heads:
+        slot = self._next_slot()
+        if slot is None:
             return FINE_WAIT
-        heap = min(heads, key=itemgetter(0))[1]
+        heap = slot[1]
         # Every ancestor of an entry equal to a heap's least is equal to it too: a walk
         # down from the root through equal entries finds them all, and only them.
         due, count, todo = heap[0][0], 0, [0]
@@ -499,10 +503,9 @@ class Keeper:
         caller's _dispatch() at the instant returned (monotonic). As many as are ready
         by then; a burst's rest goes the usual way."""
         now = {"wall": time.time(), "mono": time.monotonic()}
-        wait = 0.0
-        if ahead:
-            heads = [heap[0][0] - now[clock] for clock, heap in self._heaps.items() if heap]
-            wait = max(0.0, min(heads, default=0.0))
+        # From the same reading of the clocks, so the horizon is the slot's instant exactly.
+        slot = self._next_slot(now) if ahead else None
+        wait = max(0.0, slot[0]) if slot else 0.0
         ready_by = now["mono"] + wait
         self._starting_ahead = ahead
         try:
