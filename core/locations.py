@@ -21,6 +21,15 @@ def user_themes_dir() -> Path:
     return user_config_path(APP) / "themes"
 
 
+def nearest_vault(start: Path) -> Path | None:
+    """`start` or the nearest folder above it that holds watchkeeper.toml."""
+    here = start.absolute()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    return None
+
+
 def find_vault(flag: Path | None, cwd: Path | None = None) -> tuple[Path, str]:
     """The vault to use and why: "flag", "env", "ancestor" or "default"."""
     if flag is not None:
@@ -28,8 +37,7 @@ def find_vault(flag: Path | None, cwd: Path | None = None) -> tuple[Path, str]:
     env = os.environ.get(VAULT_ENV)
     if env:
         return Path(env).expanduser().absolute(), "env"
-    here = (cwd or Path.cwd()).absolute()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return folder, "ancestor"
+    found = nearest_vault(cwd or Path.cwd())
+    if found is not None:
+        return found, "ancestor"
     return default_vault(), "default"

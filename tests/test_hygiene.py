@@ -42,3 +42,52 @@ def test_no_core_source_names_textual() -> None:
         )
     ]
     assert offenders == []
+
+
+# The commands shell hooks and health checks call often start without the event loop
+# machinery and the console: each of these costs tens of milliseconds at every call.
+FAST_COMMANDS = [
+    ["--status"],
+    ["--status", "--json"],
+    ["jobs"],
+    ["jobs", "--json"],
+    ["history", "--limit", "5"],
+    ["history", "--json", "--status", "success"],
+    ["stats", "--json"],
+    ["pause", "sweeper"],
+    ["resume", "sweeper"],
+    ["logs", "-n", "5"],
+    ["--version"],
+]
+HEAVY = ("asyncio", "textual", "core.keeper", "core.control")
+
+
+def test_fast_cli_paths_import_no_asyncio_or_textual(tmp_path: Path) -> None:
+    from core.vault import ensure_layout
+
+    vault = tmp_path / "vault"
+    ensure_layout(vault)
+    (vault / "watchkeeper.toml").write_text('[jobs.sweeper]\ncommand = ["true"]\nevery = "5m"\n')
+    cli = Path(sys.executable).parent / "watchkeeper"
+    script = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['watchkeeper', *json.loads(sys.argv[1])]\n"
+        "try:\n"
+        f"    runpy.run_path({str(cli)!r}, run_name='__main__')\n"
+        "except SystemExit as end:\n"
+        "    code = end.code\n"
+        f"heavy = sorted(m for m in sys.modules if m in {HEAVY!r} or m.startswith('textual.'))\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
+    )
+    for args in FAST_COMMANDS:
+        full = [*args, "--vault", str(vault)] if args != ["--version"] else args
+        result = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(full)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        report = json.loads(result.stderr.strip().splitlines()[-1])
+        assert report["code"] in (0, 4, None), (args, result.stdout, result.stderr)
+        assert report["heavy"] == [], args

@@ -1,22 +1,18 @@
-"""`watchkeeper logs`, `pause` and `resume`, registered on the app of tui.cli."""
+"""`watchkeeper pause [JOB]` and `resume [JOB] [--preview] [--skip-missed]`: through
+the running keeper, else in the vault's state file."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from core.config import Config, JobConfig
-from core.lock import ask_keeper_to_reload
-from core.logs import rotated_name
-from core.resume import ResumePlan, describe
-from core.state import RuntimeState, load_state, save_state
-from tui.cli import EXIT_OK, VaultOption, _ask, _config, _keeper_link, _through, app, fail
+from tui.cli_common import VaultOption, ask, keeper_link, open_config, through, unknown_job
 
 if TYPE_CHECKING:
+    from core.config import JobConfig
     from core.control import Connection
+    from core.state import RuntimeState
 
 JobArgument = Annotated[
     str | None,
@@ -24,89 +20,36 @@ JobArgument = Annotated[
 ]
 
 
-def _unknown_job(config: Config, job: str) -> typer.Exit:
-    return fail(f"no job {job!r} in {config.path}; jobs: {', '.join(config.jobs) or 'none'}")
+def register(app: typer.Typer) -> None:
+    app.command()(pause)
+    app.command()(resume)
 
 
-# ---- logs -------------------------------------------------------------------------
-
-
-@app.command()
-def logs(
-    ctx: typer.Context,
-    job: Annotated[
-        str | None,
-        typer.Argument(help="This job's log; without it the keeper log.", show_default=False),
-    ] = None,
-    follow: Annotated[
-        bool,
-        typer.Option("--follow", "-f", help="Keep printing lines as they are written (Ctrl-C)."),
-    ] = False,
-    lines: Annotated[
-        int, typer.Option("--lines", "-n", min=0, help="Print the last N lines first.")
-    ] = 20,
-    vault: VaultOption = None,
-) -> None:
-    """The last lines of the keeper log or of a job's log; -f follows it across rotation."""
-    from core import tail
-
-    config = _config(ctx, vault)
-    logs_dir = config.vault / "Logs"
-    if job is None:
-        path, what = logs_dir / "watchkeeper.log", "the keeper"
-    elif job in config.jobs:
-        path, what = logs_dir / "jobs" / f"{job}.log", f"job {job}"
-    else:
-        raise _unknown_job(config, job)
-    if not path.exists() and not rotated_name(path, 1).exists():
-        if not follow:
-            typer.echo(
-                f"watchkeeper: no log yet for {what} ({path} appears when it writes)", err=True
-            )
-            return
-        typer.echo(f"watchkeeper: no log yet for {what}; waiting for {path}", err=True)
-    try:
-        if follow:
-            for line in tail.follow(path, lambda: False, backlog=lines):
-                typer.echo(line)
-        else:
-            found = tail.last_lines(path, lines)
-            if found:
-                typer.echo("\n".join(found))
-    except KeyboardInterrupt:
-        # Ctrl-C is how a follow ends: a normal exit, not an abort.
-        raise typer.Exit(EXIT_OK) from None
-    except BrokenPipeError:
-        # The reader went away (`| head`). Point stdout at /dev/null so that the
-        # interpreter's last flush does not complain either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(EXIT_OK) from None
-    except OSError as error:
-        raise fail(f"cannot read {error.filename or path}: {error.strerror}") from None
-
-
-# ---- pause / resume ----------------------------------------------------------------
-
-
-@app.command()
 def pause(ctx: typer.Context, job: JobArgument = None, vault: VaultOption = None) -> None:
     """Pause a job, or without JOB everything: through the running keeper, else in the
     state file (a keeper without a control socket is told with SIGHUP)."""
-    config = _config(ctx, vault)
-    connection, _ = _keeper_link(config.vault)
+    config = open_config(ctx, vault)
+    if job is not None and job not in config.jobs:
+        raise unknown_job(config, job)
+    connection, _ = keeper_link(config.vault)
     if connection is not None:
         with connection:
-            _ask(connection, "pause", job=job)
-            typer.echo(f"paused {job or 'everything'} ({_through(connection)})")
+            answer = ask(connection, "pause", job=job)
+            what = "everything is" if job is None else f"{job} is"
+            if answer.get("changed") is False:
+                typer.echo(f"{what} already paused ({through(connection)})")
+            else:
+                typer.echo(f"paused {job or 'everything'} ({through(connection)})")
             return
+    from core.lock import ask_keeper_to_reload
+    from core.state import load_state, save_state
+
     state = load_state(config.vault)
     if job is None:
         if state.paused:
             typer.echo("everything is already paused")
             return
         state.paused = True
-    elif job not in config.jobs:
-        raise _unknown_job(config, job)
     elif job in state.paused_jobs:
         typer.echo(f"{job} is already paused")
         return
@@ -116,7 +59,6 @@ def pause(ctx: typer.Context, job: JobArgument = None, vault: VaultOption = None
     typer.echo(f"paused {job or 'everything'} ({ask_keeper_to_reload(config.vault)})")
 
 
-@app.command()
 def resume(
     ctx: typer.Context,
     job: JobArgument = None,
@@ -139,16 +81,22 @@ def resume(
     piled up while paused (queued runs, waiting files, one catch-up run for missed
     slots) is released under the overlap and quota rules: --preview lists it.
     """
-    config = _config(ctx, vault)
-    connection, _ = _keeper_link(config.vault)
+    config = open_config(ctx, vault)
+    connection, _ = keeper_link(config.vault)
     if connection is not None:
+        if job is not None and job not in config.jobs:
+            connection.close()
+            raise unknown_job(config, job)
         with connection:
             _resume_through(connection, job, preview, skip_missed)
             return
+    from core.lock import ask_keeper_to_reload
+    from core.state import RuntimeState, load_state, save_state
+
     state = load_state(config.vault)
     # A paused name no longer in the config may still be resumed, to clear it from the state.
     if job is not None and job not in config.jobs and job not in state.paused_jobs:
-        raise _unknown_job(config, job)
+        raise unknown_job(config, job)
     after = RuntimeState(
         paused=state.paused and job is not None,
         paused_jobs=state.paused_jobs - {job} if job is not None else set(state.paused_jobs),
@@ -183,16 +131,18 @@ def resume(
 
 
 def _resume_through(connection: Connection, job: str | None, preview: bool, skip: bool) -> None:
-    answer = _ask(connection, "resume", job=job, preview=preview, missed=not skip)
+    from core.resume import ResumePlan, describe
+
+    answer = ask(connection, "resume", job=job, preview=preview, missed=not skip)
     plan = ResumePlan.from_json(answer["plan"])
     for line in describe(plan):
         typer.echo(line)
     if preview:
-        typer.echo(f"preview: nothing changed ({_through(connection)})")
+        typer.echo(f"preview: nothing changed ({through(connection)})")
         return
     left_out = [run for run in plan.runs if run.optional and skip]
     note = f"; left out {len(left_out)} missed run(s)" if left_out else ""
-    typer.echo(f"resumed {job or 'everything'} ({_through(connection)}){note}")
+    typer.echo(f"resumed {job or 'everything'} ({through(connection)}){note}")
 
 
 def _preview(waking: list[JobConfig], after: RuntimeState, still: list[str]) -> None:

@@ -1,5 +1,5 @@
 """`watchkeeper service install|uninstall [--dry-run]`: a systemd user unit that runs the
-keeper headless, registered on the app of tui.cli."""
+keeper headless."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from typing import Annotated
 
 import typer
 
-from core import service
-from core.atomic import write_atomic
-from tui.cli import EXIT_JOB_FAILED, VaultOption, _config, _vault, app, fail
+from tui.cli_common import (
+    EXIT_JOB_FAILED,
+    HELP_OPTIONS,
+    VaultOption,
+    fail,
+    open_config,
+    vault_path,
+)
 
 # Exit 1 is the design's "something failed" code; here systemd or the disk did.
 EXIT_FAILED = EXIT_JOB_FAILED
@@ -22,8 +27,13 @@ service_app = typer.Typer(
     help="A systemd user unit that runs the keeper headless (--daemon).",
     no_args_is_help=True,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
-app.add_typer(service_app, name="service")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(service_app, name="service")
+
 
 DryRunOption = Annotated[
     bool,
@@ -87,7 +97,10 @@ def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOptio
 
     Installing again rewrites a unit that differs and leaves an identical one alone.
     """
-    config = _config(ctx, vault)
+    from core import service
+    from core.atomic import write_atomic
+
+    config = open_config(ctx, vault)
     root = config.vault.resolve()
     name = service.unit_name(root)
     path = service.unit_path(name)
@@ -140,7 +153,9 @@ def uninstall(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOpt
 
     Needs no valid config: a broken or deleted vault can still be uninstalled.
     """
-    root: Path = _vault(ctx, vault)[0].resolve()
+    from core import service
+
+    root: Path = vault_path(ctx, vault).resolve()
     name = service.unit_name(root)
     path = service.unit_path(name)
     if not path.exists():

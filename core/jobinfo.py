@@ -1,0 +1,35 @@
+"""A job's settings in words, row by row: what `watchkeeper describe` and the console's
+job screen list."""
+
+from __future__ import annotations
+
+from core.config import JobConfig
+from core.units import format_duration
+
+
+def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:
+    command = job.command if isinstance(job.command, str) else " ".join(job.command)
+    rows: list[tuple[str, str]] = [
+        ("command", command),
+        ("trigger", job.trigger_summary),
+        ("enabled", "yes" if job.enabled else "no (runs only when named)"),
+        ("timeout", format_duration(job.timeout) if job.timeout else "none"),
+        ("retries", f"{job.retries} (delay {format_duration(job.retry_delay)})"),
+        ("overlap", job.overlap),
+        ("max per hour", str(job.max_per_hour or "no limit")),
+    ]
+    if job.on_files:
+        rows.append(("settle", format_duration(job.settle)))
+        rows.append(("quarantine after", f"{job.quarantine_after} failed runs"))
+    if job.cwd:
+        rows.append(("cwd", job.cwd))
+    if job.env:
+        rows.append(("env", ", ".join(sorted(job.env))))
+    if job.on_success:
+        rows.append(("on_success", str(job.on_success)))
+    if job.on_failure:
+        rows.append(("on_failure", str(job.on_failure)))
+    if job.description:
+        rows.append(("description", job.description))
+    rows.append(("config line", f"{config_name}:{job.line}"))
+    return rows

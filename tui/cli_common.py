@@ -1,0 +1,223 @@
+"""What every `watchkeeper` command shares: exit codes, options, finding and loading the
+vault, the way times, durations and tables are printed, and the link to a running
+keeper. Command modules import from here, never from each other or from tui.cli."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from core.config import CONFIG_NAME, Config, ConfigError, load_config
+from core.locations import default_vault, find_vault
+from core.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from core.control import Connection
+    from core.lock import VaultLock
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_NO_KEEPER = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # Ctrl-C while waiting, as shells report SIGINT
+FAILED_STATUSES = ("failure", "timeout", "cancelled", "interrupted")
+NO_VAULT = f"no {CONFIG_NAME} here or above"
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+VaultOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault",
+        help="Vault folder (else $WATCHKEEPER_VAULT, else the nearest folder up holding "
+        "watchkeeper.toml; the console, --status, jobs and init fall back to the demo "
+        "vault in the user data dir).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Stable JSON output.")]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"watchkeeper: {message}", err=True)
+    return typer.Exit(code)
+
+
+def note(message: str) -> None:
+    """A remark on stderr, so that stdout (a table, --json) stays clean."""
+    typer.echo(f"watchkeeper: {message}", err=True)
+
+
+# ---- the vault ---------------------------------------------------------------------
+
+
+def vault_flag(ctx: typer.Context, vault: Path | None) -> Path | None:
+    """--vault after the command, else before it (`watchkeeper --vault V jobs`)."""
+    return vault or (ctx.obj or {}).get("vault")
+
+
+def vault_path(
+    ctx: typer.Context, vault: Path | None, demo: bool = False, hint: str = "pass --vault"
+) -> Path:
+    """The vault a command acts on. Only the commands that may (the console, --status,
+    jobs) fall back to the demo vault, with `demo`; the others need one found by flag,
+    $WATCHKEEPER_VAULT or an ancestor's watchkeeper.toml, else exit 2: a command run
+    in the wrong folder must not quietly act on the demo."""
+    path, source = find_vault(vault_flag(ctx, vault))
+    if source == "default" and not demo:
+        if (default_vault() / CONFIG_NAME).exists():
+            hint += f" (the demo vault is {default_vault()})"
+        raise fail(f"{NO_VAULT}; {hint}")
+    return path
+
+
+def open_config(
+    ctx: typer.Context, vault: Path | None, demo: bool = False, hint: str = "pass --vault"
+) -> Config:
+    """Load the vault's config; with `demo`, the default vault is created on first use."""
+    path, source = find_vault(vault_flag(ctx, vault))
+    if source == "default":
+        path = vault_path(ctx, vault, demo, hint)
+    config_file = path / CONFIG_NAME
+    if not config_file.exists():
+        if source != "default":
+            raise fail(f"no {CONFIG_NAME} in {path} (from {source}): run `watchkeeper init {path}`")
+        from core.scaffold import init_vault
+
+        init_vault(path)
+        note(f"created the demo vault at {path}")
+    return read_config(config_file)
+
+
+def read_config(config_file: Path) -> Config:
+    """The config at `config_file`; every problem printed (file:line: key: why), exit 2."""
+    try:
+        return load_config(config_file)
+    except ConfigError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise fail(f"{len(error.issues)} error(s) in {config_file}") from None
+
+
+def unknown_job(config: Config, job: str) -> typer.Exit:
+    jobs = ", ".join(config.jobs) or "none"
+    return fail(f"no job {job!r} in {config.path}{did_you_mean(job, config.jobs)}; jobs: {jobs}")
+
+
+def check_choice(option: str, value: str, choices: Iterable[str]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise fail(
+            f"{option}: expected one of {', '.join(choices)}, got {value!r}"
+            + did_you_mean(value, choices)
+        )
+
+
+def since_option(value: str, config: Config) -> datetime:
+    from core.since import parse_since
+
+    try:
+        return parse_since(value, config.keeper.tz)
+    except ValueError as error:
+        raise fail(f"--since: {error}") from None
+
+
+# ---- printing ----------------------------------------------------------------------
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def local_time(iso: str | None, tz: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if not iso:
+        return "—"
+    return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+
+
+def duration_text(ms: float | None) -> str:
+    """A run's duration as every command prints it: 850ms, 12s, 4m05s."""
+    if ms is None:
+        return "—"
+    from core.units import format_duration
+
+    return format_duration(ms / 1000)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    grid = Table(box=None, pad_edge=False, header_style="bold")
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    for row in rows:
+        grid.add_row(*row)
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(grid)
+
+
+def detach_stdout() -> None:
+    """The reader went away (`| head`): point stdout at /dev/null so that the
+    interpreter's last flush does not complain either."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+# ---- the keeper ---------------------------------------------------------------------
+
+
+def acquire_lock(vault: Path) -> VaultLock:
+    from core.lock import LockHeld, acquire
+
+    try:
+        return acquire(vault)
+    except LockHeld as held:
+        raise fail(
+            f"{held} (exit with `kill {held.holder.get('pid', '?')}`)", EXIT_LOCKED
+        ) from None
+
+
+def keeper_link(vault: Path) -> tuple[Connection | None, str | None]:
+    """A connection to the keeper running on this vault. (None, None): no keeper runs,
+    act locally. (None, why): one holds the vault but cannot be reached."""
+    from core.lock import holder
+
+    if holder(vault) is None:
+        return None, None
+    # Only now: the control client is not needed when no keeper runs.
+    from core.control import Connection, ControlUnavailable
+
+    try:
+        return Connection(vault), None
+    except ControlUnavailable as error:
+        return None, str(error)
+
+
+def try_ask(connection: Connection, op: str) -> dict | None:
+    """The keeper's answer, or None when it refuses or goes away (then the caller reads
+    the vault's files instead). The connection is closed either way."""
+    from core.control import ControlError
+
+    with connection:
+        try:
+            return connection.request(op)
+        except ControlError:
+            return None
+
+
+def through(connection: Connection) -> str:
+    return f"through keeper pid {connection.pid}"
+
+
+def ask(connection: Connection, op: str, timeout: float | None = 10.0, **args: Any) -> dict:
+    """One request to the keeper; a refusal, or a keeper gone mid-request, ends the command
+    with its reason (exit 2)."""
+    from core.control import ControlError
+
+    try:
+        return connection.request(op, timeout=timeout, **args)
+    except ControlError as error:
+        raise fail(f"{error} ({through(connection)})") from None

@@ -1,0 +1,244 @@
+"""`watchkeeper run JOB [--wait] [--follow]` and `cancel RUN_ID`: through the running
+keeper when there is one, else (run) in this process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from tui.cli_common import (
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_USAGE,
+    VaultOption,
+    acquire_lock,
+    ask,
+    duration_text,
+    fail,
+    keeper_link,
+    open_config,
+    through,
+    unknown_job,
+)
+
+if TYPE_CHECKING:
+    from core.config import Config
+    from core.control import Connection
+
+FOLLOWED_EVENTS = ["run_started", "run_finished", "log_line"]
+
+
+def outcome_line(record: dict[str, Any], where: str) -> str:
+    from core.history import status_label
+
+    attempt = f" (attempt {record['attempt']})" if record.get("attempt", 1) > 1 else ""
+    return (
+        f"{status_label(record['status'])}  {record['taskId']}  run {record['id']}{attempt}"
+        f"  {duration_text(record['duration'])}  ({where})"
+        + (f"  {record['error']}" if record["error"] else "")
+    )
+
+
+def exit_code(record: dict[str, Any]) -> int:
+    return EXIT_OK if record["status"] == "success" else EXIT_JOB_FAILED
+
+
+class RunFollower:
+    """Prints one run's output as the keeper's events bring it, says when a retry is
+    coming, and follows the retry too, until an attempt ends with no retry after it.
+
+    Output lines are told apart by job, not by run: with `overlap = "allow"`, lines of
+    another run of the same job in flight at the same time are printed too.
+    """
+
+    def __init__(self, job: str, retries: int, where: str) -> None:
+        self.job = job
+        self.retries = retries
+        self.where = where
+        self.run_id: str | None = None
+        self.running = False
+        self.retry_of: int | None = None  # the attempt whose retry is awaited
+        self.final: dict[str, Any] | None = None
+
+    def feed(self, kind: str, data: dict[str, Any]) -> bool:
+        """One event; true once the followed run (and its retries) ended."""
+        if kind == "log_line":
+            source, line = data.get("source"), data.get("line", "")
+            if source == self.job and self.running:
+                typer.echo(line)
+            elif (
+                source == "keeper" and line.startswith(f"{self.job}: attempt ") and "retry" in line
+            ):
+                typer.echo(f"↻ {line}")
+        elif kind == "run_started":
+            retry = (
+                self.retry_of is not None
+                and data.get("taskId") == self.job
+                and data.get("trigger") == "retry"
+                and data.get("attempt") == self.retry_of + 1
+            )
+            if data.get("id") == self.run_id or retry:
+                self.run_id, self.running, self.retry_of = data["id"], True, None
+        elif kind == "run_finished" and data.get("id") == self.run_id:
+            self.running = False
+            typer.echo(outcome_line(data, self.where))
+            self.final = data
+            # The keeper retries a failed or timed-out attempt while attempts remain.
+            if data["status"] in ("failure", "timeout") and data["attempt"] <= self.retries:
+                self.retry_of = data["attempt"]
+                return False
+            return True
+        elif kind == "resync":
+            typer.echo(
+                "watchkeeper: fell behind the keeper's events; lines may be missing", err=True
+            )
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(cancel)
+
+
+def run(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="The job to run now.")],
+    vault: VaultOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the result (a local run always waits).")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="With --wait: print the run's output as it comes, and its retries'.",
+        ),
+    ] = False,
+) -> None:
+    """Run a job now: through the running keeper, else locally (then it always waits)."""
+    config = open_config(ctx, vault)
+    if follow and not wait:
+        raise fail("--follow goes with --wait")
+    if job not in config.jobs:
+        raise unknown_job(config, job)
+    connection, unreachable = keeper_link(config.vault)
+    if connection is not None:
+        with connection:
+            if follow:
+                _follow_through(connection, config, job)
+            _run_through(connection, job, wait)
+    if unreachable:
+        raise fail(f"cannot run {job}: {unreachable}", EXIT_LOCKED)
+    raise typer.Exit(_run_locally(config, job, follow))
+
+
+def _run_locally(config: Config, job: str, follow: bool) -> int:
+    import asyncio
+
+    from core.keeper import Keeper
+
+    lock = acquire_lock(config.vault)
+    keeper = Keeper(config, lock)
+    follower = RunFollower(job, config.jobs[job].retries, "locally")
+    outcome: dict = {}
+
+    async def drive() -> None:
+        subscription = keeper.bus.subscribe(maxsize=100_000)
+        await keeper.start()
+        run_id = keeper.run_now(job)
+        if follow:
+            follower.run_id = run_id
+            typer.echo(f"started run {run_id} of {job} (locally)")
+            while True:
+                got = await subscription.get()
+                if follower.feed(got.kind, got.data):
+                    break
+            await keeper.stop()
+            return
+        await keeper.wait_idle()
+        await keeper.stop()
+        while (event := subscription.get_nowait()) is not None:
+            if event.kind == "run_finished" and event.data["id"] == run_id:
+                outcome.update(event.data)
+
+    try:
+        asyncio.run(drive())
+    finally:
+        lock.release()
+    if follow:
+        assert follower.final is not None
+        return exit_code(follower.final)
+    typer.echo(outcome_line(outcome, "locally"))
+    return exit_code(outcome)
+
+
+def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
+    try:
+        answer = ask(connection, "run", timeout=None if wait else 10.0, job=job, wait=wait)
+    except KeyboardInterrupt:
+        typer.echo(f"stopped waiting; the run of {job} goes on in keeper pid {connection.pid}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not wait:
+        typer.echo(f"started run {answer['run_id']} of {job} ({through(connection)})")
+        raise typer.Exit(EXIT_OK)
+    record = answer["record"]
+    typer.echo(outcome_line(record, through(connection)))
+    raise typer.Exit(exit_code(record))
+
+
+def _follow_through(connection: Connection, config: Config, job: str) -> NoReturn:
+    """Subscribe first, then start the run: every event of the run is in the stream."""
+    from core.control import ControlError, subscribe
+
+    where = through(connection)
+    try:
+        stream, _ = subscribe(config.vault, FOLLOWED_EVENTS)
+    except ControlError as error:
+        raise fail(f"cannot follow the run: {error}") from None
+    follower = RunFollower(job, config.jobs[job].retries, where)
+    with stream:
+        follower.run_id = ask(connection, "run", job=job)["run_id"]
+        typer.echo(f"started run {follower.run_id} of {job} ({where})")
+        try:
+            while True:
+                message = stream.read()
+                if follower.feed(message.get("event", ""), message.get("data") or {}):
+                    break
+        except KeyboardInterrupt:
+            typer.echo(
+                f"stopped following; run {follower.run_id} of {job} goes on in keeper "
+                f"pid {connection.pid}"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (OSError, ValueError):
+            last = follower.final
+            raise fail(
+                f"keeper pid {connection.pid} went away while run {follower.run_id} of {job} "
+                + ("ran" if last is None else f"waited to retry (last: {last['status']})"),
+                EXIT_JOB_FAILED,
+            ) from None
+    assert follower.final is not None
+    raise typer.Exit(exit_code(follower.final))
+
+
+def cancel(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to end (see `history`).")],
+    vault: VaultOption = None,
+) -> None:
+    """End a run in flight, or drop one queued or waiting to retry."""
+    config = open_config(ctx, vault)
+    connection, unreachable = keeper_link(config.vault)
+    if connection is None:
+        raise fail(
+            f"cannot cancel run {run_id}: "
+            + (unreachable or "no keeper is running, so no run is in flight"),
+            EXIT_LOCKED if unreachable else EXIT_USAGE,
+        )
+    with connection:
+        ask(connection, "cancel", run_id=run_id)
+        typer.echo(f"cancelled run {run_id} ({through(connection)})")

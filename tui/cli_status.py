@@ -1,0 +1,118 @@
+"""`watchkeeper --status` and `jobs`: from the running keeper when there is one, else
+from the vault's files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from tui.cli_common import (
+    EXIT_NO_KEEPER,
+    EXIT_OK,
+    JsonOption,
+    VaultOption,
+    keeper_link,
+    local_time,
+    note,
+    open_config,
+    print_json,
+    table,
+    through,
+    try_ask,
+)
+
+if TYPE_CHECKING:
+    from core.config import Config
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(jobs)
+
+
+def status(config: Config, as_json: bool) -> int:
+    """Print the status; EXIT_NO_KEEPER when no keeper holds the vault, so that
+    `watchkeeper --status` serves as a health check."""
+    from core.status import live_status, vault_status
+
+    connection, unreachable = keeper_link(config.vault)
+    data = None
+    if connection is not None:
+        answer = try_ask(connection, "status")
+        if answer is not None:
+            data = live_status(config, answer["status"])
+    if data is None:
+        data = vault_status(config)
+    code = EXIT_OK if data["keeper"]["running"] else EXIT_NO_KEEPER
+    if as_json:
+        print_json(data)
+        return code
+    tz = config.keeper.tz
+    keeper = data["keeper"]
+    if keeper["running"]:
+        from core.units import format_duration
+
+        uptime = format_duration(keeper["uptime_s"]) if keeper["uptime_s"] is not None else "?"
+        line = f"keeper: up, pid {keeper['pid']} on {keeper['hostname']}, uptime {uptime}"
+        if data["source"] == "keeper":
+            line += f", {keeper['state']}, {keeper['runs_in_flight']} run(s) in flight"
+        else:
+            line += f" (not asked: {unreachable or 'its control socket did not answer'})"
+        typer.echo(line)
+    else:
+        typer.echo("keeper: not running (from the vault's files)")
+    typer.echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
+    typer.echo(
+        "folders: " + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
+    )
+    typer.echo(f"today: {data['today']['ok']} ok, {data['today']['failed']} failed")
+    for usage in data["quota"]:
+        limit = usage["limit"] or "∞"
+        frees = (
+            f", next slot frees {local_time(usage['next_free'], tz, '%H:%M:%S')}"
+            if usage["limit"] and usage["used"] >= usage["limit"]
+            else ""
+        )
+        typer.echo(f"quota {usage['scope']}: {usage['used']}/{limit} in the last hour{frees}")
+    jobs_table(data["jobs"], tz)
+    return code
+
+
+def jobs_table(views: list[dict], tz: Any) -> None:
+    from core.history import status_label
+
+    rows = []
+    for job in views:
+        last = job["last"]
+        last_text = "—"
+        if last:
+            when = local_time(last["completedAt"] or last["startedAt"], tz, "%m-%d %H:%M:%S")
+            last_text = f"{status_label(last['status'])} {when}"
+        state = "paused" if job["paused"] else ("disabled" if not job["enabled"] else "")
+        rows.append(
+            [job["name"], job["trigger"], local_time(job["next_run"], tz), last_text, state]
+        )
+    table(["JOB", "TRIGGER", "NEXT RUN", "LAST", "STATE"], rows)
+
+
+def jobs(ctx: typer.Context, vault: VaultOption = None, as_json: JsonOption = False) -> None:
+    """Each job: trigger, next run, last result, paused."""
+    from core.status import jobs_view
+
+    config = open_config(ctx, vault, demo=True)
+    connection, unreachable = keeper_link(config.vault)
+    view, source = None, "no keeper running: from the config, state and history files"
+    if connection is not None:
+        answer = try_ask(connection, "jobs")
+        if answer is not None:
+            view, source = answer["jobs"], through(connection)
+    if view is None:
+        view = jobs_view(config)
+        if unreachable:
+            source = f"from the files ({unreachable})"
+    if as_json:
+        print_json(view)
+    else:
+        jobs_table(view, config.keeper.tz)
+    # stderr: --json stays one clean document.
+    note(source)
