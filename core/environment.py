@@ -25,12 +25,16 @@ def expand(value: str, source: Mapping[str, str]) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines, `#` comments, `export ` prefixes and quotes allowed."""
+    """KEY=VALUE lines; blank lines, `#` comments, `export ` prefixes and quotes allowed.
+    An error names the file and line but never quotes it: the line may be a secret, and
+    the error goes to history, the keeper log, the Dashboard and every JSON output."""
     values: dict[str, str] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise EnvFileError(f"{path}: cannot read env_file: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise EnvFileError(f"{path}: env_file is not UTF-8 (byte {error.start})") from None
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -39,7 +43,10 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise EnvFileError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+            raise EnvFileError(
+                f"{path}:{number}: expected KEY=VALUE (a name, `=`, the value); "
+                "the line is not shown as it may hold a secret"
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -67,16 +74,52 @@ def secret_values(env: Mapping[str, str], declared: Iterable[str]) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def _pieces(secrets: Iterable[str]) -> list[str]:
+    """Each secret, and each line of a multi-line one (a PEM key printed line by line)
+    long enough to mask without mangling ordinary output; longest first, so a secret
+    containing another is masked whole."""
+    pieces: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        pieces.add(secret)
+        lines = [line.strip() for line in secret.splitlines()]
+        if len(lines) > 1:
+            pieces.update(line for line in lines if len(line) >= MIN_SECRET_LENGTH)
+    return sorted(pieces, key=lambda piece: (-len(piece), piece))
+
+
 class Masker:
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = [secret for secret in secrets if secret]
+        self.secrets = _pieces(secrets)
         self._pattern = (
             re.compile("|".join(re.escape(secret) for secret in self.secrets))
             if self.secrets
             else None
         )
+        self._encoded: re.Pattern[bytes] | None = None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:
             return text
         return self._pattern.sub(MASK, text)
+
+    def safe_cut(self, data: bytes) -> int:
+        """How much of `data`, output with more to come, can be masked and written now:
+        not a secret that is whole in it cut in two, nor the start of one that the
+        output to come may complete. 0: wait for more."""
+        cut = len(data)
+        if self.secrets:
+            if self._encoded is None:
+                self._encoded = re.compile(
+                    b"|".join(re.escape(secret.encode()) for secret in self.secrets)
+                )
+            # A secret may begin anywhere in the last (longest - 1) bytes.
+            cut -= len(self.secrets[0].encode()) - 1
+            for match in self._encoded.finditer(data):
+                if match.start() >= cut:
+                    break
+                if match.end() > cut:
+                    cut = match.start()
+                    break
+        return max(cut, 0)

@@ -10,8 +10,20 @@ from datetime import datetime, tzinfo
 from core.environment import Masker
 from core.logs import RotatingFile
 
-# A child that never prints a newline still gets its output written in pieces this big.
+# A child that never prints a newline still gets its output written in pieces about this
+# big (never cut inside a secret, so a little more is held when one may straddle the cut).
 MAX_PENDING = 65536
+
+
+def _character_start(data: bytes, cut: int) -> int:
+    """`cut`, moved back to the start of the UTF-8 character it would split in two."""
+    for start in range(cut - 1, max(cut - 4, -1), -1):
+        byte = data[start]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: the character began further back
+        length = 4 if byte >= 0xF0 else 3 if byte >= 0xE0 else 2 if byte >= 0xC0 else 1
+        return start if start + length > cut else cut
+    return cut  # not UTF-8 here: any cut will do
 
 
 def run_tag(run_id: str) -> str:
@@ -66,8 +78,10 @@ class OutputSink:
             self._pending = data
             return
         if cut == 0:
-            cut = len(data)
+            cut = _character_start(data, self.masker.safe_cut(data))
         self._pending = data[cut:]
+        if cut == 0:
+            return
         self._write_lines(data[:cut])
 
     def flush(self) -> None:
