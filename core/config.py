@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import bisect
-import difflib
 import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from core.cron import CronSchedule
-from core.units import parse_duration, parse_size
+from core.config_lines import BARE_KEY, KeyLines, KeyPath, syntax_error, unreadable_value
+from core.config_values import (
+    DEFAULT_LOG_MODE,
+    JOB_FIELDS,
+    KEEPER_FIELDS,
+    VAULT_PATHS,
+    Convert,
+    Problems,
+    hint,
+    show,
+    text_problem,
+    zone,
+)
 
 CONFIG_NAME = "watchkeeper.toml"
 
@@ -80,6 +89,12 @@ class KeeperConfig:
     catch_up: str = "once"
     kill_grace: float = 5.0
     shutdown_grace: float = 30.0
+    # Logs/ gets this mode; the files in it the same bits without execute (`file_mode`).
+    log_mode: int = DEFAULT_LOG_MODE
+
+    @property
+    def file_mode(self) -> int:
+        return self.log_mode & 0o660 | 0o600
 
 
 @dataclass(frozen=True)
@@ -112,9 +127,6 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(issue) for issue in issues))
 
 
-KeyPath = tuple[str, ...]
-
-
 def load_config(path: Path) -> Config:
     """Read and validate the config file at `path`; any problem raises ConfigError."""
     try:
@@ -131,14 +143,32 @@ def load_config(path: Path) -> Config:
     return parse_config(text, path)
 
 
+# The key of an issue that is a bug of ours, caught so that it is not a crash.
+INTERNAL = "<internal>"
+# Deeper than any key takes, far short of what tomllib recurses to: where a value too deep
+# for tomllib is reported.
+_NESTING = 100
+
+
 def parse_config(text: str, path: Path) -> Config:
-    """Validate every key of a TOML document; ConfigError lists all problems, sorted by line."""
+    """Validate every key of a TOML document; ConfigError lists all problems, sorted by line.
+    No other exception leaves: a reload must never take down the watch that called it."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_issue(exc, text, path)]) from None
-    checker = _Checker(path, _KeyLines(text).scan())
-    config = checker.config(data)
+        line, message = syntax_error(exc, text)
+        issue = ConfigIssue(path, line, "<toml>", f"TOML syntax error: {message}")
+        raise ConfigError([issue]) from None
+    except (ValueError, RecursionError) as exc:
+        line, message = unreadable_value(exc, text, _NESTING)
+        raise ConfigError([ConfigIssue(path, line, "<toml>", message)]) from None
+    try:
+        checker = _Checker(path, KeyLines(text).scan())
+        config = checker.config(data)
+    except Exception as exc:
+        # A bug of ours, not the operator's: still reported as a config problem, not a crash.
+        message = f"could not be checked ({type(exc).__name__}: {exc}); please report this"
+        raise ConfigError([ConfigIssue(path, 0, INTERNAL, message)]) from None
     if checker.issues or config is None:
         raise ConfigError(sorted(checker.issues, key=lambda issue: issue.line))
     return config
@@ -147,9 +177,9 @@ def parse_config(text: str, path: Path) -> Config:
 def default_timezone() -> tuple[str, ZoneInfo]:
     """The machine's zone: $TZ, else what /etc/localtime links to, else its contents, else UTC."""
     name = _iana_name(os.environ.get("TZ", "").removeprefix(":"))
-    zone = _zone(name) if name else None
-    if zone is not None:
-        return name, zone
+    found = zone(name) if name else None
+    if found is not None:
+        return name, found
     return _localtime_zone(Path("/etc/localtime"))
 
 
@@ -160,9 +190,9 @@ def _localtime_zone(link: Path) -> tuple[str, ZoneInfo]:
         target = ""
     if "zoneinfo/" in target:
         name = _iana_name(target)
-        zone = _zone(name)
-        if zone is not None:
-            return name, zone
+        found = zone(name)
+        if found is not None:
+            return name, found
     try:
         with link.open("rb") as fh:
             return "localtime", ZoneInfo.from_file(fh, key="localtime")
@@ -175,229 +205,15 @@ def _iana_name(text: str) -> str:
     return text.rsplit("zoneinfo/", 1)[-1]
 
 
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
-_TOML_LOCATION = re.compile(r"\(at line (\d+), column (\d+)\)$")
-_TOML_AT_END = "(at end of document)"
-
-
-def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, path: Path) -> ConfigIssue:
-    message = str(exc)
-    located = _TOML_LOCATION.search(message)
-    if located:
-        line = int(located.group(1))
-        message = f"{message[: located.start()]}(column {located.group(2)})"
-    elif message.endswith(_TOML_AT_END):
-        line = text.count("\n") + 1
-        message = message.removesuffix(_TOML_AT_END) + "(at end of file)"
-    else:
-        line = 0
-    return ConfigIssue(path, line, "<toml>", f"TOML syntax error: {message}")
-
-
-# Value converters: each returns the typed value or raises ValueError with the message shown
-# to the operator. Several problems inside one value (an env table) raise _Problems instead.
-
-Convert = Callable[[object], object]
-
-
-class _Problems(Exception):
-    def __init__(self, problems: list[tuple[KeyPath, str]]) -> None:
-        self.problems = problems
-        super().__init__(problems)
-
-
-def _show(value: object) -> str:
-    """A value as the operator wrote it, short enough for one line."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _hint(word: object, choices: Iterable[str]) -> str:
-    if not isinstance(word, str):
-        return ""
-    matches = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {matches[0]!r}?)" if matches else ""
-
-
-def _integer(minimum: int) -> Convert:
-    def convert(value: object) -> int:
-        # bool is an int subclass; `retries = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}, got {_show(value)}")
-        return value
-
-    return convert
-
-
-def _duration(*, positive: bool) -> Convert:
-    def convert(value: object) -> float:
-        seconds = parse_duration(value)
-        if positive and seconds <= 0:
-            raise ValueError(f"expected a duration > 0, got {_show(value)}")
-        return seconds
-
-    return convert
-
-
-def _log_size(value: object) -> int:
-    size = parse_size(value)
-    if size <= 0:
-        raise ValueError(f"expected a size > 0 like '5MB', got {_show(value)}")
-    return size
-
-
-def _choice(*choices: str) -> Convert:
-    def convert(value: object) -> str:
-        if isinstance(value, str) and value in choices:
-            return value
-        listed = ", ".join(repr(choice) for choice in choices)
-        raise ValueError(f"expected one of {listed}, got {_show(value)}{_hint(value, choices)}")
-
-    return convert
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_show(value)}")
-    return value
-
-
-def _string(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_show(value)}")
-    return value
-
-
-def _non_empty(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {_show(value)}")
-    return value
-
-
-def _vault_relative(value: object) -> str:
-    text = _non_empty(value)
-    if PurePosixPath(text).is_absolute():
-        raise ValueError(f"expected a path relative to the vault, got {_show(value)}")
-    return text
-
-
-def _command(value: object) -> Command:
-    if isinstance(value, str) and value.strip():
-        return value
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(arg, str) for arg in value)
-        and value[0].strip()
-    ):
-        return tuple(value)
-    raise ValueError(
-        f"expected a command string or a non-empty list of strings, got {_show(value)}"
-    )
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(s, str) and s.strip() for s in value):
-        raise ValueError(f"expected a list of non-empty strings, got {_show(value)}")
-    return tuple(value)
-
-
-def _globs(value: object) -> tuple[str, ...]:
-    globs = _strings(value)
-    for glob in globs:
-        if PurePosixPath(glob).is_absolute():
-            raise ValueError(f"glob {glob!r} must be relative to the vault, not absolute")
-        if ".." in glob.split("/"):
-            raise ValueError(f"glob {glob!r} must stay inside the vault: no '..'")
-    return globs
-
-
-def _cron(value: object) -> str:
-    expr = _non_empty(value)
-    CronSchedule.parse(expr)
-    return expr
-
-
-def _env(value: object) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ValueError(f'expected a table like {{ NAME = "value" }}, got {_show(value)}')
-    problems: list[tuple[KeyPath, str]] = []
-    for name, text in value.items():
-        if not name or "=" in name:
-            problems.append(((name,), f"{name!r} is not a usable environment variable name"))
-        elif not isinstance(text, str):
-            problems.append(((name,), f"expected a string, got {_show(text)}"))
-    if problems:
-        raise _Problems(problems)
-    return dict(value)
-
-
-def _timezone(value: object) -> ZoneInfo:
-    name = _non_empty(value)
-    zone = _zone(name)
-    if zone is None:
-        # available_timezones() scans the tz database: only worth it to word an error.
-        hint = _hint(name, sorted(available_timezones()))
-        raise ValueError(f"unknown IANA time zone {name!r}{hint}")
-    return zone
-
-
-_KEEPER_FIELDS: dict[str, Convert] = {
-    "timezone": _timezone,
-    "max_runs_per_hour": _integer(0),
-    "max_parallel": _integer(1),
-    "log_max_size": _log_size,
-    "log_backups": _integer(0),
-    "history_retention_days": _integer(1),
-    "catch_up": _choice("once", "none"),
-    "kill_grace": _duration(positive=False),
-    "shutdown_grace": _duration(positive=False),
-}
-
-_JOB_FIELDS: dict[str, Convert] = {
-    "command": _command,
-    "cron": _cron,
-    "every": _duration(positive=True),
-    "on_files": _globs,
-    "after": _strings,
-    "enabled": _boolean,
-    "timeout": _duration(positive=True),
-    "retries": _integer(0),
-    "retry_delay": _duration(positive=False),
-    "max_retry_delay": _duration(positive=False),
-    "max_per_hour": _integer(0),
-    "overlap": _choice("skip", "queue", "allow"),
-    "settle": _duration(positive=False),
-    "quarantine_after": _integer(1),
-    "secret_env": _strings,
-    "env": _env,
-    "env_file": _vault_relative,
-    "cwd": _non_empty,
-    "on_success": _command,
-    "on_failure": _command,
-    "description": _string,
-}
-
 _TOP_LEVEL = ("keeper", "jobs")
 # A job name becomes Logs/jobs/<name>.log, so it must be a plain file name.
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _dotted(keypath: KeyPath) -> str:
     """("jobs", "a b", "cron") -> 'jobs."a b".cron', as the key would be written in TOML."""
     return ".".join(
-        part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+        part if BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
         for part in keypath
     )
 
@@ -423,17 +239,23 @@ class _Checker:
 
     def fields(
         self, table: dict[str, object], keypath: KeyPath, spec: dict[str, Convert]
-    ) -> dict[str, object]:
-        converted: dict[str, object] = {}
+    ) -> dict[str, Any]:
+        """Each key's converted value (typed per `spec`, so Any to the dataclasses)."""
+        converted: dict[str, Any] = {}
         for key, value in table.items():
             here = (*keypath, key)
             convert = spec.get(key)
             if convert is None:
-                self.add(here, f"unknown key {key!r}{_hint(key, spec)}")
+                self.add(here, f"unknown key {key!r}{hint(key, spec)}")
+                continue
+            bad_text = text_problem(value)
+            if bad_text is not None:
+                inner, message = bad_text
+                self.add((*here, *inner), message)
                 continue
             try:
                 converted[key] = convert(value)
-            except _Problems as exc:
+            except Problems as exc:
                 for inner, message in exc.problems:
                     self.add((*here, *inner), message)
             except ValueError as exc:
@@ -444,8 +266,8 @@ class _Checker:
         for key, value in data.items():
             if key not in _TOP_LEVEL:
                 kind = "table" if isinstance(value, dict) else "key"
-                hint = " (it belongs under [keeper])" if key in _KEEPER_FIELDS else ""
-                self.add((key,), f"unknown {kind} {key!r}{hint or _hint(key, _TOP_LEVEL)}")
+                where = " (it belongs under [keeper])" if key in KEEPER_FIELDS else ""
+                self.add((key,), f"unknown {kind} {key!r}{where or hint(key, _TOP_LEVEL)}")
         keeper = self.keeper(data.get("keeper", {}))
         jobs = self.jobs(data.get("jobs", {}))
         if keeper is None or jobs is None:
@@ -454,18 +276,18 @@ class _Checker:
 
     def keeper(self, value: object) -> KeeperConfig | None:
         if not isinstance(value, dict):
-            self.add(("keeper",), f"expected a table [keeper], got {_show(value)}")
+            self.add(("keeper",), f"expected a table [keeper], got {show(value)}")
             return None
-        fields = self.fields(value, ("keeper",), _KEEPER_FIELDS)
-        zone = fields.pop("timezone", None)
-        if isinstance(zone, ZoneInfo):
-            return KeeperConfig(timezone=zone.key, tz=zone, **fields)
+        fields = self.fields(value, ("keeper",), KEEPER_FIELDS)
+        chosen = fields.pop("timezone", None)
+        if isinstance(chosen, ZoneInfo):
+            return KeeperConfig(timezone=chosen.key, tz=chosen, **fields)
         name, local = default_timezone()
         return KeeperConfig(timezone=name, tz=local, **fields)
 
     def jobs(self, value: object) -> dict[str, JobConfig] | None:
         if not isinstance(value, dict):
-            self.add(("jobs",), f"expected a table of jobs, got {_show(value)}")
+            self.add(("jobs",), f"expected a table of jobs, got {show(value)}")
             return None
         jobs: dict[str, JobConfig] = {}
         afters: dict[str, tuple[str, ...]] = {}
@@ -478,9 +300,12 @@ class _Checker:
                     "'_', '.' and '-', starting with a letter or digit",
                 )
             if not isinstance(body, dict):
-                self.add(keypath, f"expected a table [jobs.{name}], got {_show(body)}")
+                self.add(keypath, f"expected a table [jobs.{name}], got {show(body)}")
                 continue
-            fields = self.fields(body, keypath, _JOB_FIELDS)
+            fields = self.fields(body, keypath, JOB_FIELDS)
+            for key in VAULT_PATHS:
+                if key in fields and not self.stays_inside(fields[key]):
+                    self.add((*keypath, key), f"{fields.pop(key)!r} leads outside the vault")
             if "command" not in body:
                 self.add((*keypath, "command"), "missing required key 'command'")
             afters[name] = fields.get("after", ())
@@ -489,156 +314,63 @@ class _Checker:
         self.check_after(afters, list(value))
         return jobs
 
+    def stays_inside(self, relative: str) -> bool:
+        """Whether a vault-relative path, its symlinks followed, ends inside the vault."""
+        vault = os.path.realpath(self.path.parent)
+        target = os.path.realpath(os.path.join(vault, relative))
+        return os.path.commonpath([vault, target]) == vault
+
     def check_after(self, afters: dict[str, tuple[str, ...]], names: list[str]) -> None:
+        known = set(names)
         graph: dict[str, list[str]] = {}
         for name, after in afters.items():
             keypath = ("jobs", name, "after")
             for other in after:
                 if other == name:
                     self.add(keypath, f"job {name!r} cannot run after itself")
-                elif other not in names:
-                    self.add(keypath, f"unknown job {other!r}{_hint(other, names)}")
+                elif other not in known:
+                    self.add(keypath, f"unknown job {other!r}{hint(other, names)}")
             graph[name] = [other for other in after if other != name and other in afters]
         for cycle in _cycles(graph):
             self.add(
                 ("jobs", cycle[0], "after"),
-                "jobs wait on each other in a cycle: " + " -> ".join(cycle),
+                "jobs wait on each other in a cycle: " + _loop_text(cycle),
             )
+
+
+def _loop_text(cycle: list[str]) -> str:
+    """a -> b -> a; a cycle through thousands of jobs shortened to fit a line."""
+    if len(cycle) <= 12:
+        return " -> ".join(cycle)
+    skipped = len(cycle) - 9
+    return " -> ".join([*cycle[:6], f"... {skipped} more ...", *cycle[-3:]])
 
 
 def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
     """Cycles found by depth-first search, each closed ("a -> b -> a") and starting at the
-    job that comes first in the file, so every cycle is reported once."""
+    job that comes first in the file, so every cycle is reported once. The search keeps its
+    path on a stack of its own: a chain of thousands of jobs must not exhaust Python's."""
     order = {name: index for index, name in enumerate(graph)}
-    on_path: list[str] = []
     done: set[str] = set()
     found: dict[tuple[str, ...], None] = {}
-
-    def visit(name: str) -> None:
-        on_path.append(name)
-        for other in graph[name]:
-            if other in on_path:
-                loop = on_path[on_path.index(other) :]
+    for root in graph:
+        if root in done:
+            continue
+        path, at = [root], {root: 0}
+        branches = [iter(graph[root])]
+        while branches:
+            other = next(branches[-1], None)
+            if other is None:
+                branches.pop()
+                finished = path.pop()
+                del at[finished]
+                done.add(finished)
+            elif other in at:
+                loop = path[at[other] :]
                 first = min(range(len(loop)), key=lambda index: order[loop[index]])
                 found[tuple(loop[first:] + loop[:first])] = None
             elif other not in done:
-                visit(other)
-        on_path.pop()
-        done.add(name)
-
-    for name in graph:
-        if name not in done:
-            visit(name)
+                at[other] = len(path)
+                path.append(other)
+                branches.append(iter(graph[other]))
     return [[*loop, loop[0]] for loop in found]
-
-
-# Line scanner. tomllib reports no positions, so this walks the same text (already accepted
-# by tomllib, hence valid TOML) and notes where each key is defined. It never interprets
-# values: it only skips them, so that strings and arrays spanning lines are never read as keys.
-
-_BLANK = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
-_SPACE = re.compile(r"[ \t]*")
-_SCALAR = re.compile(r"[^,\]}\n#]*")
-_BASIC_BODY = re.compile(r'(?:[^"\\\n]|\\.)*"')
-_LITERAL_BODY = re.compile(r"[^'\n]*'")
-# Up to two quotes may end the content right before the closing three: take the whole run.
-_ML_BASIC_BODY = re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""+', re.DOTALL)
-_ML_LITERAL_BODY = re.compile(r"(?:[^']|'(?!''))*'''+")
-
-
-class _KeyLines:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-        self.lines: dict[KeyPath, int] = {}
-        self.newlines = [match.start() for match in re.finditer("\n", text)]
-
-    def scan(self) -> dict[KeyPath, int]:
-        table: KeyPath = ()
-        while True:
-            self.skip(_BLANK)
-            if self.pos >= len(self.text):
-                return self.lines
-            line = self.line()
-            if self.text.startswith("[", self.pos):
-                close = "]]" if self.text.startswith("[[", self.pos) else "]"
-                self.pos += len(close)
-                table = self.key()
-                self.pos += len(close)
-                self.record(table, line)
-            else:
-                self.pair(table, line)
-
-    def line(self) -> int:
-        return bisect.bisect_left(self.newlines, self.pos) + 1
-
-    def skip(self, pattern: re.Pattern[str], offset: int = 0) -> None:
-        """Move past `pattern` matched `offset` characters on; it always matches valid TOML."""
-        self.pos = pattern.match(self.text, self.pos + offset).end()  # type: ignore[union-attr]
-
-    def record(self, keypath: KeyPath, line: int) -> None:
-        # Tables a dotted key or header creates implicitly live where first mentioned;
-        # an explicit definition (say [jobs] after [jobs.a]) takes over.
-        for end in range(1, len(keypath)):
-            self.lines.setdefault(keypath[:end], line)
-        self.lines[keypath] = line
-
-    def key(self) -> KeyPath:
-        parts: list[str] = []
-        while True:
-            self.skip(_SPACE)
-            start, first = self.pos, self.text[self.pos]
-            if first == '"':
-                self.skip(_BASIC_BODY, 1)
-                # Let tomllib decode the escapes so the key matches its own exactly.
-                parts.append(tomllib.loads("k = " + self.text[start : self.pos])["k"])
-            elif first == "'":
-                self.skip(_LITERAL_BODY, 1)
-                parts.append(self.text[start + 1 : self.pos - 1])
-            else:
-                self.skip(_BARE_KEY)
-                parts.append(self.text[start : self.pos])
-            self.skip(_SPACE)
-            if not self.text.startswith(".", self.pos):
-                return tuple(parts)
-            self.pos += 1
-
-    def pair(self, table: KeyPath | None, line: int) -> None:
-        """`key = value`; table None means inside an array, where keys have no fixed path."""
-        key = self.key()
-        keypath = None if table is None else (*table, *key)
-        if keypath is not None:
-            self.record(keypath, line)
-        self.pos += 1  # the "="
-        self.skip(_SPACE)
-        self.value(keypath)
-
-    def value(self, keypath: KeyPath | None) -> None:
-        text, pos = self.text, self.pos
-        if text.startswith('"""', pos):
-            self.skip(_ML_BASIC_BODY, 3)
-        elif text.startswith("'''", pos):
-            self.skip(_ML_LITERAL_BODY, 3)
-        elif text[pos] == '"':
-            self.skip(_BASIC_BODY, 1)
-        elif text[pos] == "'":
-            self.skip(_LITERAL_BODY, 1)
-        elif text[pos] == "[":
-            self.pos += 1
-            self.items("]", lambda: self.value(None))
-        elif text[pos] == "{":
-            self.pos += 1
-            self.items("}", lambda: self.pair(keypath, self.line()))
-        else:
-            self.skip(_SCALAR)
-
-    def items(self, close: str, item: Callable[[], None]) -> None:
-        while True:
-            self.skip(_BLANK)
-            if self.text.startswith(close, self.pos):
-                self.pos += 1
-                return
-            item()
-            self.skip(_BLANK)
-            if self.text.startswith(",", self.pos):
-                self.pos += 1

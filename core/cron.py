@@ -218,7 +218,7 @@ class CronSchedule:
                 f"cron {self.expr!r}: expected 5 fields (minute hour day month weekday) "
                 f"or 6 with seconds first, got {len(parts)}"
             )
-        specs = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW)
+        specs: tuple[_Field, ...] = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW)
         if len(parts) == 6:
             specs = (_SECOND, *specs)
         try:
