@@ -127,13 +127,21 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(issue) for issue in issues))
 
 
+# Read whole and parsed in memory, on every reload: a runaway file must not take the keeper.
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
 def load_config(path: Path) -> Config:
     """Read and validate the config file at `path`; any problem raises ConfigError."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError([ConfigIssue(path, 0, "<file>", f"cannot read: {reason}")]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        message = f"over {MAX_CONFIG_BYTES // 2**20} MiB: too large to be a config, not read"
+        raise ConfigError([ConfigIssue(path, 0, "<file>", message)])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -162,16 +170,22 @@ def parse_config(text: str, path: Path) -> Config:
     except (ValueError, RecursionError) as exc:
         line, message = unreadable_value(exc, text, _NESTING)
         raise ConfigError([ConfigIssue(path, line, "<toml>", message)]) from None
+    except Exception as exc:
+        raise _internal(path, exc) from None
     try:
         checker = _Checker(path, KeyLines(text).scan())
         config = checker.config(data)
     except Exception as exc:
-        # A bug of ours, not the operator's: still reported as a config problem, not a crash.
-        message = f"could not be checked ({type(exc).__name__}: {exc}); please report this"
-        raise ConfigError([ConfigIssue(path, 0, INTERNAL, message)]) from None
+        raise _internal(path, exc) from None
     if checker.issues or config is None:
         raise ConfigError(sorted(checker.issues, key=lambda issue: issue.line))
     return config
+
+
+def _internal(path: Path, exc: Exception) -> ConfigError:
+    """A bug of ours, not the operator's: still reported as a config problem, not a crash."""
+    message = f"could not be checked ({type(exc).__name__}: {exc}); please report this"
+    return ConfigError([ConfigIssue(path, 0, INTERNAL, message)])
 
 
 def default_timezone() -> tuple[str, ZoneInfo]:

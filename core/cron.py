@@ -200,7 +200,7 @@ class CronSchedule:
 
     def __post_init__(self) -> None:
         # croniter (with dateutil) costs ~45 ms to import; only pay it when parsing.
-        from croniter import CroniterError, croniter
+        from croniter import CroniterBadDateError, CroniterError, croniter
 
         if not isinstance(self.expr, str):
             raise ValueError(f"cron expression must be a string, got {self.expr!r}")
@@ -238,6 +238,15 @@ class CronSchedule:
             )
         except CroniterError as exc:
             raise ValueError(f"cron {self.expr!r}: {exc}") from None
+        # croniter cannot split an nth-weekday OR rule ("0 0 31 2 1#5"): its bounded search
+        # finds nothing, and a schedule whose next fire time raises breaks status and
+        # reloads later. Asked once here (a few ms at worst), it is refused instead.
+        try:
+            copy.copy(cron).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(
+                f"cron {self.expr!r}: never fires (no fire time within 50 years)"
+            ) from None
         object.__setattr__(self, "wildcard", minute.startswith("*") or hour.startswith("*"))
         object.__setattr__(self, "has_seconds", len(parts) == 6)
         object.__setattr__(self, "_cron", cron)

@@ -218,6 +218,17 @@ def test_after_cycle_through_3000_jobs_is_named_shortly(tmp_path: Path) -> None:
     )
 
 
+def test_a_config_file_over_16_mib_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / CONFIG_NAME
+    with path.open("wb") as handle:
+        handle.truncate(16 * 2**20 + 1)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [issue] = caught.value.issues
+    assert (issue.line, issue.key) == (0, "<file>")
+    assert issue.message.startswith("over 16 MiB")
+
+
 def test_a_bug_in_a_check_is_a_config_error_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

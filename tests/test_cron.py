@@ -375,11 +375,19 @@ def test_dates_impossible_only_on_one_side_of_the_or_rule_are_accepted() -> None
     ]
 
 
-def test_search_that_finds_nothing_raises_instead_of_looping() -> None:
-    # croniter cannot split an nth-weekday OR rule; its bounded search gives up.
-    schedule = CronSchedule.parse("0 0 31 2 1#5")
-    with pytest.raises(ValueError, match="no fire time"):
-        schedule.next_after(datetime(2026, 1, 1, tzinfo=UTC), BERLIN)
+@pytest.mark.parametrize("expr", ["0 0 31 2 1#5", "2 2 4 2 1#5"])
+def test_expression_that_never_fires_is_refused_at_parse(expr: str) -> None:
+    # croniter cannot split an nth-weekday OR rule; its bounded search gives up. Accepted,
+    # such a job made next_after raise in every status and reload (issue 14).
+    with pytest.raises(ValueError, match="never fires"):
+        CronSchedule.parse(expr)
+
+
+def test_rare_but_real_fire_times_are_kept() -> None:
+    # Feb 29 as the fifth Monday: once in 28 years.
+    assert fires("0 0 29 2 1#5", "2026-01-01T00:00+01:00", BERLIN, 1) == [
+        "2044-02-29T00:00:00+01:00"
+    ]
 
 
 def test_schedules_compare_by_expression() -> None:
