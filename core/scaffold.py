@@ -12,7 +12,7 @@ from core.config import CONFIG_NAME
 from core.vault import ensure_layout
 
 DEMO_DIR = Path(__file__).parent / "demo"
-DEMO_SCRIPTS = ("watcher.py", "task_planner.py", "archive.py")
+DEMO_SCRIPTS = ("watcher.py", "task_planner.py", "archive.py", "sample_notes.py")
 
 WELCOME = """# Welcome to watchkeeper
 
@@ -22,6 +22,10 @@ then task-planner writes a plan for it into Plans.
 - Open the plan in Plans
 - Tick every box when the work is done
 - The archiver job files it into Done
+
+Meanwhile the sample-notes job drops a sample note into Inbox now and then and
+finishes it a little later, so there is always something flowing to watch.
+Remove [jobs.sample-notes] from watchkeeper.toml when the vault is yours.
 """
 
 # Each section: the comment block above it, then its data (written by tomli-w).
@@ -78,14 +82,30 @@ SECTIONS: list[tuple[str, dict]] = [
         },
     ),
     (
-        "# Files finished work into Done every ten minutes.\n"
-        "# cron takes 5 fields, or 6 with seconds first.",
+        "# Files finished work into Done every minute.\n"
+        '# cron takes 5 fields, or 6 with seconds first ("*/10 * * * * *": every 10s).',
         {
             "jobs": {
                 "archiver": {
                     "description": "Move items whose plan is all ticked into Done",
                     "command": ["python3", "scripts/archive.py"],
-                    "cron": "*/10 * * * *",
+                    "cron": "* * * * *",
+                    "overlap": "skip",
+                }
+            }
+        },
+    ),
+    (
+        "# Demo only: drops a sample note into Inbox every 20s (while fewer than 3 wait)\n"
+        "# and later ticks its plan, so work visibly flows Inbox -> Needs_Action -> Plans\n"
+        "# -> Done. The demo jobs take DEMO_PACE seconds (default 1.5) when they have work,\n"
+        "# so that you can see them RUNNING. Delete this job when the vault is yours.",
+        {
+            "jobs": {
+                "sample-notes": {
+                    "description": "Drop a sample note into Inbox now and then (demo)",
+                    "command": ["python3", "scripts/sample_notes.py"],
+                    "every": "20s",
                     "overlap": "skip",
                 }
             }

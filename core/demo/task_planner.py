@@ -1,16 +1,27 @@
-"""Demo job: write a plan into Plans/ for every Needs_Action note that has none."""
+"""Demo job: write a plan into Plans/ for every Needs_Action note that has none. With
+work to do it takes DEMO_PACE seconds (default 1.5), so that the console shows it RUNNING."""
 
 import datetime
 import os
 import pathlib
+import time
 
 vault = pathlib.Path(os.environ.get("WATCHKEEPER_VAULT", "."))
+pace = float(os.environ.get("DEMO_PACE", "1.5"))
 plans = vault / "Plans"
 plans.mkdir(exist_ok=True)
+waiting = [
+    note
+    for note in sorted((vault / "Needs_Action").glob("*.md"))
+    if not (plans / f"{note.stem}.plan.md").exists()
+]
+if waiting:
+    print(f"planning {len(waiting)} note(s)", flush=True)
+    time.sleep(pace)
 written = 0
-for note in sorted((vault / "Needs_Action").glob("*.md")):
+for note in waiting:
     plan = plans / f"{note.stem}.plan.md"
-    if plan.exists():
+    if plan.exists() or not note.exists():
         continue
     lines = note.read_text(encoding="utf-8", errors="replace").splitlines()
     title = next((line.lstrip("# ").strip() for line in lines if line.strip()), note.stem)

@@ -1,0 +1,56 @@
+"""Demo job: keep work flowing through the demo vault, so there is something to watch.
+
+Each run drops a sample note into Inbox (while fewer than OPEN sample notes wait in
+Inbox and Needs_Action), ticks the plan of the oldest sample planned more than FINISH
+seconds ago (so the archiver files it into Done), and keeps the newest KEEP_DONE
+finished samples in Done. It only ever touches files named sample-*: your own notes are
+left alone. Remove [jobs.sample-notes] from watchkeeper.toml to stop it.
+"""
+
+import datetime
+import os
+import pathlib
+import time
+
+OPEN = 3
+FINISH = 90
+KEEP_DONE = 10  # files: a note and its plan each
+SAMPLES = [
+    ("Renew the TLS certificate", ["Check the expiry date", "Renew it", "Reload the proxy"]),
+    ("Answer the supplier's email", ["Read the quote", "Compare with last year", "Reply"]),
+    ("Prepare the weekly report", ["Collect the numbers", "Write three lines", "Send it"]),
+    ("Back up the laptop", ["Plug in the disk", "Run the backup", "Test a restore"]),
+    ("Book the team lunch", ["Ask who comes", "Pick a place", "Reserve a table"]),
+]
+
+vault = pathlib.Path(os.environ.get("WATCHKEEPER_VAULT", "."))
+inbox, waiting, plans, done = (vault / name for name in ("Inbox", "Needs_Action", "Plans", "Done"))
+
+for plan in sorted(plans.glob("sample-*.plan.md")):
+    if time.time() - plan.stat().st_mtime < FINISH:
+        continue
+    text = plan.read_text(encoding="utf-8")
+    if "- [ ]" in text:
+        plan.write_text(text.replace("- [ ]", "- [x]"), encoding="utf-8")
+        print(f"ticked every box of {plan.name}: the archiver files it into Done")
+        break
+
+finished = sorted(done.glob("sample-*"), key=lambda path: path.stat().st_mtime, reverse=True)
+for old in finished[KEEP_DONE:]:
+    old.unlink()
+
+open_notes = [*inbox.glob("sample-*.md"), *waiting.glob("sample-*.md")]
+if len(open_notes) >= OPEN:
+    print(f"{len(open_notes)} sample notes still open: none dropped")
+else:
+    now = datetime.datetime.now()
+    title, steps = SAMPLES[int(time.time() // 20) % len(SAMPLES)]
+    slug = title.lower().replace("'", "").replace(" ", "-")
+    name = f"sample-{now:%H%M%S}-{slug}.md"
+    body = [f"# {title}", "", *(f"- {step}" for step in steps), ""]
+    body.append("(A sample note from the sample-notes demo job.)")
+    # Written aside and renamed in: the keeper hands over a file that arrived whole.
+    scratch = inbox / f".{name}.part"
+    scratch.write_text("\n".join(body) + "\n", encoding="utf-8")
+    scratch.rename(inbox / name)
+    print(f"dropped {name} into Inbox")
