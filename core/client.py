@@ -194,14 +194,15 @@ class SocketClient:
                 pass  # the stream ended: the keeper went away, dropped us, or close() shut it
             if self._closing:
                 return
-            stream = self._resubscribe()
+            again = self._resubscribe()
             if self._closing:
-                if stream is not None:
-                    stream.close()
+                if again is not None:
+                    again.close()
                 return
-            if stream is None:
+            if again is None:
                 on_event(Event("keeper_state", {"state": "GONE", "pid": self.pid}))
                 return
+            stream = again
             # Whatever happened while we were cut off is in a fresh snapshot.
             on_event(Event("resync", {"reconnected": True}))
 

@@ -5,10 +5,11 @@ object with `op`; the answer is one line, `{"ok": true, ...}` or `{"ok": false, 
 ...}`. `subscribe` turns its connection into a stream of `{"event": kind, "data": ...}`
 lines after the first answer (which carries a snapshot).
 
-The keeper's loop is never at a client's mercy: a request is read whole (bounded) before
-anything happens, each op is a quick call on the loop (history is read in a thread), and
-a subscriber reads from its own bounded queue: one that falls behind gets a resync with a
-fresh snapshot, one whose socket takes nothing for STALL_LIMIT is dropped.
+The keeper's loop is never at a client's mercy: a request is read whole (bounded, under
+deadlines, see control_conn) before anything happens, each op is a quick call on the loop
+(history is read in a thread), and a subscriber reads from its own bounded queue: one that
+falls behind gets a resync with a fresh snapshot, one whose socket takes nothing for
+STALL_LIMIT is dropped.
 """
 
 from __future__ import annotations
@@ -18,13 +19,26 @@ import contextlib
 import hashlib
 import json
 import os
+import select
 import socket
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import history as hist
+from core.control_conn import (
+    CLOSED_IDLE,
+    STALL_LIMIT,
+    Connections,
+    Limits,
+    Slot,
+    encode,
+    error_answer,
+    idle_answer,
+    send,
+)
 from core.events import EVENT_KINDS
 from core.lock import holder
 
@@ -32,14 +46,14 @@ if TYPE_CHECKING:
     from core.keeper import Keeper
 
 SOCKET_NAME = "watchkeeper.sock"
-MAX_REQUEST = 64 * 1024
-MAX_CONNECTIONS = 64
 SUBSCRIBER_BACKLOG = 5000
-STALL_LIMIT = 5.0
 HISTORY_LIMIT = 1000
 HISTORY_DEPTH = 10_000  # offset + limit: paging deeper is what the history files are for
 # sun_path holds 108 bytes with the terminating NUL.
 _SUN_PATH_MAX = 107
+# Connections waiting to be accepted: a crowd connecting at once is queued, not refused.
+BACKLOG = 512
+CONNECT_PATIENCE = 10.0  # a client without a timeout waits this long for a full queue
 OPS = ("status", "jobs", "history", "pause", "resume", "run", "cancel", "subscribe")
 
 
@@ -97,25 +111,18 @@ def find_socket(vault: Path) -> tuple[Path, dict]:
 # ---- the server ----------------------------------------------------------------------
 
 
-def _encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(",", ":"), default=str) + "\n").encode()
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message}
-
-
 class RequestError(Exception):
     """A request the keeper cannot act on; its message goes back to the client."""
 
 
 class ControlServer:
-    def __init__(self, keeper: Keeper, path: Path) -> None:
+    def __init__(self, keeper: Keeper, path: Path, limits: Limits | None = None) -> None:
         self.keeper = keeper
         self.path = path
+        self.limits = limits or Limits()
         self._server: asyncio.Server | None = None
         self._inode: int | None = None
-        self._connections: set[asyncio.Task] = set()
+        self.connections = Connections(self.limits, self._respond)
         self.dropped_subscribers = 0
 
     async def start(self) -> None:
@@ -131,11 +138,11 @@ class ControlServer:
             listener.bind(os.fsencode(scratch))
             os.chmod(scratch, 0o600)
             os.replace(scratch, self.path)
-            listener.listen(MAX_CONNECTIONS)
+            listener.listen(BACKLOG)
             listener.setblocking(False)
             self._inode = self.path.stat().st_ino
             self._server = await asyncio.start_unix_server(
-                self._connection, sock=listener, limit=MAX_REQUEST
+                self.connections.handle, sock=listener, limit=self.limits.request, backlog=BACKLOG
             )
         except BaseException:
             listener.close()
@@ -147,66 +154,29 @@ class ControlServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self.connections.close()
         # Only our own socket: a keeper that started after us may have put its own there.
         with contextlib.suppress(OSError):
             if self.path.stat().st_ino == self._inode:
                 self.path.unlink()
         self._server = None
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _respond(
+        self, slot: Slot, line: bytes, writer: asyncio.StreamWriter
+    ) -> dict[str, Any] | None:
         try:
-            if len(self._connections) > MAX_CONNECTIONS:
-                await self._send(writer, _error(f"too many connections ({MAX_CONNECTIONS})"))
-                return
-            await self._serve(reader, writer)
+            request = _parse(line)
+            if request["op"] == "subscribe":
+                await self._stream(slot, request, writer)
+                return None
+            return await self._answer(request)
+        except RequestError as error:
+            return error_answer(str(error))
         except (ConnectionError, TimeoutError):
-            writer.transport.abort()  # gone or not reading: close() would wait on it
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as error:
-                if error.partial.strip():
-                    await self._send(writer, _error("request ended without a newline"))
-                return
-            except asyncio.LimitOverrunError:
-                # The rest of an oversized line cannot be told from the next request.
-                await self._send(writer, _error(f"request longer than {MAX_REQUEST} bytes"))
-                return
-            if not line.strip():
-                continue
-            try:
-                request = _parse(line)
-                if request["op"] == "subscribe":
-                    await self._stream(request, writer)
-                    return
-                answer = await self._answer(request)
-            except RequestError as error:
-                answer = _error(str(error))
-            except (ConnectionError, TimeoutError):
-                raise  # the client left or stopped reading: _connection closes it
-            except Exception as error:  # a bug in an op must not take the keeper down
-                self.keeper.log.error(f"control: {type(error).__name__}: {error}")
-                answer = _error(f"internal error: {type(error).__name__}: {error}")
-            await self._send(writer, answer)
-
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
-        writer.write(_encode(message))
-        async with asyncio.timeout(STALL_LIMIT):
-            await writer.drain()
+            raise  # the client left or stopped reading: the connection is closed
+        except Exception as error:  # a bug in an op must not take the keeper down
+            self.keeper.log.error(f"control: {type(error).__name__}: {error}")
+            return error_answer(f"internal error: {type(error).__name__}: {error}")
 
     # ---- ops ------------------------------------------------------------------------
 
@@ -224,14 +194,17 @@ class ControlServer:
             return await self._history(request)
         if op == "pause":
             job = self._job(request, optional=True)
-            keeper.pause(job)
-            return {"ok": True, "paused": job, "state": keeper.state_word}
+            changed = keeper.pause(job)
+            return {"ok": True, "paused": job, "changed": changed, "state": keeper.state_word}
         if op == "resume":
             job = self._job(request, optional=True)
-            plan = keeper.resume_plan(job)
+            missed = _flag(request, "missed", True)
+            plan = keeper.resume_plan(job, missed)
+            changed = False
             if not _flag(request, "preview", False):
-                keeper.resume(job, missed=_flag(request, "missed", True))
-            return {"ok": True, "plan": plan.to_json(), "state": keeper.state_word}
+                changed = keeper.resume(job, missed=missed)
+            answer = {"ok": True, "plan": plan.to_json(), "state": keeper.state_word}
+            return {**answer, "changed": changed}
         if op == "run":
             return await self._run(request)
         if op == "cancel":
@@ -302,7 +275,9 @@ class ControlServer:
             "next_offset": offset + len(page) if len(result.records) == query.limit else None,
         }
 
-    async def _stream(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _stream(
+        self, slot: Slot, request: dict[str, Any], writer: asyncio.StreamWriter
+    ) -> None:
         kinds = request.get("kinds")
         if kinds is not None and not (
             isinstance(kinds, list) and all(isinstance(kind, str) for kind in kinds)
@@ -314,9 +289,11 @@ class ControlServer:
             raise RequestError(
                 f"unknown event kind(s) {', '.join(unknown)}; kinds: {', '.join(EVENT_KINDS)}"
             )
+        if not self.connections.subscribe(slot):
+            raise RequestError(f"too many subscribers ({self.limits.subscribers})")
         subscription = self.keeper.bus.subscribe(maxsize=SUBSCRIBER_BACKLOG)
         try:
-            await self._send(writer, {"ok": True, "snapshot": self.keeper.snapshot()})
+            await send(writer, {"ok": True, "snapshot": self.keeper.snapshot()})
             while True:
                 events = [await subscription.get()]
                 while len(events) < 256 and (more := subscription.get_nowait()) is not None:
@@ -329,7 +306,7 @@ class ControlServer:
                         continue
                     else:
                         data = event.data
-                    chunk += _encode({"event": event.kind, "data": data})
+                    chunk += encode({"event": event.kind, "data": data})
                 if not chunk:
                     continue
                 writer.write(bytes(chunk))
@@ -378,11 +355,11 @@ def _optional_str(request: dict[str, Any], key: str) -> str | None:
     return value
 
 
-async def start_control(keeper: Keeper) -> ControlServer | None:
+async def start_control(keeper: Keeper, limits: Limits | None = None) -> ControlServer | None:
     """Serve the keeper's control socket and note its path in the lock record. A keeper
     without one still schedules: the CLI falls back to the state file and SIGHUP."""
     try:
-        server = ControlServer(keeper, socket_path_for(keeper.vault))
+        server = ControlServer(keeper, socket_path_for(keeper.vault), limits)
         await server.start()
     except OSError as error:
         keeper.log.error(f"control socket unavailable: {error}; CLI control falls back to SIGHUP")
@@ -398,29 +375,72 @@ async def start_control(keeper: Keeper) -> ControlServer | None:
 
 class Connection:
     """One blocking connection to a keeper's socket (the CLI and the attached console's
-    command channel). Not thread-safe: give each thread its own."""
+    command channel). Not thread-safe: give each thread its own.
+
+    The keeper hangs up on a connection idle for long (control_conn); a request on it
+    then goes out on a fresh connection, which is safe because the keeper read nothing
+    of it from the old one."""
 
     def __init__(self, vault: Path, timeout: float = 10.0) -> None:
-        path, self.record = find_socket(vault)
+        self._vault = vault
+        self._timeout: float | None = timeout
+        self._connect()
+
+    def _connect(self) -> None:
+        path, self.record = find_socket(self._vault)
         self.pid: int | None = self.record.get("pid")
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.settimeout(timeout)
-        try:
-            self._socket.connect(os.fsencode(path))
-        except OSError as error:
-            self._socket.close()
+        deadline = time.monotonic() + (self._timeout or CONNECT_PATIENCE)
+        while True:
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._socket.settimeout(self._timeout)
+            try:
+                self._socket.connect(os.fsencode(path))
+                break
+            except BlockingIOError:
+                # The keeper's queue of connections not yet accepted is full: it drains
+                # as fast as the keeper's loop turns (a crowd of clients connecting).
+                self._socket.close()
+                if time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                error: OSError = TimeoutError("its queue of new connections stayed full")
+            except OSError as failed:
+                self._socket.close()
+                error = failed
             raise ControlUnavailable(
                 f"keeper pid {self.pid} does not answer on {path}: {error.strerror or error}"
             ) from None
         self._file = self._socket.makefile("rb")
 
+    def _reconnect(self) -> None:
+        self.close()
+        self._connect()
+
+    def _hung_up(self) -> bool:
+        """Between requests the keeper sends nothing; anything to read (its idle notice,
+        the end of the stream) means it closed this connection."""
+        poller = select.poll()  # not select.select: a console may hold fds past 1024
+        poller.register(self._socket, select.POLLIN)
+        return bool(poller.poll(0))
+
     def request(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
         """Send one request and return its answer; ControlFailed when it says ok: false."""
         if timeout is not None:
-            self._socket.settimeout(timeout)
+            self.settimeout(timeout)
+        message = encode({"op": op, **args})
         try:
-            self._socket.sendall(_encode({"op": op, **args}))
-            answer = self.read()
+            if self._hung_up():
+                self._reconnect()
+            try:
+                self._socket.sendall(message)
+                answer = self.read()
+            except (BrokenPipeError, ConnectionResetError):
+                answer = idle_answer("the keeper closed the connection before the request")
+            if answer.get("closed") == CLOSED_IDLE:
+                # Hung up on for idling just as we sent: it read nothing of the request.
+                self._reconnect()
+                self._socket.sendall(message)
+                answer = self.read()
         except (OSError, ValueError) as error:
             raise ControlUnavailable(f"keeper pid {self.pid} went away: {error}") from None
         if not answer.get("ok"):
@@ -435,6 +455,7 @@ class Connection:
         return json.loads(line)
 
     def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
         self._socket.settimeout(timeout)
 
     def shutdown(self) -> None:

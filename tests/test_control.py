@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 from core import control
 from core.control import (
     HISTORY_LIMIT,
-    MAX_REQUEST,
     OPS,
     Connection,
     ControlFailed,
     ControlUnavailable,
 )
+from core.control_conn import MAX_REQUEST
 from core.events import EVENT_KINDS
 from core.history import STATUSES
 from core.state import load_state
