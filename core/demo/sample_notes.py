@@ -44,9 +44,13 @@ if len(open_notes) >= OPEN:
     print(f"{len(open_notes)} sample notes still open: none dropped")
 else:
     now = datetime.datetime.now()
-    title, steps = SAMPLES[int(time.time() // 20) % len(SAMPLES)]
+    dropped = [*open_notes, *done.glob("sample-*.md")]
+    title, steps = SAMPLES[len(dropped) % len(SAMPLES)]
     slug = title.lower().replace("'", "").replace(" ", "-")
-    name = f"sample-{now:%H%M%S}-{slug}.md"
+    name, tries = f"sample-{now:%H%M%S}-{slug}.md", 1
+    while any((folder / name).exists() for folder in (inbox, waiting, done)):
+        tries += 1
+        name = f"sample-{now:%H%M%S}-{tries}-{slug}.md"
     body = [f"# {title}", "", *(f"- {step}" for step in steps), ""]
     body.append("(A sample note from the sample-notes demo job.)")
     # Written aside and renamed in: the keeper hands over a file that arrived whole.
