@@ -7,7 +7,9 @@ Each scenario runs a real `watchkeeper --daemon` on a fresh temp vault and talks
 from this process over the socket, as the CLI and an attached console do.
 
 - status: `status` round trips on one connection (Connection.request) and on a fresh
-  connection each (control.request: reads the lock record, connects, asks, closes).
+  connection each (control.request: reads the lock record, connects, asks, closes); then
+  on fresh connections again while a crowd of 300 clients sits connected saying nothing
+  or half a line (the keeper keeps 64 open, evicting the longest idle): none refused.
 - fanout: 10 subscribers (kinds = log_line) read in one thread while a job prints a line
   every 5 ms (200 events/s) holding its sequence number and the wall time it was printed;
   delay = the moment a subscriber's recv() returns the line - that time. Per subscriber:
@@ -51,6 +53,7 @@ from core.vault import ensure_layout  # noqa: E402
 CLI = Path(sys.executable).parent / "watchkeeper"
 TARGETS = {"status_p99_ms": 5.0, "fanout_p99_ms": 50.0}
 SUBSCRIBERS = 10
+CROWD = 300
 EMIT_PERIOD = 0.005  # 200 lines/s
 LATENESS_JOBS = 100
 WARMUP_S = 2.0  # first slots of a fresh keeper (cold caches, first spawns) are not measured
@@ -178,6 +181,32 @@ def status_round_trips(daemon: Daemon, count: int) -> dict[str, Any]:
     return {"one_connection": summary(one), "fresh_connections": summary(fresh)}
 
 
+def crowded_status(daemon: Daemon, count: int) -> dict[str, Any]:
+    path, _ = control.find_socket(daemon.vault)
+    crowd: list[socket.socket] = []
+    times: list[float] = []
+    refused = 0
+    try:
+        for index in range(CROWD):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            crowd.append(sock)
+            sock.connect(os.fsencode(path))
+            if index % 2:
+                sock.sendall(b'{"op": "sta')
+        for _ in range(count):
+            began = time.perf_counter()
+            try:
+                control.request(daemon.vault, "status")
+            except control.ControlError:
+                refused += 1
+                continue
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        for sock in crowd:
+            sock.close()
+    return {"crowd": CROWD, "refused": refused, **summary(times)}
+
+
 # ---- raw subscribers ---------------------------------------------------------------------
 
 
@@ -232,17 +261,17 @@ def read_subscribers(
             selector.register(subscriber.sock, selectors.EVENT_READ, subscriber)
         while not until() and selector.get_map():
             for key, _ in selector.select(timeout=0.1):
-                subscriber: Subscriber = key.data
+                ready: Subscriber = key.data
                 try:
-                    data = subscriber.sock.recv(1 << 20)
+                    data = ready.sock.recv(1 << 20)
                 except BlockingIOError:
                     continue
                 received = time.time()
                 if not data:
-                    subscriber.closed = True
-                    selector.unregister(subscriber.sock)
+                    ready.closed = True
+                    selector.unregister(ready.sock)
                     continue
-                subscriber.take(data, received, on_event)
+                ready.take(data, received, on_event)
 
 
 # ---- (b) fan-out -------------------------------------------------------------------------
@@ -424,7 +453,10 @@ def main() -> None:
     window = 5.0 if args.quick else 20.0
 
     load_before = os.getloadavg()
-    status = with_daemon(idle_config(10), lambda d: status_round_trips(d, requests))
+    status = with_daemon(
+        idle_config(10),
+        lambda d: {**status_round_trips(d, requests), "crowded": crowded_status(d, requests)},
+    )
     fan = with_daemon(
         emitter_config(int(fan_seconds / EMIT_PERIOD)), lambda d: fanout(d, fan_seconds)
     )
@@ -436,6 +468,7 @@ def main() -> None:
         < TARGETS["status_p99_ms"],
         "status_fresh_connections_p99_lt_5ms": status["fresh_connections"]["p99_ms"]
         < TARGETS["status_p99_ms"],
+        "status_beside_idle_crowd_none_refused": status["crowded"]["refused"] == 0,
         "fanout_p99_lt_50ms": fan["p99_ms"] is not None
         and fan["p99_ms"] < TARGETS["fanout_p99_ms"],
         "fanout_none_missed_or_dropped": fan["missed"] == 0
