@@ -343,11 +343,15 @@ async def test_each_running_line_is_on_disk_before_its_child_starts(
     assert await keeper.wait_idle(10)
     keeper.resume("tick", missed=False)
     serving = asyncio.create_task(keeper.serve())
-    await until(lambda: len(finals(vault, "tick")) >= 2)
+    await until(lambda: sum(r["id"] in on_disk_at_spawn for r in finals(vault, "tick")) >= 2)
     await finish(keeper, serving)
     assert len(chosen) == 40 and lone in on_disk_at_spawn
     assert len(on_disk_at_spawn) >= 43 and all(on_disk_at_spawn.values())
-    records = finals(vault)
+    # On a busy box a tick can outlast its 100 ms: the next slot is then a skipped record,
+    # which starts no child.
+    records = [record for record in finals(vault) if record["id"] in on_disk_at_spawn]
+    unspawned = [record for record in finals(vault) if record["id"] not in on_disk_at_spawn]
+    assert {record["status"] for record in unspawned} <= {"skipped"}
     assert {record["status"] for record in records} == {"success"}
     assert len(records) == len(on_disk_at_spawn)
     for record in records:
