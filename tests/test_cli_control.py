@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import datetime
 
 from conftest import final_records, run_cli, wait_for
 
@@ -20,6 +21,9 @@ command = ["sleep", "60"]
 [jobs.tick]
 command = ["true"]
 every = "150ms"
+[jobs.hourly]
+command = ["true"]
+every = "1h"
 """
 
 
@@ -74,17 +78,27 @@ def test_status_and_jobs_come_from_the_keeper_while_it_runs(make_vault, daemon) 
     slow = next(job for job in status["jobs"] if job["name"] == "slow")
     assert len(slow["running"]) == 1
 
-    text = run_cli("--status", *v).stdout
-    assert f"pid {process.pid}" in text and "RUNNING, 1 run(s) in flight" in text
+    text = run_cli("--status", *v)
+    assert text.returncode == 0  # a keeper runs: healthy
+    assert f"pid {process.pid}" in text.stdout and "RUNNING, 1 run(s) in flight" in text.stdout
 
     jobs = run_cli("jobs", "--json", *v)
     assert jobs.stderr == f"watchkeeper: through keeper pid {process.pid}\n"
     tick = next(job for job in json.loads(jobs.stdout) if job["name"] == "tick")
     assert tick["next_run"] is not None  # an interval slot: only the keeper knows it
+    hourly = next(job for job in json.loads(jobs.stdout) if job["name"] == "hourly")
+    described = json.loads(run_cli("describe", "hourly", "--json", *v).stdout)
+    # describe takes the interval's phase from the keeper, as the console's job screen does.
+    slots = [datetime.fromisoformat(fire["time"]) for fire in described["next"]]
+    keeper_slot = datetime.fromisoformat(hourly["next_run"])
+    assert abs((slots[0] - keeper_slot).total_seconds()) < 1
+    assert (slots[1] - slots[0]).total_seconds() == 3600
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
-    offline = json.loads(run_cli("--status", "--json", *v).stdout)
+    stopped = run_cli("--status", "--json", *v)
+    assert stopped.returncode == 4
+    offline = json.loads(stopped.stdout)
     assert offline["source"] == "files" and offline["keeper"]["running"] is False
     jobs = run_cli("jobs", *v)
     assert "no keeper running" in jobs.stderr
@@ -97,6 +111,9 @@ def test_resume_preview_through_the_keeper_lists_the_missed_run_and_changes_noth
     process = daemon(vault)
     v = ("--vault", str(vault))
     assert run_cli("pause", "tick", *v).stdout == f"paused tick {through(process.pid)}\n"
+    again = run_cli("pause", "tick", *v)
+    assert again.returncode == 0
+    assert again.stdout == f"tick is already paused {through(process.pid)}\n"
     log = vault / "Logs" / "watchkeeper.log"
     wait_for(lambda: "tick paused" in log.read_text())
 
@@ -119,8 +136,15 @@ def test_resume_preview_through_the_keeper_lists_the_missed_run_and_changes_noth
 
     resumed = run_cli("resume", "tick", "--skip-missed", *v)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.splitlines()[-1] == (
-        f"resumed tick {through(process.pid)}; left out 1 missed run(s)"
+    lines = resumed.stdout.splitlines()
+    # What is printed is what happens: the missed run is left out, not started.
+    assert lines[2].startswith("  tick  ")
+    assert lines[2].endswith("no catch-up run -> left out  [missed: optional]")
+    assert not [line for line in lines if "-> starts" in line]
+    assert lines[-1] == f"resumed tick {through(process.pid)}; left out 1 missed run(s)"
+    not_paused = run_cli("resume", "tick", *v)
+    assert not_paused.stdout.splitlines()[-1] == (
+        f"nothing to resume: tick is not paused {through(process.pid)}"
     )
     wait_for(lambda: "missed while paused left out" in log.read_text())
     assert not [r for r in final_records(vault).values() if r["trigger"] == "catch_up"]

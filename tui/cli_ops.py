@@ -140,7 +140,11 @@ def _resume_through(connection: Connection, job: str | None, preview: bool, skip
     if preview:
         typer.echo(f"preview: nothing changed ({through(connection)})")
         return
-    left_out = [run for run in plan.runs if run.optional and skip]
+    if answer.get("changed") is False:
+        what = f"{job} is not paused" if job else "there is no global pause"
+        typer.echo(f"nothing to resume: {what} ({through(connection)})")
+        return
+    left_out = [run for run in plan.runs if run.outcome == "left out"]
     note = f"; left out {len(left_out)} missed run(s)" if left_out else ""
     typer.echo(f"resumed {job or 'everything'} ({through(connection)}){note}")
 
