@@ -289,7 +289,7 @@ class ControlServer:
             raise RequestError(
                 f"unknown event kind(s) {', '.join(unknown)}; kinds: {', '.join(EVENT_KINDS)}"
             )
-        if not self.connections.subscribe(slot):
+        if not self.connections.subscribe(slot, writer):
             raise RequestError(f"too many subscribers ({self.limits.subscribers})")
         subscription = self.keeper.bus.subscribe(maxsize=SUBSCRIBER_BACKLOG)
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import select
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -157,12 +158,12 @@ class Connections:
     def count(self, state: State) -> int:
         return sum(slot.state == state for slot in self._slots.values())
 
-    def subscribe(self, slot: Slot) -> bool:
+    def subscribe(self, slot: Slot, writer: asyncio.StreamWriter) -> bool:
         """Make `slot` a subscriber, unless subscribers hold their share already."""
         if self.count("subscribed") >= self.limits.subscribers:
             return False
         slot.state = "subscribed"
-        slot.watch = asyncio.create_task(_until_hung_up(slot))
+        slot.watch = asyncio.create_task(_until_hung_up(slot, writer))
         return True
 
     async def close(self) -> None:
@@ -244,10 +245,23 @@ class Connections:
             await send(writer, answer)
 
 
-async def _until_hung_up(slot: Slot) -> None:
+async def _until_hung_up(slot: Slot, writer: asyncio.StreamWriter) -> None:
     """A subscriber that left would go unnoticed, holding its place, until an event is
-    written to it: end its stream as soon as its side of the connection ends."""
+    written to it: end its stream as soon as it closes the connection. One that only
+    shut its sending side (`socat` after its stdin ends) still reads, and keeps it."""
     with contextlib.suppress(OSError):
         while await slot.reader.read(_READ_SIZE):
             pass  # a subscriber has nothing more to say: anything it sends is ignored
-    slot.task.cancel()
+    if _peer_closed(writer):
+        slot.task.cancel()
+
+
+def _peer_closed(writer: asyncio.StreamWriter) -> bool:
+    """Both directions shut: the peer closed (Linux reports POLLHUP on a Unix socket
+    only then), not just half-closed it."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLHUP)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))

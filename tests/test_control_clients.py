@@ -259,6 +259,21 @@ def test_a_subscriber_is_not_idle_and_outlives_the_idle_limit(short: ThreadKeepe
     stream.close()
 
 
+def test_a_subscriber_that_only_shuts_its_sending_side_keeps_its_stream(
+    short: ThreadKeeper,
+) -> None:
+    # As `echo '{"op": "subscribe"}' | socat - UNIX-CONNECT:...` does once echo is done.
+    sock = raw_connect(short.path, b'{"op": "subscribe", "kinds": ["run_finished"]}\n')
+    sock.shutdown(socket.SHUT_WR)
+    stream = sock.makefile("rb")
+    assert json.loads(stream.readline())["ok"] is True
+    run_id = control.request(short.vault, "run", job="ok")["run_id"]
+    while (line := stream.readline()) and json.loads(line)["data"]["id"] != run_id:
+        pass
+    assert line, "the keeper ended the stream of a subscriber still reading"
+    sock.close()
+
+
 def test_a_client_the_keeper_closed_for_idling_asks_again_on_a_new_connection(
     short: ThreadKeeper,
 ) -> None:
