@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core import history as hist
+from core import logsdir
 from core.config import Config, ConfigError, JobConfig, load_config
 from core.control import start_control
 from core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
@@ -223,13 +224,17 @@ class Keeper:
         self.bus = EventBus()
         logs = self.vault / "Logs"
         for folder in (logs / "jobs", logs / "history"):
-            folder.mkdir(parents=True, exist_ok=True)
+            logsdir.make_folder(folder)
+        changed_modes = logsdir.secure(logs, config.keeper.log_mode)
         self.log = KeeperLog(
             logs / "watchkeeper.log", config.keeper.log_max_size, config.keeper.log_backups, self.tz
         )
         self.log.listeners.append(self._publish_log_line)
-        self.history = HistoryWriter(logs / "history", on_error=self._history_failed)
-        self.ledger = Ledger(logs / LEDGER_NAME, on_error=self._ledger_failed)
+        if changed_modes:
+            mode = f"{config.keeper.log_mode:o}"
+            self.log.info(f"Logs/: the modes of {changed_modes} file(s) set for log_mode {mode}")
+        self.history = HistoryWriter(logs / "history", self.log)
+        self.ledger = Ledger(logs / LEDGER_NAME, self.log)
         self.handover = Handover(self.vault, self.ledger, self.log, self._files_ready)
         self.metrics = Metrics()
         self.state: RuntimeState = load_state(self.vault)
@@ -328,6 +333,7 @@ class Keeper:
         self.log.defer = self._defer
         # Only the loop writes history, so a plain call_soon gathers its lines.
         self.history.defer = self._loop.call_soon
+        self.history.retry_later = self.ledger.out.retry_later = self._loop.call_later
         await self._close_interrupted()
         history_dir = self.vault / "Logs" / "history"
         self.quota = Quota.from_history(
@@ -387,8 +393,8 @@ class Keeper:
         for record in open_runs:
             record.status = "interrupted"
             record.completed_at = utc_now()
-            record.duration_ms = int(
-                (record.completed_at - record.started_at).total_seconds() * 1000
+            record.duration_ms = hist.elapsed_ms(
+                (record.completed_at - record.started_at).total_seconds()
             )
             record.error = f"{holder} stopped while this run was in flight"
             if ended.get(record.id):
@@ -1231,6 +1237,7 @@ class Keeper:
         self.log.info("keeper stopped")
         self.bus.publish("keeper_state", state="STOPPED")
         self.history.close()
+        self.ledger.out.close()
         self.log.close()
 
     @property
@@ -1423,12 +1430,6 @@ class Keeper:
 
     def _publish_log_line(self, stamp: str, level: str, message: str) -> None:
         self.bus.publish("log_line", source="keeper", time=stamp, level=level, line=message)
-
-    def _history_failed(self, error: OSError) -> None:
-        self.log.error(f"cannot write history: {error.strerror or error}")
-
-    def _ledger_failed(self, error: OSError) -> None:
-        self.log.error(f"cannot write the file ledger: {error.strerror or error}")
 
     def _log_write_failed(self, path: Path, error: OSError) -> None:
         self.log.error(f"cannot write {path}: {error.strerror}; job output dropped until it can")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.appender import Appender, Log
 from core.history import iso, utc_now
 
 LEDGER_NAME = "files.jsonl"
@@ -26,20 +25,31 @@ class FileState:
 
 
 class Ledger:
-    def __init__(self, path: Path, on_error: Callable[[OSError], None] | None = None) -> None:
+    """The ledger read into memory, and appended to as hand-overs end.
+
+    Lines that cannot be written are kept and written later (see core.appender), and
+    logged to `log`; without a `log`, a failed write raises.
+    """
+
+    def __init__(self, path: Path, log: Log | None = None) -> None:
         self.path = path
-        self.on_error = on_error
         self.bad_lines = 0
         self._files: dict[tuple[str, str], FileState] = {}
+        # Opened for each write: a ledger moved or replaced meanwhile is written where it is.
+        self.out: Appender[None] = Appender("file ledger", self._path_of, log, keep_open=False)
+
+    def _path_of(self, _key: None) -> Path:
+        return self.path
 
     def load(self) -> None:
+        """Read the ledger again; lines still waiting for the disk count as written."""
         self._files.clear()
         self.bad_lines = 0
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return
-        for line in raw.splitlines():
+            raw = b""
+        for line in [*raw.splitlines(), *self.out.waiting()]:
             try:
                 entry = json.loads(line)
                 self._apply(
@@ -88,17 +98,8 @@ class Ledger:
         if note is not None:
             entry["note"] = note
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError as error:
-            if self.on_error is None:
-                raise
-            self.on_error(error)
+        self.out.add(None, line)
+        self.out.write()
 
     def state(self, job: str, path: str, digest: str) -> FileState | None:
         """What is known of this exact content at this path for this job."""

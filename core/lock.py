@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import logsdir
+from core.logsdir import LogsAccessError
+
 LOCK_NAME = ".watchkeeper.lock"
 PROBE_PATIENCE = 0.2
 
@@ -66,10 +69,21 @@ def _read(fd: int) -> dict:
 
 
 def acquire(vault: Path) -> VaultLock:
-    """Take the vault's lock or raise LockHeld. A dead holder's flock is gone with it."""
+    """Take the vault's lock or raise LockHeld. A dead holder's flock is gone with it.
+    LogsAccessError when this user may not create or write the lock file."""
     path = lock_path(vault)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = logsdir.open_file(path, os.O_RDWR)
+    except OSError as error:
+        raise LogsAccessError("take the lock", path, error) from None
+    try:
+        return _take(path, fd)
+    except OSError as error:
+        os.close(fd)
+        raise LogsAccessError("take the lock", path, error) from None
+
+
+def _take(path: Path, fd: int) -> VaultLock:
     # holder() probes by taking the lock for a few microseconds: a start that meets a
     # probe tries again for a moment before it believes another keeper is there.
     deadline = time.monotonic() + PROBE_PATIENCE
@@ -96,12 +110,19 @@ def acquire(vault: Path) -> VaultLock:
 
 
 def holder(vault: Path) -> dict | None:
-    """The live keeper's lock record, or None when no keeper holds the vault."""
+    """The live keeper's lock record, or None when no keeper holds the vault.
+
+    Read-only: a user who may read Logs/ but not write it (a group let in by log_mode)
+    can still ask. LogsAccessError when this user may not read the lock file.
+    """
     path = lock_path(vault)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        # flock works on a descriptor opened for reading alone.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise LogsAccessError("read the lock", path, error) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
+
+from core import logsdir
 
 
 def rotated_name(path: Path, index: int) -> Path:
@@ -55,12 +58,7 @@ class RotatingFile:
             self.failed_writes = 0
 
     def _open(self) -> None:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        try:
-            self._fd = os.open(self.path, flags, 0o644)
-        except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, flags, 0o644)
+        self._fd = logsdir.open_file(self.path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
@@ -77,14 +75,24 @@ class RotatingFile:
 
     def close(self) -> None:
         if self._fd is not None:
-            try:
-                os.close(self._fd)
-            finally:
-                self._fd = None
+            fd, self._fd = self._fd, None
+            # A failed write-back reported at close is one more lost log line, not a crash.
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _stderr_warning(path: Path, error: OSError) -> None:
-    print(f"watchkeeper: cannot write {path}: {error.strerror}; logging degraded", file=sys.stderr)
+    # stderr may be gone too (a closed terminal, a full disk behind a redirect).
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(
+            f"watchkeeper: cannot write {path}: {error.strerror}; logging degraded",
+            file=sys.stderr,
+        )
+
+
+def _encode(text: str) -> bytes:
+    # A file name that is not UTF-8 reaches a message as surrogate escapes: shown, not fatal.
+    return text.encode(errors="backslashreplace")
 
 
 class KeeperLog:
@@ -107,7 +115,7 @@ class KeeperLog:
         stamp = now.isoformat(timespec="milliseconds")
         line = f"{stamp} {level:<5} {message}\n"
         if self.defer is None:
-            self.file.write(line.encode())
+            self.file.write(_encode(line))
         else:
             self._buffer.append(line)
             if len(self._buffer) == 1:
@@ -118,7 +126,7 @@ class KeeperLog:
     def flush(self) -> None:
         lines, self._buffer = self._buffer, []
         if lines:
-            self.file.write("".join(lines).encode())
+            self.file.write(_encode("".join(lines)))
 
     def info(self, message: str) -> None:
         self.write("INFO", message)

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.atomic import write_atomic
+from core.logsdir import write_file
 from core.vault import FolderSummary
 
 METRICS_NAME = "metrics.prom"
@@ -192,4 +192,4 @@ def _vault_family(folders: Iterable[FolderSummary]) -> Iterator[str]:
 
 
 def write_metrics(vault: Path, text: str) -> None:
-    write_atomic(vault / "Logs" / METRICS_NAME, text)
+    write_file(vault / "Logs" / METRICS_NAME, text)

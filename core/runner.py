@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.history_format import elapsed_ms
 from core.units import format_duration
 
 READ_SIZE = 65536
@@ -359,7 +360,7 @@ class Run:
     def _leader_exited(self) -> None:
         assert self._pidfd is not None
         self.loop.remove_reader(self._pidfd)
-        duration_ms = int((time.monotonic() - self.started_mono) * 1000)
+        duration_ms = elapsed_ms(time.monotonic() - self.started_mono)
         # WNOWAIT keeps the leader a zombie, so its pid (the group id) cannot be reused
         # while we signal whatever is left in the group.
         info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)

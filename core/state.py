@@ -11,7 +11,8 @@ from pathlib import Path
 
 import tomli_w
 
-from core.atomic import write_atomic
+from core import logsdir
+from core.logsdir import LogsAccessError
 
 STATE_NAME = "state.toml"
 
@@ -48,21 +49,26 @@ def load_state(vault: Path) -> RuntimeState:
 
 
 def save_state(vault: Path, state: RuntimeState) -> None:
-    """Atomic: a crash mid-write leaves the previous state, never half a file."""
+    """Atomic: a crash mid-write leaves the previous state, never half a file.
+    LogsAccessError when it cannot be written."""
     data: dict = {"paused": state.paused, "paused_jobs": sorted(state.paused_jobs)}
     if state.theme:
         data["theme"] = state.theme
     path = state_path(vault)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, tomli_w.dumps(data))
+    try:
+        logsdir.write_file(path, tomli_w.dumps(data))
+    except OSError as error:
+        raise LogsAccessError("write", path, error) from None
 
 
 def update_state(vault: Path, change: Callable[[RuntimeState], None]) -> RuntimeState:
     """Read, change and save the state file under a lock: the keeper (pauses) and a
     console (theme) both write it, and neither may undo what the other just saved."""
     path = state_path(vault)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(".state.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = logsdir.open_file(path.with_name(".state.lock"), os.O_RDWR)
+    except OSError as error:
+        raise LogsAccessError("write", path, error) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         state = load_state(vault)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import logsdir
+
 FOLDERS = ("Inbox", "Needs_Action", "Plans", "Done")
 
 
@@ -17,8 +19,10 @@ class FolderSummary:
 
 
 def ensure_layout(vault: Path) -> None:
-    for folder in (*FOLDERS, "Logs", "Logs/jobs", "Logs/history"):
+    for folder in FOLDERS:
         (vault / folder).mkdir(parents=True, exist_ok=True)
+    for folder in ("Logs/jobs", "Logs/history"):
+        logsdir.make_folder(vault / folder)  # private to this user, whatever the umask
 
 
 def inside_vault(vault: Path, path: Path) -> bool:

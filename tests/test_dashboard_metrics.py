@@ -280,18 +280,18 @@ def test_write_dashboard_replaces_the_vault_file(tmp_path: Path) -> None:
 # ---- atomic writes ---------------------------------------------------------------------
 
 
-def test_write_atomic_replaces_content_leaves_no_temp_and_is_world_readable(
+def test_write_atomic_replaces_content_leaves_no_temp_and_takes_the_umask(
     tmp_path: Path,
 ) -> None:
     target = tmp_path / "file.txt"
     target.write_text("before")
     old_umask = os.umask(0o077)
     try:
-        write_atomic(target, "after ✔\n")
+        write_atomic(target, "after ✔\n")  # Dashboard.md: as any new note in the vault
     finally:
         os.umask(old_umask)
     assert target.read_text(encoding="utf-8") == "after ✔\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["file.txt"]
 
 
@@ -493,9 +493,10 @@ def test_quantiles_on_a_known_dataset_and_a_bounded_reservoir() -> None:
 
 def test_write_metrics_lands_in_logs_readable_by_node_exporter(tmp_path: Path) -> None:
     (tmp_path / "Logs").mkdir()
+    os.chmod(tmp_path / "Logs", 0o750)  # log_mode "0750" lets node_exporter's group in
     text = Metrics().render({"running": 0}, FOLDERS)
     write_metrics(tmp_path, text)
     target = tmp_path / "Logs" / "metrics.prom"
     assert target.read_text(encoding="utf-8") == text
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert os.listdir(tmp_path / "Logs") == ["metrics.prom"]

@@ -1,0 +1,141 @@
+"""The execution history's format: run records, the JSON line each is written as, and
+the daily segment files (Logs/history/YYYY-MM-DD.jsonl, by UTC write day)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import overload
+
+from core.names import json_text
+
+STATUSES = ("running", "success", "failure", "timeout", "skipped", "cancelled", "interrupted")
+FINAL_STATUSES = frozenset(STATUSES) - {"running"}
+# Status is never told by colour alone: every place that shows one shows glyph and word.
+GLYPHS = {
+    "running": "▶",
+    "success": "✔",
+    "failure": "✘",
+    "timeout": "⧗",
+    "skipped": "↷",
+    "cancelled": "■",
+    "interrupted": "⚡",
+}
+
+
+def status_label(status: str) -> str:
+    """Glyph and word, e.g. "✘ failure"."""
+    return f"{GLYPHS.get(status, '?')} {status}"
+
+
+TRIGGERS = ("schedule", "file", "after", "manual", "retry", "catch_up")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: None) -> None: ...
+@overload
+def iso(moment: datetime | None) -> str | None: ...
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with millisecond precision, so strings sort as times."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def elapsed_ms(seconds: float) -> int:
+    """A duration in whole milliseconds, rounded: a run of 9.6 ms lasted 10 ms, not 9,
+    and one that ran at all rarely shows 0."""
+    return round(seconds * 1000)
+
+
+@dataclass
+class RunRecord:
+    id: str
+    job: str
+    project: str
+    started_at: datetime
+    status: str
+    trigger: str
+    host: str
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    cron: str | None = None
+    attempt: int = 1
+    exit_code: int | None = None
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def written_at(self) -> datetime:
+        """When this line was written: the end for a final line, the start for a running one."""
+        return self.completed_at or self.started_at
+
+    def to_json(self) -> dict:
+        # Field order is part of the format: readers may find fields by position.
+        return {
+            "id": self.id,
+            "taskId": self.job,
+            "taskName": self.job,
+            "project": self.project,
+            "startedAt": iso(self.started_at),
+            "completedAt": iso(self.completed_at),
+            "status": self.status,
+            "duration": self.duration_ms,
+            "error": self.error,
+            "cronExpression": self.cron,
+            "worktreeBranch": None,
+            "trigger": self.trigger,
+            "attempt": self.attempt,
+            "exitCode": self.exit_code,
+            "files": self.files,
+            "host": self.host,
+        }
+
+    def to_line(self) -> bytes:
+        text = _LINE_ENCODER.encode(self.to_json())
+        # A file name that is not UTF-8 (lone surrogates) is written as \udcXX escapes.
+        return ((json_text(text) if self.files else text) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunRecord:
+        return cls(
+            id=data["id"],
+            job=data["taskId"],
+            project=data.get("project") or "",
+            started_at=datetime.fromisoformat(data["startedAt"]),
+            completed_at=parse_iso(data.get("completedAt")),
+            status=data["status"],
+            duration_ms=data.get("duration"),
+            error=data.get("error"),
+            cron=data.get("cronExpression"),
+            trigger=data.get("trigger") or "manual",
+            attempt=data.get("attempt") or 1,
+            exit_code=data.get("exitCode"),
+            files=list(data.get("files") or []),
+            host=data.get("host") or "",
+        )
+
+
+# json.dumps builds an encoder per call when given options; a busy keeper writes two lines a run.
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+SEGMENT_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl")
+
+
+def segment_path(directory: Path, day: date) -> Path:
+    return directory / f"{day.isoformat()}.jsonl"
