@@ -173,8 +173,8 @@ def test_cancel_ends_a_running_run_and_its_waiter_hears_cancelled(ops) -> None:
     waiter = threading.Thread(target=run_and_wait)
     waiter.start()
     try:
-        running = wait_for(lambda: job_view(vault, "slow")["running"])
-        run_id = running[0]["id"]
+        wait_for(lambda: job_view(vault, "slow")["running"])
+        run_id = job_view(vault, "slow")["running"][0]["id"]
         wait_for(lambda: job_view(vault, "slow")["running"][0]["pid"])
         assert control.request(vault, "cancel", run_id=run_id) == {"ok": True, "cancelled": run_id}
     finally:
@@ -217,7 +217,7 @@ def test_history_filters_and_refuses_bad_arguments(ops) -> None:
     answer = control.request(vault, "history", status="failure", since=before.isoformat(), limit=10)
     assert [run["id"] for run in answer["runs"]] == [failed]
     assert answer["next_offset"] is None
-    for args, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"limit": 0}, "history limit must be 1..1000"),
         ({"limit": True}, "history limit must be 1..1000"),
         ({"offset": 9999, "limit": 2}, "offset \\+ limit must stay within"),
@@ -226,7 +226,8 @@ def test_history_filters_and_refuses_bad_arguments(ops) -> None:
         ({"since": "yesterday"}, "history: Invalid isoformat"),
         ({"job": 3}, "history job must be a string"),
         ({"since": 5}, "history since must be a string"),
-    ]:
+    ]
+    for args, message in cases:
         with pytest.raises(ControlFailed, match=message):
             control.request(vault, "history", **args)
 
@@ -511,7 +512,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
     max_leaves=10,
 )
-OFFSETS = st.none() | st.timedeltas(
+OFFSETS: st.SearchStrategy[Any] = st.none() | st.timedeltas(
     min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)
 ).map(_offset)
 # The calendar's edges get their share: arithmetic on them overflows.
