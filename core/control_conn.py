@@ -149,6 +149,7 @@ class Connections:
         self.limits = limits
         self._respond = respond
         self._slots: dict[asyncio.Task, Slot] = {}
+        self._leaving: set[asyncio.Task] = set()  # evicted, telling their client why
         self._closing = False
         self.evicted = 0
 
@@ -168,7 +169,7 @@ class Connections:
 
     async def close(self) -> None:
         self._closing = True
-        tasks = list(self._slots)
+        tasks = [*self._slots, *self._leaving]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -184,6 +185,7 @@ class Connections:
             oldest.evicted = True
             oldest.task.cancel()
             del self._slots[oldest.task]  # its place is taken now, not once it has closed
+            self._leaving.add(oldest.task)
             self.evicted += 1
         slot = Slot(task, reader)
         self._slots[task] = slot
@@ -209,7 +211,8 @@ class Connections:
             if slot is not None and slot.evicted and not self._closing:
                 full = self.limits.connections
                 why = f"closed to make room: {full} connections open, this one idle the longest"
-                with contextlib.suppress(ConnectionError, TimeoutError):
+                # Cancelled again meanwhile (the keeper stopping): done all the same.
+                with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
                     await send(writer, idle_answer(why))
         finally:
             if slot is not None:
@@ -217,6 +220,7 @@ class Connections:
                     slot.watch.cancel()
                 if self._slots.get(task) is slot:
                     del self._slots[task]
+                self._leaving.discard(task)
             if self._closing:
                 writer.transport.abort()  # a client that does not read must not hold up the stop
             writer.close()
