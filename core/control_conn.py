@@ -151,7 +151,6 @@ class Connections:
         self._slots: dict[asyncio.Task, Slot] = {}
         self._leaving: set[asyncio.Task] = set()  # evicted, telling their client why
         self._closing = False
-        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -186,7 +185,6 @@ class Connections:
             oldest.task.cancel()
             del self._slots[oldest.task]  # its place is taken now, not once it has closed
             self._leaving.add(oldest.task)
-            self.evicted += 1
         slot = Slot(task, reader)
         self._slots[task] = slot
         return slot
