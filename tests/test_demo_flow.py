@@ -45,11 +45,13 @@ def test_a_sample_note_flows_inbox_needs_action_plans_by_itself(tmp_path: Path, 
     config.write_text(text.replace(shipped, 'every = "2s"\noverlap = "skip"'))
     daemon(vault)
 
-    dropped = wait_for(
-        lambda: re.search(r"dropped (sample-\S+\.md) into Inbox", job_log(vault, "sample-notes")),
-        timeout=30,
-    )
-    name = dropped.group(1)  # type: ignore[union-attr]
+    def drop() -> re.Match[str] | None:
+        return re.search(r"dropped (sample-\S+\.md) into Inbox", job_log(vault, "sample-notes"))
+
+    wait_for(drop, timeout=30)
+    dropped = drop()
+    assert dropped is not None
+    name = dropped.group(1)
     stem = name.removesuffix(".md")
     wait_for(lambda: (vault / "Plans" / f"{stem}.plan.md").exists(), timeout=30)
     assert (vault / "Needs_Action" / name).exists()

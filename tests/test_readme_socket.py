@@ -23,7 +23,7 @@ def readme_function() -> str:
     return found.group(0)
 
 
-def shell(vault: Path, call: str, **popen: object) -> subprocess.Popen:
+def shell(vault: Path, call: str, new_session: bool = False) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
     return subprocess.Popen(
         ["sh", "-c", f"{readme_function()}\n{call}"],
@@ -31,7 +31,7 @@ def shell(vault: Path, call: str, **popen: object) -> subprocess.Popen:
         env=env,
         stdout=subprocess.PIPE,
         text=True,
-        **popen,  # type: ignore[arg-type]
+        start_new_session=new_session,
     )
 
 
@@ -46,7 +46,7 @@ def test_the_readme_socket_example_asks_and_subscribes(make_vault, daemon) -> No
     assert answer["status"]["state"] == "RUNNING"
 
     subscribe = """wk_ask '{"op":"subscribe","kinds":["run_finished"]}'"""
-    stream = shell(vault, subscribe, start_new_session=True)
+    stream = shell(vault, subscribe, new_session=True)
     try:
         assert stream.stdout is not None
         assert json.loads(stream.stdout.readline())["ok"] is True  # the snapshot
