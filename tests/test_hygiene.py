@@ -91,3 +91,22 @@ def test_fast_cli_paths_import_no_asyncio_or_textual(tmp_path: Path) -> None:
         report = json.loads(result.stderr.strip().splitlines()[-1])
         assert report["code"] in (0, 4, None), (args, result.stdout, result.stderr)
         assert report["heavy"] == [], args
+
+
+def test_cli_modules_import_only_the_shared_helpers_never_each_other() -> None:
+    """tui/cli.py registers the command modules; they share tui/cli_common.py and never
+    import tui.cli or one another, and nothing takes a private name from another module."""
+    import ast
+
+    for path in sorted((ROOT / "tui").glob("cli*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.module is None:
+                continue
+            if node.module == "tui":  # `from tui import cli_x`: registration, in cli.py only
+                assert path.name == "cli.py", (path, [alias.name for alias in node.names])
+                continue
+            if node.module.startswith("tui.cli"):
+                assert node.module == "tui.cli_common", (path, node.module)
+            private = [alias.name for alias in node.names if alias.name.startswith("_")]
+            assert private == [], (path, node.module, private)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import stat
 import subprocess
@@ -17,10 +16,6 @@ from conftest import CLI, run_cli
 
 from core import service
 from core.config import load_config
-
-REPO = Path(__file__).resolve().parents[1]
-# Until tui/cli.py imports tui.cli_service, load it beside the CLI by hand.
-REGISTERED = "cli_service" in (REPO / "tui" / "cli.py").read_text()
 
 CONFIG = """\
 [keeper]
@@ -119,18 +114,7 @@ def systemd(tmp_path: Path) -> Systemd:
 
 
 def service_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    if REGISTERED:
-        return run_cli("service", *args, env=env)
-    full_env = {key: value for key, value in os.environ.items() if key != "WATCHKEEPER_VAULT"}
-    full_env.update({"NO_COLOR": "1", **env})
-    code = "import tui.cli, tui.cli_service; tui.cli.main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, "service", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("service", *args, env=env)
 
 
 def printed_unit(stdout: str) -> list[str]:
