@@ -54,10 +54,20 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def inside_vault(vault: Path, relative: str, key: str) -> Path:
+    """The path a vault-relative key names, refused when a symlink made after the config
+    was validated leads it out of the vault."""
+    path = vault / relative
+    real, root = path.resolve(), vault.resolve()
+    if real != root and not real.is_relative_to(root):
+        raise EnvFileError(f"{path}: {key} leads out of the vault (to {real}); not used")
+    return path
+
+
 def job_environment(job: JobConfig, vault: Path, base: Mapping[str, str]) -> dict[str, str]:
     env = dict(base)
     if job.env_file:
-        env.update(read_env_file(vault / job.env_file))
+        env.update(read_env_file(inside_vault(vault, job.env_file, "env_file")))
     for key, value in job.env.items():
         env[key] = expand(value, base)
     return env
