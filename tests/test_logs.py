@@ -79,3 +79,32 @@ def test_keeper_log_failure_still_feeds_listeners(tmp_path: Path) -> None:
     log.listeners.append(lambda stamp, level, message: seen.append(message))
     log.info("still scheduling")
     assert seen == ["still scheduling"]
+
+
+def test_a_name_that_is_not_utf8_is_logged_escaped_not_raised(tmp_path: Path) -> None:
+    log = KeeperLog(tmp_path / "watchkeeper.log", 10_000, 1)
+    name = b"Inbox/caf\xe9.txt".decode(errors="surrogateescape")  # as os.listdir gives it
+    log.info(f"{name} arrived")
+    log.defer = lambda flush: None  # a batch of lines, written together
+    log.warning(f"{name} again")
+    log.close()
+    assert (
+        (tmp_path / "watchkeeper.log")
+        .read_text()
+        .splitlines()[0]
+        .endswith("Inbox/caf\\udce9.txt arrived")
+    )
+    assert "again" in (tmp_path / "watchkeeper.log").read_text()
+
+
+def test_a_keeper_log_on_a_full_disk_drops_lines_and_warns_once(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "watchkeeper.log"
+    path.symlink_to("/dev/full")  # every write: ENOSPC
+    log = KeeperLog(path, 10_000, 1)
+    for _ in range(3):
+        log.error("cannot write history")  # must not raise
+    log.close()
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        f"watchkeeper: cannot write {path}: No space left on device; logging degraded"
+    ]
