@@ -15,6 +15,7 @@ import typer
 
 from core.config import CONFIG_NAME, Config, ConfigError, load_config
 from core.locations import default_vault, find_vault
+from core.names import json_text
 from core.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -58,28 +59,30 @@ def vault_flag(ctx: typer.Context, vault: Path | None) -> Path | None:
     return vault or (ctx.obj or {}).get("vault")
 
 
-def vault_path(
+def locate_vault(
     ctx: typer.Context, vault: Path | None, demo: bool = False, hint: str = "pass --vault"
-) -> Path:
-    """The vault a command acts on. Only the commands that may (the console, --status,
-    jobs) fall back to the demo vault, with `demo`; the others need one found by flag,
-    $WATCHKEEPER_VAULT or an ancestor's watchkeeper.toml, else exit 2: a command run
-    in the wrong folder must not quietly act on the demo."""
+) -> tuple[Path, str]:
+    """The vault a command acts on, and how it was found. Only the commands that may
+    (the console, --status, jobs) fall back to the demo vault, with `demo`; the others
+    need one found by flag, $WATCHKEEPER_VAULT or an ancestor's watchkeeper.toml, else
+    exit 2: a command run in the wrong folder must not quietly act on the demo."""
     path, source = find_vault(vault_flag(ctx, vault))
     if source == "default" and not demo:
         if (default_vault() / CONFIG_NAME).exists():
             hint += f" (the demo vault is {default_vault()})"
         raise fail(f"{NO_VAULT}; {hint}")
-    return path
+    return path, source
+
+
+def vault_path(ctx: typer.Context, vault: Path | None) -> Path:
+    return locate_vault(ctx, vault)[0]
 
 
 def open_config(
     ctx: typer.Context, vault: Path | None, demo: bool = False, hint: str = "pass --vault"
 ) -> Config:
     """Load the vault's config; with `demo`, the default vault is created on first use."""
-    path, source = find_vault(vault_flag(ctx, vault))
-    if source == "default":
-        path = vault_path(ctx, vault, demo, hint)
+    path, source = locate_vault(ctx, vault, demo, hint)
     config_file = path / CONFIG_NAME
     if not config_file.exists():
         if source != "default":
@@ -128,7 +131,8 @@ def since_option(value: str, config: Config) -> datetime:
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    # json_text: a file name that is not UTF-8 comes out as \udcXX escapes
+    typer.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def local_time(iso: str | None, tz: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

@@ -25,6 +25,7 @@ from tui.cli_common import (
 if TYPE_CHECKING:
     from core.config import Config
     from core.history import RunRecord
+    from core.history_follow import HistoryFollower
 
 HEADERS = ["STARTED", "JOB", "STATUS", "DURATION", "TRIGGER", "RUN ID", "ERROR"]
 # Fixed widths for followed rows, which are printed before later ones are known:
@@ -116,7 +117,7 @@ def history(
 
 def _follow(
     config: Config,
-    follower: Any,
+    follower: HistoryFollower,
     backlog: list[RunRecord],
     job: str | None,
     status: str | None,
@@ -125,11 +126,13 @@ def _follow(
     import json
     import time
 
+    from core.names import json_text
+
     widths = dict(FOLLOW_WIDTHS, JOB=max([3, *(len(name) for name in config.jobs)]))
 
     def show(record: RunRecord) -> None:
         if as_json:
-            typer.echo(json.dumps(record.to_json(), ensure_ascii=False))
+            typer.echo(json_text(json.dumps(record.to_json(), ensure_ascii=False)))
             return
         cells = _row(record, config.keeper.tz)
         typer.echo(
@@ -139,8 +142,7 @@ def _follow(
         )
 
     if not as_json:
-        show_header = "  ".join(f"{head:<{widths.get(head, 0)}}" for head in HEADERS)
-        typer.echo(show_header.rstrip())
+        typer.echo("  ".join(f"{head:<{widths.get(head, 0)}}" for head in HEADERS).rstrip())
     for record in backlog:
         show(record)
     while True:

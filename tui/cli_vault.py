@@ -69,6 +69,7 @@ def requeue(
     from core.ledger import LEDGER_NAME, Ledger
     from core.locations import find_vault, nearest_vault
     from core.lock import ask_keeper_to_reload
+    from core.names import shown
 
     absolute = path if path.is_absolute() else Path.cwd() / path
     if find_vault(vault_flag(ctx, vault))[1] == "default":
@@ -91,4 +92,5 @@ def requeue(
         original = put_back(root, ledger, location)
     except (LookupError, OSError) as error:
         raise fail(str(error)) from None
-    typer.echo(f"requeued {location} -> {original} ({ask_keeper_to_reload(root)})")
+    said = f"requeued {shown(location)} -> {shown(original)}"  # shown: a name may not be UTF-8
+    typer.echo(f"{said} ({ask_keeper_to_reload(root)})")
