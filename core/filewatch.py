@@ -8,6 +8,7 @@ the job's `settle` time. Only whole files are handed to jobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import stat
@@ -15,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
-from core.vault import FOLDERS, inside_vault
+from core.vault import FOLDERS, inside_vault, leaves_vault
 
 # Names that are scratch, not work: hidden files, editor and download temp files, and
 # the quarantine notes the keeper writes itself.
@@ -122,9 +123,9 @@ class Settler:
         handle = self._waiting.pop(rel, None)
         if handle is not None:
             handle.cancel()
+        if leaves_vault(vault, rel):
+            return  # symlinks that leave the vault are never followed, nor are linked folders
         path = vault / rel
-        if path.is_symlink() and not inside_vault(vault, path):
-            return  # symlinks that leave the vault are never followed
         state = whole_now(path, settle)
         if state is True:
             self.on_whole(rel)
@@ -162,19 +163,70 @@ FAST_STEP_MS = 10
 IDLE_STEP_MS = 250
 
 
+# After watchfiles failed on a batch, it is started again at most this often: each start
+# walks the watched folders, and a file with an undecodable name written to nonstop would
+# otherwise make that walk continuous.
+RESTART_INTERVAL = 1.0
+ADDED = 1  # watchfiles.Change.added
+
+
 async def watch(
     paths: list[Path], stop: asyncio.Event, debounce_ms: int = 200, step_ms: int = FAST_STEP_MS
 ) -> AsyncIterator[set[tuple[int, str]]]:
     """watchfiles' batches, tuned: its defaults can hold events back 1.6 s under a
-    steady stream; a short step hands a quiet file over within tens of milliseconds."""
-    from watchfiles import awatch
+    steady stream; a short step hands a quiet file over within tens of milliseconds.
 
-    async for changes in awatch(
-        *paths,
-        stop_event=stop,
-        debounce=debounce_ms,
-        step=step_ms,
-        recursive=True,
-        ignore_permission_denied=True,
-    ):
-        yield {(int(change), path) for change, path in changes}
+    watchfiles fails a whole batch when a path in it is not valid UTF-8 ("Unable to
+    decode path"), and its watch ends. It is then started again, and once it watches,
+    every file under `paths` is reported as added: the failed batch's events are gone,
+    and this way none of them is lost (a file already handed over is known by its hash).
+    """
+    from watchfiles import Change, awatch
+    from watchfiles._rust_notify import WatchfilesRustInternalError
+
+    restarted_at: float | None = None
+    while not stop.is_set():
+        batches = awatch(
+            *paths,
+            stop_event=stop,
+            debounce=debounce_ms,
+            step=step_ms,
+            recursive=True,
+            ignore_permission_denied=True,
+        )
+        first: asyncio.Future[set[tuple[Change, str]] | None] | None = None
+        try:
+            if restarted_at is not None:
+                # The first step of awatch sets its watches up before it waits: from the
+                # walk on, no event is missed.
+                first = asyncio.ensure_future(anext(batches, None))
+                await asyncio.sleep(0)
+                yield await asyncio.to_thread(_every_file, paths)
+                changes = await first
+                if changes is None:
+                    return
+                yield {(int(change), path) for change, path in changes}
+            async for changes in batches:
+                yield {(int(change), path) for change, path in changes}
+            return
+        except* WatchfilesRustInternalError as failed:
+            if not all("decode path" in str(error) for error in failed.exceptions):
+                raise  # not a name it could not read: the caller says so
+        finally:
+            if first is not None and not first.done():
+                first.cancel()
+                await asyncio.wait([first])
+            await batches.aclose()
+        now = time.monotonic()
+        if restarted_at is not None and now < restarted_at + RESTART_INTERVAL:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), restarted_at + RESTART_INTERVAL - now)
+        restarted_at = time.monotonic()
+
+
+def _every_file(paths: list[Path]) -> set[tuple[int, str]]:
+    found: set[tuple[int, str]] = set()
+    for path in paths:
+        for folder, _, files in os.walk(path):
+            found.update((ADDED, os.path.join(folder, name)) for name in files)
+    return found

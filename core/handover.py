@@ -1,8 +1,9 @@
-"""Handing whole files to `on_files` jobs: exactly once, in batches, none lost.
+"""Handing whole files to `on_files` jobs: once each, in batches, none lost.
 
 A file matching a job's globs waits in that job's pending set until a run claims it;
 the run's outcome goes to the ledger. A failed file goes back in line until it has
-failed `quarantine_after` times, then it is moved to Needs_Action/ with a note.
+failed `quarantine_after` times, then it is moved to Needs_Action/ with a note. A run
+cut off by the keeper's death has no outcome: its files go again (at-least-once).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import JobConfig
 from core.filewatch import Settler, compile_glob, is_work_file, scan
+from core.history import RunRecord
 from core.ledger import Ledger, file_digest, unique_destination
 from core.logs import KeeperLog
+from core.names import json_text, shell_word, shown
 
 # One run's WATCHKEEPER_FILES (and its JSON twin) must stay well under the kernel's
 # 128 KiB limit for a single environment string; files beyond it wait for the next run.
@@ -124,17 +126,52 @@ class Handover:
         files = self.jobs.get(job)
         if files is None:
             return []
-        batch, size = [], 0
-        for rel in list(files.pending):
-            if batch and (len(batch) >= MAX_BATCH_FILES or size + len(rel) + 1 > MAX_BATCH_BYTES):
+        batch: list[str] = []
+        size, limit = 0, MAX_BATCH_FILES
+        # Files whose run was cut off go in batches of their own, as small as their
+        # ledger says; the others are not held to that.
+        cut_off: bool | None = None
+        for rel, digest in list(files.pending.items()):
+            state = self.ledger.state(job, rel, digest)
+            own = state.batch_limit if state is not None else None
+            if cut_off is not None and cut_off != (own is not None):
+                continue
+            cost = _listed_size(rel)
+            if batch and (len(batch) >= min(limit, own or limit) or size + cost > MAX_BATCH_BYTES):
                 break
             if not (self.vault / rel).exists():
                 files.pending.pop(rel)
                 continue
             files.in_flight[rel] = (files.pending.pop(rel), run_id)
             batch.append(rel)
-            size += len(rel.encode()) + 1
+            size += cost
+            cut_off = own is not None
+            limit = min(limit, own or limit)
         return batch
+
+    def cut_off(self, runs: Iterable[RunRecord]) -> None:
+        """Runs a dead keeper left open, just closed as interrupted: their files go again
+        (at-least-once), in batches half the size of the run's, and each interruption
+        counts toward quarantine_after, so no batch is handed whole again and again."""
+        for record in runs:
+            files = self.jobs.get(record.job)
+            if files is None or not record.files:
+                continue
+            limit = max(1, len(record.files) // 2)
+            for rel in record.files:
+                try:
+                    digest = file_digest(self.vault / rel)
+                except OSError:
+                    continue  # gone, or replaced by a new arrival: nothing to hand again
+                if not self.ledger.wants(record.job, rel, digest):
+                    continue
+                self.ledger.record(record.job, rel, digest, "interrupted", record.id, batch=limit)
+                files.errors.setdefault(rel, []).append(
+                    f"{record.id}: interrupted (the keeper stopped while it ran)"
+                )
+                state = self.ledger.state(record.job, rel, digest)
+                if state is not None and state.failures >= files.config.quarantine_after:
+                    self._quarantine(files, rel, digest, record.id)
 
     def carry(self, job: str, files_of_run: list[str], run_id: str) -> None:
         """A retry takes over its failed attempt's files."""
@@ -197,17 +234,17 @@ class Handover:
             if destination != source:
                 os.replace(source, destination)
         except OSError as error:
-            self.log.error(f"cannot quarantine {rel}: {error.strerror}")
+            self.log.error(f"cannot quarantine {shown(rel)}: {error.strerror}")
             return
         location = destination.relative_to(self.vault).as_posix()
         note = destination.with_name(destination.name + ".why.md")
         count = files.config.quarantine_after
         lines = [
-            f"# Quarantined: {destination.name}",
+            f"# Quarantined: {shown(destination.name)}",
             "",
-            f"- Came from: `{rel}`",
+            f"- Came from: `{shown(rel)}`",
             f"- Job: `{files.config.name}`",
-            f"- Failed runs on this file: {count} (quarantine_after = {count})",
+            f"- Failed or interrupted runs on this file: {count} (quarantine_after = {count})",
             f"- Last run: `{run_id}`",
             "",
             "## Failures",
@@ -216,16 +253,19 @@ class Handover:
             "",
             "See each run's output with `watchkeeper logs " + files.config.name + "`.",
             "",
-            f"Put it back in line with: `watchkeeper requeue {shlex.quote(location)}`",
+            f"Put it back in line with: `watchkeeper requeue {shell_word(location)}`",
             "",
         ]
+        if shown(rel) != rel:
+            lines[3:3] = ["- Its name is not valid UTF-8: each \ufffd above stands for such a byte"]
         try:
             note.write_text("\n".join(lines), encoding="utf-8")
         except OSError as error:
-            self.log.error(f"cannot write {note}: {error.strerror}")
+            self.log.error(f"cannot write {shown(str(note))}: {error.strerror}")
         self.ledger.record(files.config.name, rel, digest, "quarantined", run_id, note=location)
         self.log.warning(
-            f"{rel} quarantined to {location} after {count} failed run(s) of {files.config.name}"
+            f"{shown(rel)} quarantined to {shown(location)}"
+            f" after {count} failed run(s) of {files.config.name}"
         )
 
 
@@ -233,14 +273,14 @@ def requeue(vault: Path, ledger: Ledger, location: str) -> str:
     """Put a quarantined file back where it came from; returns that path."""
     found = ledger.quarantined(location)
     if found is None:
-        raise LookupError(f"{location} is not a quarantined file (see Logs/files.jsonl)")
+        raise LookupError(f"{shown(location)} is not a quarantined file (see Logs/files.jsonl)")
     job, original, digest = found
     source, target = vault / location, vault / original
     if not source.exists():
-        raise FileNotFoundError(f"{source} is gone")
+        raise FileNotFoundError(f"{shown(str(source))} is gone")
     if source != target:
         if target.exists():
-            raise FileExistsError(f"{target} exists already; move one of them away first")
+            raise FileExistsError(f"{shown(str(target))} exists already; move one of them away")
         target.parent.mkdir(parents=True, exist_ok=True)
     ledger.record(job, original, digest, "requeued")
     if source != target:
@@ -250,17 +290,33 @@ def requeue(vault: Path, ledger: Ledger, location: str) -> str:
     return original
 
 
+def _listed_size(rel: str) -> int:
+    """Bytes the path takes in WATCHKEEPER_FILES_JSON, with its quotes and comma: never
+    less than in WATCHKEEPER_FILES."""
+    return len(json_text(json.dumps(rel, ensure_ascii=False)).encode()) + 1
+
+
+# What str.splitlines() breaks a line at, not only "\n": a name holding any of these is
+# written as a JSON string, so that no reader splits it.
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
 def files_env(files: list[str]) -> dict[str, str]:
     """WATCHKEEPER_FILES, one path a line; a path that holds a line break (or starts
     with a quote) is written as a JSON string, so no name can pose as another path.
-    WATCHKEEPER_FILES_JSON carries the same list as a JSON array."""
+    WATCHKEEPER_FILES_JSON carries the same list as a JSON array.
+
+    A name that is not valid UTF-8 (a str with lone surrogates) goes into
+    WATCHKEEPER_FILES as its raw bytes (the child's environment is encoded with
+    surrogateescape), and into JSON as \\udcXX escapes: valid UTF-8 JSON, which Python's
+    json.loads turns back into the str that os.fsencode gives the exact name from."""
 
     def line(rel: str) -> str:
-        if "\n" in rel or "\r" in rel or rel.startswith('"'):
-            return json.dumps(rel, ensure_ascii=False)
+        if rel.startswith('"') or _LINE_BREAK.search(rel):
+            return json_text(json.dumps(rel, ensure_ascii=False))
         return rel
 
     return {
         "WATCHKEEPER_FILES": "\n".join(line(rel) for rel in files),
-        "WATCHKEEPER_FILES_JSON": json.dumps(files, ensure_ascii=False),
+        "WATCHKEEPER_FILES_JSON": json_text(json.dumps(files, ensure_ascii=False)),
     }

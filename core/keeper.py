@@ -334,7 +334,7 @@ class Keeper:
         # Only the loop writes history, so a plain call_soon gathers its lines.
         self.history.defer = self._loop.call_soon
         self.history.retry_later = self.ledger.out.retry_later = self._loop.call_later
-        await self._close_interrupted()
+        interrupted = await self._close_interrupted()
         history_dir = self.vault / "Logs" / "history"
         self.quota = Quota.from_history(
             history_dir,
@@ -359,6 +359,7 @@ class Keeper:
             self._catch_up(last)
         self.ledger.load()
         self.handover.configure(self.config.jobs)
+        self.handover.cut_off(interrupted)
         if files:
             self.handover.rescan()
         # What exists now (config, jobs, schedules) lives as long as the keeper: frozen, a
@@ -376,7 +377,7 @@ class Keeper:
             runtime.next_due.append(due)
             self._push(schedule.clock, due, runtime.name, index)
 
-    async def _close_interrupted(self) -> None:
+    async def _close_interrupted(self) -> list[RunRecord]:
         previous = self.lock.previous if self.lock else {}
         since = utc_now() - timedelta(days=2)
         started = previous.get("started_at")
@@ -385,7 +386,7 @@ class Keeper:
                 since = min(since, datetime.fromisoformat(started))
         open_runs = hist.open_runs(self.vault / "Logs" / "history", since)
         if not open_runs:
-            return
+            return []
         ended = await end_leftovers(
             {record.id for record in open_runs}, self.config.keeper.kill_grace
         )
@@ -404,6 +405,7 @@ class Keeper:
                 f"run {record.id} of {record.job} closed as interrupted: {record.error}"
             )
         self.history.flush()  # before start() reads the history back
+        return open_runs
 
     def _load_recent(self) -> dict[str, RunRecord]:
         last, today, bad = last_runs(self.config)

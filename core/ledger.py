@@ -11,17 +11,19 @@ from pathlib import Path
 
 from core.appender import Appender, Log
 from core.history import iso, utc_now
+from core.names import json_text
 
 LEDGER_NAME = "files.jsonl"
-OUTCOMES = ("success", "failure", "quarantined", "requeued", "gone")
+OUTCOMES = ("success", "failure", "interrupted", "quarantined", "requeued", "gone")
 
 
 @dataclass
 class FileState:
     digest: str
     done: bool = False
-    failures: int = 0
+    failures: int = 0  # interruptions (runs cut off by a keeper's death) count too
     quarantined_to: str | None = None
+    batch_limit: int | None = None  # since an interruption: handed in batches this small
 
 
 class Ledger:
@@ -53,12 +55,25 @@ class Ledger:
             try:
                 entry = json.loads(line)
                 self._apply(
-                    entry["job"], entry["path"], entry["hash"], entry["outcome"], entry.get("note")
+                    entry["job"],
+                    entry["path"],
+                    entry["hash"],
+                    entry["outcome"],
+                    entry.get("note"),
+                    entry.get("batch"),
                 )
             except (ValueError, KeyError, TypeError):
                 self.bad_lines += 1
 
-    def _apply(self, job: str, path: str, digest: str, outcome: str, note: str | None) -> None:
+    def _apply(
+        self,
+        job: str,
+        path: str,
+        digest: str,
+        outcome: str,
+        note: str | None,
+        batch: int | None = None,
+    ) -> None:
         key = (job, path)
         if outcome == "gone":
             self._files.pop(key, None)
@@ -67,13 +82,17 @@ class Ledger:
         if state is None or state.digest != digest:
             state = self._files[key] = FileState(digest)
         if outcome == "success":
-            state.done, state.failures = True, 0
+            state.done, state.failures, state.batch_limit = True, 0, None
         elif outcome == "failure":
             state.failures += 1
+        elif outcome == "interrupted":
+            state.failures += 1
+            state.batch_limit = max(1, batch) if isinstance(batch, int) else 1
         elif outcome == "quarantined":
             state.quarantined_to = note
         elif outcome == "requeued":
             state.done, state.failures, state.quarantined_to = False, 0, None
+            state.batch_limit = None
         else:
             raise ValueError(outcome)
 
@@ -85,9 +104,10 @@ class Ledger:
         outcome: str,
         run_id: str | None = None,
         note: str | None = None,
+        batch: int | None = None,
     ) -> None:
-        self._apply(job, path, digest, outcome, note)
-        entry = {
+        self._apply(job, path, digest, outcome, note, batch)
+        entry: dict[str, object] = {
             "at": iso(utc_now()),
             "job": job,
             "path": path,
@@ -97,7 +117,10 @@ class Ledger:
         }
         if note is not None:
             entry["note"] = note
-        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+        if batch is not None:
+            entry["batch"] = batch
+        # json_text: a file name that is not UTF-8 is written as \udcXX escapes.
+        line = (json_text(json.dumps(entry, ensure_ascii=False)) + "\n").encode()
         self.out.add(None, line)
         self.out.write()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import logsdir
+from core.names import shown
 
 FOLDERS = ("Inbox", "Needs_Action", "Plans", "Done")
 
@@ -15,7 +16,7 @@ FOLDERS = ("Inbox", "Needs_Action", "Plans", "Done")
 class FolderSummary:
     name: str
     count: int
-    newest: tuple[str, ...]
+    newest: tuple[str, ...]  # for display: a byte that is not UTF-8 shown as U+FFFD
 
 
 def ensure_layout(vault: Path) -> None:
@@ -32,6 +33,17 @@ def inside_vault(vault: Path, path: Path) -> bool:
     except (ValueError, OSError):
         return False
     return True
+
+
+def leaves_vault(vault: Path, rel: str) -> bool:
+    """True when the file at vault-relative `rel`, or a folder on its way there, is a
+    symlink that resolves outside the vault. One lstat a path component."""
+    path = vault
+    for part in rel.split("/"):
+        path = path / part
+        if path.is_symlink() and not inside_vault(vault, path):
+            return True
+    return False
 
 
 def summarize(vault: Path, folder: str, newest: int = 5) -> FolderSummary:
@@ -52,7 +64,7 @@ def summarize(vault: Path, folder: str, newest: int = 5) -> FolderSummary:
     except FileNotFoundError:
         return FolderSummary(folder, 0, ())
     entries.sort(reverse=True)
-    return FolderSummary(folder, len(entries), tuple(name for _, name in entries[:newest]))
+    return FolderSummary(folder, len(entries), tuple(shown(name) for _, name in entries[:newest]))
 
 
 def summarize_all(vault: Path, newest: int = 5) -> list[FolderSummary]:

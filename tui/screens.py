@@ -22,6 +22,7 @@ from textual.widgets import Button, Footer, Log, Markdown, Static
 from core.config import ConfigError, JobConfig, load_config
 from core.cron import CronSchedule
 from core.history import status_label
+from core.names import shown
 from core.units import format_duration
 from core.vault import inside_vault
 from tui.panes import QuietLog
@@ -151,7 +152,8 @@ class RunOutputScreen(DetailScreen):
         if record.get("error"):
             summary.append(f"\n{record['error']}")
         if record.get("files"):
-            summary.append("\nfiles: " + ", ".join(record["files"]))
+            # shown: lone surrogates (a name not in UTF-8) break a strict UTF-8 terminal
+            summary.append("\nfiles: " + ", ".join(map(shown, record["files"])))
         yield Static(summary, id="run-summary", classes="summary")
         yield QuietLog(id="run-output", highlight=False, auto_scroll=False)
         yield Footer()
