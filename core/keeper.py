@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -31,17 +31,16 @@ from core import history as hist
 from core import logsdir
 from core.config import Config, ConfigError, JobConfig, load_config
 from core.control import start_control
-from core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
 from core.environment import EnvFileError, Masker, job_environment, secret_values
 from core.events import EventBus
-from core.filewatch import FAST_STEP_MS, IDLE_STEP_MS, relative, watch, watch_paths
+from core.faults import described
 from core.handover import Handover, files_env
 from core.history import HistoryWriter, RunRecord, utc_now
 from core.ledger import LEDGER_NAME, Ledger
 from core.lock import VaultLock
 from core.logs import KeeperLog, RotatingFile
-from core.metrics import Metrics, write_metrics
 from core.output import OutputSink
+from core.outputs import Outputs
 from core.precise import sleep_until
 from core.processes import end_leftovers
 from core.quota import Quota, usage_view
@@ -49,9 +48,10 @@ from core.resume import ResumePlan, plan_resume, waking_jobs
 from core.runner import Run, RunOutcome, RunSpec, Spawned, Spawner, SpawnResult
 from core.state import RuntimeState, load_state, update_state
 from core.status import last_runs
-from core.triggers import Schedule, schedules_for
+from core.triggers import Schedule, schedules_for, wall_moment
 from core.units import format_duration
-from core.vault import FolderSummary, summarize_all
+from core.vault import summarize_all
+from core.watchers import Watches
 
 # A wall-clock sleep is re-checked at least this often, so a clock step delays a cron
 # slot by at most this long instead of by the size of the step.
@@ -66,16 +66,6 @@ FINE_WAIT = 0.002
 # pile of slots at one instant is spawned at it rather than readied at it.
 READY_EACH = 0.00005
 READY_MAX = 0.25
-# Dashboard.md, metrics.prom and vault counts are rewritten at most this often.
-OUTPUT_INTERVAL = 2.0
-# They are made on the loop in slices this long, starting right after a slot if the next
-# is at most OUTPUT_GAP away.
-GATHER_SLICE = 0.0005
-# ... each followed by a pause this long, so slots keep most of a busy loop, and longer
-# (up to MAX_GIVE_WAY) while slots are overdue.
-GATHER_PAUSE = 0.001
-MAX_GIVE_WAY = 0.1
-OUTPUT_GAP = 0.1
 # Runs are handed to the spawner threads at least this many at a time.
 SPAWN_BATCH = 8
 # ... and come back from them in one batch, taken on the loop this long a turn at most.
@@ -88,7 +78,6 @@ VAULT_EVENT_INTERVAL = 0.25
 HOOK_TIMEOUT = 60.0
 # A dependent remembers this many recent waves of its `after` jobs' successes.
 WAVES_KEPT = 32
-WATCH_DELETED = 3  # watchfiles.Change.deleted
 
 
 def new_run_id() -> str:
@@ -117,7 +106,7 @@ class JobRuntime:
     log: RotatingFile
     base_env: dict[str, str]
     masker: Masker
-    next_due: list[float | None] = field(default_factory=list)
+    next_due: list[float] = field(default_factory=list)
     active: dict[str, ActiveRun] = field(default_factory=dict)
     queued: deque[StartRequest] = field(default_factory=deque)
     last: RunRecord | None = None
@@ -166,49 +155,6 @@ def _raise_fd_limit() -> int:
     return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
 
-class _Slices:
-    """Lets long work on the loop give way to due slots every GATHER_SLICE (pausing
-    `pause` seconds each time), and keeps count of the loop time it took."""
-
-    def __init__(
-        self, pause: float = GATHER_PAUSE, behind: Callable[[], bool] = lambda: False
-    ) -> None:
-        self.busy = 0.0
-        self.pause = pause
-        self.behind = behind
-        self._began = time.perf_counter()
-
-    async def give_way(self) -> None:
-        now = time.perf_counter()
-        if now - self._began > GATHER_SLICE:
-            self.busy += now - self._began
-            await asyncio.sleep(self.pause)
-            # While slots are overdue the loop is theirs (for a while at most).
-            while self.behind() and time.perf_counter() - now < MAX_GIVE_WAY:
-                await asyncio.sleep(self.pause)
-            self._began = time.perf_counter()
-
-    async def collect(self, lines: Iterable[str]) -> str:
-        kept = []
-        for line in lines:
-            kept.append(line)
-            await self.give_way()
-        now = time.perf_counter()
-        self.busy += now - self._began
-        self._began = now
-        return _text_of(kept)
-
-
-def _text_of(lines: Iterable[str]) -> str:
-    return "\n".join(lines) + "\n"
-
-
-def _newest(records: list[RunRecord]) -> list[RunRecord]:
-    """The RECENT_ROWS newest by start; of two records of a run, the later listed."""
-    by_id = {record.id: record for record in records}
-    return heapq.nlargest(RECENT_ROWS, by_id.values(), key=lambda record: record.started_at)
-
-
 def _backoff(job: JobConfig, attempt: int) -> float:
     """Exponential backoff with full jitter: spreads retries of many failing jobs."""
     return random.uniform(0, min(job.max_retry_delay, job.retry_delay * 2 ** (attempt - 1)))
@@ -236,13 +182,13 @@ class Keeper:
         self.history = HistoryWriter(logs / "history", self.log)
         self.ledger = Ledger(logs / LEDGER_NAME, self.log)
         self.handover = Handover(self.vault, self.ledger, self.log, self._files_ready)
-        self.metrics = Metrics()
+        self.outputs = Outputs(self)
         self.state: RuntimeState = load_state(self.vault)
         self.quota = Quota(config.keeper.max_runs_per_hour, self._job_limits(config))
         self._shared_env = dict(os.environ)
         self._shared_masker = Masker(secret_values(self._shared_env, ()))
         self.jobs: dict[str, JobRuntime] = {
-            name: self._runtime(job) for name, job in config.jobs.items()
+            name: self._runtime(job, config) for name, job in config.jobs.items()
         }
         self.active: dict[str, ActiveRun] = {}
         self._open_logs: OrderedDict[RotatingFile, None] = OrderedDict()
@@ -267,18 +213,10 @@ class Keeper:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-        self._stop_watching: asyncio.Event | None = None
-        self._watchers: list[asyncio.Task] = []
-        self._renders: set[asyncio.Task] = set()
-        # A write of Dashboard.md and metrics.prom that is due, or being gathered.
-        self._outputs_due: asyncio.Handle | None = None
-        # The newest runs started and failed, for Dashboard.md; updated in place as they end.
-        self._recent: deque[RunRecord] = deque(maxlen=RECENT_ROWS)
-        self._failures: deque[RunRecord] = deque(maxlen=RECENT_ROWS)
-        # The newest runs and failures in the history when this keeper started.
-        self._history_seen: tuple[list[RunRecord], list[RunRecord]] = ([], [])
-        self._output_interval = OUTPUT_INTERVAL
+        # Set while no run is in flight or waiting (an Event binds to a loop once awaited).
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._watches: Watches | None = None  # from serve() on
         self._vault_due: asyncio.TimerHandle | None = None
         self._run_watchers: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
 
@@ -297,7 +235,7 @@ class Keeper:
     def _job_limits(config: Config) -> dict[str, int]:
         return {name: job.max_per_hour for name, job in config.jobs.items() if job.max_per_hour}
 
-    def _runtime(self, job: JobConfig) -> JobRuntime:
+    def _runtime(self, job: JobConfig, config: Config) -> JobRuntime:
         # Jobs without env of their own share one copy of the keeper's environment and
         # one masker: with thousands of jobs, per-job copies would dominate memory.
         if job.env or job.secret_env:
@@ -308,11 +246,11 @@ class Keeper:
             base_env, masker = self._shared_env, self._shared_masker
         return JobRuntime(
             config=job,
-            schedules=schedules_for(job, self.tz) if job.enabled else [],
+            schedules=schedules_for(job, config.keeper.tz) if job.enabled else [],
             log=RotatingFile(
                 self.vault / "Logs" / "jobs" / f"{job.name}.log",
-                self.config.keeper.log_max_size,
-                self.config.keeper.log_backups,
+                config.keeper.log_max_size,
+                config.keeper.log_backups,
                 on_error=self._log_write_failed,
             ),
             base_env=base_env,
@@ -324,9 +262,7 @@ class Keeper:
         schedule, catch up what downtime missed, and find files already waiting."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._stop_watching = asyncio.Event()
+        self.outputs.loop = self._loop
         self._open_log_limit = max(64, _raise_fd_limit() // 8)
         self._loop_thread = threading.get_ident()
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
@@ -342,9 +278,10 @@ class Keeper:
             self._job_limits(self.config),
             time.time(),
         )
-        self._history_seen = self._history_at_start()
+        self.outputs.read_history()
         last = self._load_recent()
         for runtime in self.jobs.values():
+            self._first_dues(runtime)
             self._lay_out(runtime)
         pruned = hist.prune(
             history_dir, self.config.keeper.history_retention_days, utc_now().date()
@@ -361,21 +298,20 @@ class Keeper:
         self.handover.configure(self.config.jobs)
         self.handover.cut_off(interrupted)
         if files:
-            self.handover.rescan()
+            self._rescan()
         # What exists now (config, jobs, schedules) lives as long as the keeper: frozen, a
         # full garbage collection need not walk it (with 1,000 jobs it held the loop 18 ms).
         gc.collect()
         gc.freeze()
 
-    def _lay_out(self, runtime: JobRuntime, keep: dict[int, float] | None = None) -> None:
+    @staticmethod
+    def _first_dues(runtime: JobRuntime) -> None:
         now = {"wall": time.time(), "mono": time.monotonic()}
-        runtime.next_due = []
+        runtime.next_due = [schedule.first(now[schedule.clock]) for schedule in runtime.schedules]
+
+    def _lay_out(self, runtime: JobRuntime) -> None:
         for index, schedule in enumerate(runtime.schedules):
-            due = (keep or {}).get(index)
-            if due is None:
-                due = schedule.first(now[schedule.clock])
-            runtime.next_due.append(due)
-            self._push(schedule.clock, due, runtime.name, index)
+            self._push(schedule.clock, runtime.next_due[index], runtime.name, index)
 
     async def _close_interrupted(self) -> list[RunRecord]:
         previous = self.lock.previous if self.lock else {}
@@ -452,29 +388,26 @@ class Keeper:
         """Fire due slots until stop() is called; watch the vault meanwhile."""
         assert self._loop is not None and self._wake is not None
         loop = self._loop
-        self._watchers = [
-            asyncio.create_task(self._watch_vault()),
-            asyncio.create_task(self._watch_config()),
-        ]
+        self._watches = Watches(self)
         while not self.stopping:
             self._fire_due()
-            delay, lead = self._sleep_for(), self._lead()
+            delay, lead = self.sleep_for(), self._lead()
             self._wake.clear()
             # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
             # time to ready the slot's runs) and sleep the rest precisely.
             handle = loop.call_at(loop.time() + delay - lead, self._wake.set)
             await self._wake.wait()
             handle.cancel()
-            rest = self._sleep_for()
+            rest = self.sleep_for()
             if 0 < rest <= lead:
                 # The loop is ours until the slot: its runs are made ready meanwhile, so
                 # at the due time only their spawns are left.
                 sleep_until(self._fire_due(ahead=True))
                 self._dispatch()
 
-    def _behind(self) -> bool:
+    def behind(self) -> bool:
         """Slots are due that the loop has not fired yet."""
-        return not self.stopping and self._sleep_for() <= 0
+        return not self.stopping and self.sleep_for() <= 0
 
     def _next_slot(
         self, now: dict[str, float] | None = None
@@ -485,7 +418,7 @@ class Keeper:
         heads = [(heap[0][0] - now[clock], heap) for clock, heap in self._heaps.items() if heap]
         return min(heads, key=itemgetter(0)) if heads else None
 
-    def _sleep_for(self) -> float:
+    def sleep_for(self) -> float:
         slot = self._next_slot()
         return max(0.0, min(MAX_WALL_SLEEP, slot[0])) if slot else MAX_WALL_SLEEP
 
@@ -550,54 +483,22 @@ class Keeper:
 
     # ---- the vault -----------------------------------------------------------
 
-    async def _watch_vault(self) -> None:
-        assert self._stop_watching is not None
-        paths = watch_paths(self.vault, self.handover.patterns)
-        try:
-            step = FAST_STEP_MS if self.handover.patterns else IDLE_STEP_MS
-            async for changes in watch(paths, self._stop_watching, step_ms=step):
-                # A drop of ten thousand files takes a second to hash: slots due meanwhile
-                # go in between, and the files are not held back more than that.
-                slices = _Slices(pause=0.0)
-                for change, path in changes:
-                    await slices.give_way()
-                    rel = relative(self.vault, Path(path))
-                    if rel is None:
-                        continue
-                    if change == WATCH_DELETED:
-                        self.handover.gone(rel)
-                    else:
-                        self.handover.offer(rel)
-                self._vault_changed()
-        except Exception as error:
-            self.log.error(f"vault watch stopped: {error}; file triggers need a restart")
-
-    async def _watch_config(self) -> None:
-        from watchfiles import awatch
-
-        assert self._stop_watching is not None
-        config_path = str(self.config.path)
-        try:
-            async for changes in awatch(
-                self.vault, stop_event=self._stop_watching, recursive=False, debounce=500, step=500
-            ):
-                if any(path == config_path for _, path in changes):
-                    self.reload("the config file changed")
-        except Exception as error:
-            self.log.error(f"config watch stopped: {error}; reload with SIGHUP")
-
-    def _vault_changed(self) -> None:
+    def vault_changed(self) -> None:
         if self._vault_due is None and self._loop is not None:
             self._vault_due = self._loop.call_later(VAULT_EVENT_INTERVAL, self._publish_vault)
 
     def _publish_vault(self) -> None:
         self._vault_due = None
-        folders = summarize_all(self.vault)
+        try:
+            folders = summarize_all(self.vault)
+        except OSError as error:
+            self.log.error(f"cannot count the vault's files: {described(error)}")
+            return
         self.bus.publish(
             "vault_changed",
             folders={f.name: {"count": f.count, "newest": list(f.newest)} for f in folders},
         )
-        self._outputs_changed()
+        self.outputs.changed()
 
     def _files_ready(self, job: str) -> None:
         """Files wait for `job`: start a run for them unless one will pick them up."""
@@ -660,6 +561,7 @@ class Keeper:
         refusal = self.quota.check(request.job, now, manual=request.trigger == "manual")
         if refusal is None:
             self.quota.record(request.job, now)
+            self.outputs.changed()  # the quota it used goes out soon, not once it ends
             return True
         self._record_never_started(request, "skipped", refusal.message(now))
         if request.files:
@@ -707,7 +609,11 @@ class Keeper:
         job = runtime.config
         if request.trigger == "file":
             runtime.file_request = False
-            request.files = self.handover.claim(job.name, request.run_id)
+            try:
+                request.files = self.handover.claim(job.name, request.run_id)
+            except Exception as error:  # the files stay where they are; the keeper goes on
+                self.log.error(f"{job.name}: cannot take its waiting files: {described(error)}")
+                return
             if not request.files:
                 return  # another run took them: nothing to do, nothing to record
         elif request.files:
@@ -720,7 +626,7 @@ class Keeper:
             # the run started before its slot.
             started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
         record = self._new_record(request, started_at)
-        self._recent.append(record)
+        self.outputs.recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
         self.history.append(record)
@@ -761,7 +667,7 @@ class Keeper:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
         # which ends when a slot falls due, so the slot is not held up behind it. Even a
         # loop that is behind takes a little each turn, or runs would never finish.
-        until = time.monotonic() + max(STARTED_MIN, min(self._sleep_for(), STARTED_SLICE))
+        until = time.monotonic() + max(STARTED_MIN, min(self.sleep_for(), STARTED_SLICE))
         for index, ((active, spec), result) in enumerate(batch):
             self._run_started(active, spec, result)
             if index + 1 < len(batch) and time.monotonic() >= until:
@@ -822,6 +728,30 @@ class Keeper:
         self._closed(runtime, request, record, None)
         self._drain_waiting()
 
+    def _record_never_started(self, request: StartRequest, status: str, reason: str) -> None:
+        """A run that never started (refused by the quota, skipped by overlap, cancelled
+        while it waited): recorded, logged and counted like one that ran. A slot's run
+        carries the slot's time, so a restart sees that slot taken care of."""
+        now = utc_now()
+        started_at = now
+        if request.due_wall is not None:
+            started_at = datetime.fromtimestamp(request.due_wall, UTC)
+        record = self._new_record(request, started_at)
+        record.status, record.completed_at, record.duration_ms, record.error = (
+            status,
+            max(now, started_at),
+            0,
+            reason,
+        )
+        self.outputs.recent.append(record)
+        self.history.append(record)
+        level = self.log.warning if status == "skipped" else self.log.info
+        level(f"run {record.id} of {record.job} ({request.trigger}) {status}: {reason}")
+        runtime = self.jobs.get(request.job)  # None once a reload dropped the job
+        if runtime is not None and request.trigger == "file":
+            runtime.file_request = False
+        self._account(runtime, record, ran=False)
+
     def _finished(self, active: ActiveRun, outcome: RunOutcome) -> None:
         record = active.record
         record.status = outcome.status
@@ -848,6 +778,7 @@ class Keeper:
             + (f" ({outcome.error})" if outcome.error else "")
             + f" in {format_duration(outcome.duration_ms / 1000)}"
         )
+        assert active.run is not None  # it ended, so it had started
         self._closed(runtime, active.request, record, (active.run.spec.env, active.sink.masker))
         self._drain_waiting()
 
@@ -861,14 +792,7 @@ class Keeper:
         """Everything that follows a run's final record. `ran_with` is the environment
         and masker of a run that started (its hooks get the same)."""
         job = runtime.config
-        runtime.last = record
-        if record.status == "failure":
-            self._failures.append(record)
-        self._count_today(record.status)
-        self.metrics.observe_run(record.job, record.status, record.duration_ms, time.time())
-        self._publish_run("run_finished", record)
-        self._settle_watchers(record)
-        self._outputs_changed()
+        self._account(runtime, record, ran=True)
         failed = record.status in ("failure", "timeout")
         retrying = (
             failed
@@ -900,6 +824,7 @@ class Keeper:
                 f"{job.name}: attempt {request.attempt} {record.status}; "
                 f"retry {retry.attempt} of {job.retries + 1} in {format_duration(delay)}"
             )
+            assert self._loop is not None
             self._timers[retry.run_id] = self._loop.call_later(delay, self._retry, retry)
         if record.status == "success":
             self._advance_chains(job.name, request.wave or record.id)
@@ -907,6 +832,16 @@ class Keeper:
             self.submit(runtime.queued.popleft())
         if self.handover.has_pending(job.name):
             self._files_ready(job.name)
+
+    def _account(self, runtime: JobRuntime | None, record: RunRecord, ran: bool) -> None:
+        """What every final record goes through: the job's last result, today's counts,
+        metrics, Dashboard.md, the event and whoever waits for the run."""
+        if runtime is not None:
+            runtime.last = record
+        self._count_today(record.status)
+        self.outputs.ended(record, ran)
+        self._publish_run("run_finished", record)
+        self._settle_watchers(record)
 
     def _run_hook(
         self, runtime: JobRuntime, record: RunRecord, hook: Any, env: dict, masker: Masker
@@ -1032,19 +967,32 @@ class Keeper:
             if not finished.done():
                 finished.set_result(record.to_json())
 
-    def pause(self, job: str | None = None) -> None:
+    def _paused_itself(self, job: str | None) -> bool:
+        """Whether the pause that pause(job) sets, and resume(job) lifts, is on."""
+        if job is None:
+            return self.state.paused
+        if job not in self.jobs:
+            raise KeyError(job)
+        return job in self.state.paused_jobs
+
+    def pause(self, job: str | None = None) -> bool:
+        """False when it was paused already: nothing changes then."""
+        if self._paused_itself(job):
+            return False
         self._set_paused(job, True)
+        return True
 
-    def resume_plan(self, job: str | None = None) -> ResumePlan:
+    def resume_plan(self, job: str | None = None, missed: bool = True) -> ResumePlan:
         if job is not None and job not in self.jobs:
             raise KeyError(job)
-        return plan_resume(self, job)
+        return plan_resume(self, job, missed)
 
-    def resume(self, job: str | None = None, missed: bool = True) -> None:
+    def resume(self, job: str | None = None, missed: bool = True) -> bool:
         """Lift a pause. What piled up meanwhile is released as resume_plan() says;
-        `missed=False` leaves out the catch-up runs of slots that passed."""
-        if job is not None and job not in self.jobs:
-            raise KeyError(job)
+        `missed=False` leaves out the catch-up runs of slots that passed. False when
+        that pause was not on: nothing changes then."""
+        if not self._paused_itself(job):
+            return False
         waking = waking_jobs(self.state, list(self.jobs), job)
         # In the plan's order: queued, then catch-up; waiting files go once the pause is
         # lifted (_set_paused offers them).
@@ -1062,12 +1010,11 @@ class Keeper:
                 self.log.info(f"{name}: {slots} slot(s) missed while paused left out")
         self._set_paused(job, False)
         self.wake()
+        return True
 
     def _set_paused(self, job: str | None, paused: bool) -> None:
         if job is None:
             self.state.paused = paused
-        elif job not in self.jobs:
-            raise KeyError(job)
         elif paused:
             self.state.paused_jobs.add(job)
         else:
@@ -1110,36 +1057,17 @@ class Keeper:
             return True
         return False
 
-    def _record_never_started(self, request: StartRequest, status: str, reason: str) -> None:
-        now = utc_now()
-        record = self._new_record(request, now)
-        record.status, record.completed_at, record.duration_ms, record.error = (
-            status,
-            now,
-            0,
-            reason,
-        )
-        self._recent.append(record)
-        self.history.append(record)
-        self._publish_run("run_finished", record)
-        self._settle_watchers(record)
-        runtime = self.jobs.get(request.job)
-        if request.trigger == "file" and runtime is not None:
-            runtime.file_request = False
-
     def reload(self, reason: str) -> bool:
         """Re-read config, runtime state and the file ledger. A bad config is refused
         and the running one kept; runs in flight are never touched."""
         try:
             config = load_config(self.config.path)
+            # Everything that could still fail is made before the running config is let go.
+            fresh_jobs = self._fresh_runtimes(config)
         except ConfigError as error:
-            self.log.error(
-                f"config reload ({reason}) refused, keeping the running config: "
-                + "; ".join(str(issue) for issue in error.issues)
-            )
-            self.bus.publish("config_error", issues=[str(issue) for issue in error.issues])
-            return False
-        old = self.config
+            return self._refused(reason, [str(issue) for issue in error.issues])
+        except Exception as error:
+            return self._refused(reason, [f"{self.config.path}: {described(error)}"])
         self.config = config
         self.tz = config.keeper.tz
         for name in list(self.jobs):
@@ -1147,10 +1075,11 @@ class Keeper:
                 self._drop_job(name)
         for name, job in config.jobs.items():
             runtime = self.jobs.get(name)
-            if runtime is not None and _same_job(runtime.config, job) and old.keeper.tz == self.tz:
+            fresh = fresh_jobs.get(name)
+            if runtime is not None and fresh is None:
                 runtime.config = job
                 continue
-            fresh = self._runtime(job)
+            assert fresh is not None
             if runtime is not None:
                 fresh.active, fresh.queued, fresh.last = (
                     runtime.active,
@@ -1167,13 +1096,39 @@ class Keeper:
         self.ledger.load()
         patterns_before = self.handover.patterns
         self.handover.configure(config.jobs)
-        self.handover.rescan()
-        if self.handover.patterns != patterns_before and self._watchers:
-            self._restart_vault_watch()
+        if self.handover.patterns != patterns_before and self._watches is not None:
+            self._watches.renew_vault()  # its new watch looks for the files already there
+        else:
+            self._rescan()
         self.log.info(f"config reloaded ({reason}): {len(config.jobs)} job(s)")
+        self.bus.publish("config_reloaded", jobs=len(config.jobs))  # a refusal's warning clears
         self._state_changed(list(self.jobs))
         self.wake()
         return True
+
+    def _fresh_runtimes(self, config: Config) -> dict[str, JobRuntime]:
+        """The jobs of `config` that are new or changed, ready to take over."""
+        fresh = {}
+        for name, job in config.jobs.items():
+            runtime = self.jobs.get(name)
+            same = runtime is not None and _same_job(runtime.config, job)
+            if not same or config.keeper.tz != self.tz:
+                fresh[name] = self._runtime(job, config)
+                self._first_dues(fresh[name])
+        return fresh
+
+    def _refused(self, reason: str, issues: list[str]) -> bool:
+        self.log.error(
+            f"config reload ({reason}) refused, keeping the running config: " + "; ".join(issues)
+        )
+        self.bus.publish("config_error", issues=issues)
+        return False
+
+    def _rescan(self) -> None:
+        try:
+            self.handover.rescan()
+        except Exception as error:  # the files are looked for again at the next change
+            self.log.error(f"cannot look for waiting files: {described(error)}")
 
     def _drop_job(self, name: str) -> None:
         """A job left the config: its runs in flight finish on their own; what waited
@@ -1187,11 +1142,6 @@ class Keeper:
         runtime.queued.clear()
         self._update_idle()
 
-    def _restart_vault_watch(self) -> None:
-        # Each watch has its own stop event, so one can be replaced without the other.
-        self._watchers[0].cancel()
-        self._watchers[0] = asyncio.create_task(self._watch_vault())
-
     # ---- stopping --------------------------------------------------------------
 
     async def stop(self, grace: float | None = None) -> None:
@@ -1200,8 +1150,8 @@ class Keeper:
             grace = self.config.keeper.shutdown_grace
         self.stopping = True
         self.wake()
-        if self._stop_watching is not None:
-            self._stop_watching.set()
+        if self._watches is not None:
+            self._watches.stop()
         self.handover.settler.cancel()
         for timer in self._timers.values():
             timer.cancel()
@@ -1222,13 +1172,12 @@ class Keeper:
         if self.active or self._hooks:
             self.hurry()
             await self.wait_idle(self.config.keeper.kill_grace + 5)
-        for task in self._watchers:
-            task.cancel()
-        await asyncio.gather(*self._watchers, *self._renders, return_exceptions=True)
-        for handle in (self._outputs_due, self._vault_due):
-            if handle is not None:
-                handle.cancel()
-        self._write_outputs()
+        if self._watches is not None:
+            await self._watches.close()
+        await self.outputs.close()
+        if self._vault_due is not None:
+            self._vault_due.cancel()
+        self.outputs.write_now()
         self._spawner.shutdown()
         for log in self._open_logs:
             log.close()
@@ -1257,7 +1206,6 @@ class Keeper:
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """True once no run is in flight or waiting for a slot, and every record is on
         disk (a run's final line is written a loop turn after the run has closed)."""
-        assert self._idle is not None
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
@@ -1265,88 +1213,6 @@ class Keeper:
             return False
         self.history.flush()
         return True
-
-    # ---- Dashboard.md and metrics.prom ---------------------------------------------
-
-    def _outputs_changed(self) -> None:
-        if self._outputs_due is None and self._loop is not None and not self.stopping:
-            self._outputs_due = self._loop.call_later(self._output_interval, self._refresh)
-
-    def _refresh(self) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(self._refresh_outputs())
-        self._renders.add(task)
-        task.add_done_callback(self._renders.discard)
-
-    async def _refresh_outputs(self) -> None:
-        """Dashboard.md and metrics.prom, made on the loop a slice at a time so due slots
-        fire in between (a thousand jobs take some 40 ms); the vault scan and the writes
-        go to threads. Made in a thread they would cost slots more: a thread holding the
-        GIL makes the loop wait for it after each of its many system calls."""
-        try:
-            gap = self._sleep_for()
-            if gap < OUTPUT_GAP:
-                await asyncio.sleep(gap + FINE_WAIT)  # start right after the next slot
-            folders = await asyncio.to_thread(summarize_all, self.vault)
-            slices = _Slices(behind=self._behind)
-            views = []
-            for runtime in list(self.jobs.values()):
-                views.append(self.job_view(runtime))
-                await slices.give_way()
-            snapshot = {**self._snapshot_head(), "jobs": views}
-            self._publish_quota(snapshot)
-            dashboard, metrics = self._output_lines(snapshot, folders)
-            texts = [await slices.collect(dashboard), await slices.collect(metrics)]
-            await asyncio.to_thread(self._write_files, *texts)
-            # Keep this work to about 5% of the loop's time, however many jobs there are.
-            self._output_interval = max(OUTPUT_INTERVAL, 20 * slices.busy)
-        finally:
-            self._outputs_due = None
-
-    def _write_outputs(self) -> None:
-        """Gather, render and write at once: the last write, as the keeper stops."""
-        self._outputs_due = None
-        snapshot = self.snapshot()
-        self._publish_quota(snapshot)
-        self._write_files(*map(_text_of, self._output_lines(snapshot, summarize_all(self.vault))))
-
-    def _publish_quota(self, snapshot: dict[str, Any]) -> None:
-        # Quota changes with every start; subscribers get it at this pace, not per run.
-        self.bus.publish(
-            "quota", usage=snapshot["quota"], runs_last_hour=snapshot["runs_last_hour"]
-        )
-
-    def _history_at_start(self) -> tuple[list[RunRecord], list[RunRecord]]:
-        """What the history held when this keeper started, read once: later runs are
-        known in memory, so a busy day's history is not read again for each write."""
-        directory = self.vault / "Logs" / "history"
-        since = datetime.now(self.tz) - timedelta(days=1)
-        return (
-            hist.recent(directory, hist.Query(limit=RECENT_ROWS)).records,
-            hist.recent(
-                directory, hist.Query(status="failure", since=since, limit=RECENT_ROWS)
-            ).records,
-        )
-
-    def _output_lines(
-        self, snapshot: dict[str, Any], folders: list[FolderSummary]
-    ) -> tuple[Iterator[str], Iterator[str]]:
-        """Dashboard.md's lines and metrics.prom's. The Dashboard's runs and failures are
-        the newest of the history's at the start and this keeper's since."""
-        recent = _newest([*self._history_seen[0], *self._recent])
-        failures = _newest([*self._history_seen[1], *self._failures])
-        now = datetime.now(self.tz)
-        return (
-            dashboard_lines(snapshot, folders, recent, failures, self.tz, now),
-            self.metrics.lines(snapshot, folders),
-        )
-
-    def _write_files(self, dashboard: str, metrics: str) -> None:
-        try:
-            write_dashboard(self.vault, dashboard)
-            write_metrics(self.vault, metrics)
-        except OSError as error:
-            self.log.error(f"cannot write Dashboard.md / metrics.prom: {error.strerror or error}")
 
     # ---- views --------------------------------------------------------------------
 
@@ -1357,13 +1223,15 @@ class Keeper:
         return "PAUSED" if self.state.paused else "RUNNING"
 
     def next_run(self, runtime: JobRuntime) -> datetime | None:
+        """When its next slot falls; None while it is paused (the slot would not run)."""
+        if self.state.is_paused(runtime.name) or not runtime.next_due:
+            return None
         wall_now, mono_now = time.time(), time.monotonic()
         moments = [
             due if schedule.clock == "wall" else wall_now + (due - mono_now)
             for schedule, due in zip(runtime.schedules, runtime.next_due, strict=False)
-            if due is not None
         ]
-        return datetime.fromtimestamp(min(moments), self.tz) if moments else None
+        return wall_moment(min(moments), self.tz)
 
     def job_view(self, runtime: JobRuntime) -> dict[str, Any]:
         job = runtime.config
@@ -1396,11 +1264,11 @@ class Keeper:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            **self._snapshot_head(),
+            **self.snapshot_head(),
             "jobs": [self.job_view(runtime) for runtime in self.jobs.values()],
         }
 
-    def _snapshot_head(self) -> dict[str, Any]:
+    def snapshot_head(self) -> dict[str, Any]:
         """The snapshot but its job views."""
         return {
             "vault": str(self.vault),
@@ -1437,30 +1305,6 @@ class Keeper:
         self.log.error(f"cannot write {path}: {error.strerror}; job output dropped until it can")
 
 
-async def run_once(keeper: Keeper) -> list[str]:
-    """--once, after start(files=False): each enabled scheduled job once, then whatever
-    its `after` chain starts, then every file waiting for a job. Returns the names of
-    the jobs started on schedule."""
-    chosen = [
-        runtime.name
-        for runtime in keeper.jobs.values()
-        if runtime.config.enabled
-        and runtime.config.scheduled
-        and not keeper.state.is_paused(runtime.name)
-    ]
-    wave = f"once:{time.time():.0f}"
-    for name in chosen:
-        keeper.submit(StartRequest(name, "schedule", wave=wave))
-    await keeper.wait_idle()
-    keeper.handover.rescan()
-    # Files still being written settle first; failed ones go back in line after a
-    # backoff. Both end as runs (or quarantine), and then there is nothing left to do.
-    while keeper.handover.settling or keeper.active or keeper.pending_timers:
-        await keeper.wait_idle()
-        await asyncio.sleep(0.05)
-    return chosen
-
-
 def install_signal_handlers(keeper: Keeper, stop: asyncio.Event) -> None:
     """SIGINT/SIGTERM drain gracefully, a second one ends the runs at once; SIGHUP reloads."""
     loop = asyncio.get_running_loop()
@@ -1486,9 +1330,12 @@ async def run_daemon(keeper: Keeper) -> None:
     await keeper.start()
     control = await start_control(keeper)
     serving = asyncio.create_task(keeper.serve())
-    await stop.wait()
-    await keeper.stop()
-    await serving
-    # Last: during the drain the CLI can still ask what is left and `run --wait` hears back.
-    if control is not None:
-        await control.close()
+    try:
+        await stop.wait()
+        await keeper.stop()
+        await serving
+    finally:
+        # Last: during the drain the CLI can still ask what is left and `run --wait` hears
+        # back. And whatever went wrong, no socket is left behind.
+        if control is not None:
+            await control.close()

@@ -57,8 +57,8 @@ class ScopeUsage:
     scope: str
     used: int
     limit: int  # 0 = unlimited
-    # When `used` next drops: the oldest counted start leaves the window (in a scope
-    # without a limit, the end of its minute does); None if nothing is counted.
+    # When a slot frees: the oldest counted start leaves the window. None if nothing is
+    # counted, and in a scope without a limit, where no run waits for a slot.
     next_free: float | None
 
 
@@ -164,9 +164,6 @@ class _Minutes:
                 buckets[index][1] += 1
             else:
                 buckets.insert(index, [minute, 1])
-
-    def next_free(self) -> float | None:
-        return _minute_end(self.buckets[0][0]) + WINDOW if self.buckets else None
 
     def per_minute(self, now: float) -> list[int]:
         counts = [0] * _BUCKETS
@@ -287,13 +284,13 @@ class Quota:
         """Global first, then (by name) every job with a limit or with starts in the window."""
         self._global.expire(now)
         result = [
-            ScopeUsage(GLOBAL, self._global.used, self.global_limit, self._global.next_free())
+            ScopeUsage(GLOBAL, self._global.used, self.global_limit, _next_free(self._global))
         ]
         for job in sorted(self._jobs.keys() | self.job_limits.keys()):
             scope = self._job_scope(job, now)
             limit = self.job_limits.get(job, 0)
             if scope is not None:
-                result.append(ScopeUsage(job, scope.used, limit, scope.next_free()))
+                result.append(ScopeUsage(job, scope.used, limit, _next_free(scope)))
             elif limit:
                 result.append(ScopeUsage(job, 0, limit, None))
         return result
@@ -319,6 +316,10 @@ class Quota:
             del self._jobs[job]  # memory stays bounded by jobs that ran within the hour
             return None
         return scope
+
+
+def _next_free(scope: _Scope) -> float | None:
+    return scope.next_free() if isinstance(scope, _Exact) else None
 
 
 def usage_view(usages: list[ScopeUsage]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.quota import GLOBAL
+from core.quota import GLOBAL, WINDOW
 from core.state import RuntimeState
 from core.units import format_duration
 
@@ -26,7 +26,7 @@ class PlannedRun:
     job: str
     kind: str  # "missed", "queued" or "files"
     detail: str  # what piled up, in words
-    outcome: str  # "starts", "queues", "skipped: ..." or "refused: ..."
+    outcome: str  # "starts", "queues", "left out", "skipped: ..." or "refused: ..."
     optional: bool  # missed runs may be left out: resume without them
 
     @property
@@ -67,18 +67,21 @@ def waking_jobs(state: RuntimeState, jobs: list[str], job: str | None) -> list[s
     return [name for name in jobs if state.is_paused(name) and not after.is_paused(name)]
 
 
-def plan_resume(keeper: Keeper, job: str | None) -> ResumePlan:
+def plan_resume(keeper: Keeper, job: str | None, missed: bool = True) -> ResumePlan:
+    """`missed=False`: the resume leaves the catch-up runs of missed slots out."""
     after = state_after_resume(keeper.state, job)
     waking = waking_jobs(keeper.state, list(keeper.jobs), job)
     now = time.time()
     room = _QuotaRoom(keeper, now)
     runs: list[PlannedRun] = []
     for name in waking:
-        runs.extend(_job_plan(keeper, keeper.jobs[name], room))
+        runs.extend(_job_plan(keeper, keeper.jobs[name], room, missed))
     return ResumePlan(job, waking, runs, sorted(after.paused_jobs), after.paused)
 
 
-def _job_plan(keeper: Keeper, runtime: JobRuntime, room: _QuotaRoom) -> list[PlannedRun]:
+def _job_plan(
+    keeper: Keeper, runtime: JobRuntime, room: _QuotaRoom, with_missed: bool
+) -> list[PlannedRun]:
     job = runtime.config
     piled: list[tuple[str, str, bool, str]] = []  # kind, detail, optional, trigger
     for request in runtime.queued:
@@ -86,7 +89,9 @@ def _job_plan(keeper: Keeper, runtime: JobRuntime, room: _QuotaRoom) -> list[Pla
     missed = runtime.missed_while_paused
     if missed and job.enabled:
         slots = f"{missed} slot(s) missed while paused"
-        if keeper.config.keeper.catch_up == "once":
+        if not with_missed:
+            piled.append(("missed", f"{slots}: no catch-up run", True, "left out"))
+        elif keeper.config.keeper.catch_up == "once":
             piled.append(("missed", f"{slots}: one catch-up run", True, "catch_up"))
         else:
             piled.append(("missed", f"{slots}: none run (catch_up = none)", True, "none"))
@@ -103,6 +108,8 @@ def _job_plan(keeper: Keeper, runtime: JobRuntime, room: _QuotaRoom) -> list[Pla
     for kind, detail, optional, trigger in piled:
         if trigger == "none":
             outcome = "skipped: catch_up = none"
+        elif trigger == "left out":
+            outcome = "left out"
         elif busy is not None and job.overlap != "allow":
             if kind == "files":
                 outcome = f"waits: run {busy} takes the files when it ends"
@@ -125,7 +132,9 @@ def _job_plan(keeper: Keeper, runtime: JobRuntime, room: _QuotaRoom) -> list[Pla
 
 
 class _QuotaRoom:
-    """Free quota slots per scope, used up as the plan starts runs."""
+    """Free quota slots per scope, used up as the plan starts runs. A scope the plan
+    fills frees its first slot an hour after the plan's first start in it, if nothing
+    counted before frees one sooner."""
 
     def __init__(self, keeper: Keeper, now: float) -> None:
         self.now = now
@@ -142,13 +151,17 @@ class _QuotaRoom:
     def take(self, job: str) -> str:
         for scope in (job, GLOBAL):
             if scope in self.free and self.free[scope] <= 0:
-                when = self.next_free.get(scope)
-                wait = f"; a slot frees in {format_duration(max(0.0, when - self.now))}"
                 what = "max_runs_per_hour" if scope == GLOBAL else f"{job} max_per_hour"
-                return f"refused: quota {what} reached" + (wait if when else "")
+                refused = f"refused: quota {what} reached"
+                when = self.next_free.get(scope)
+                if when is None:
+                    return refused
+                return f"{refused}; a slot frees in {format_duration(max(0.0, when - self.now))}"
         for scope in (job, GLOBAL):
             if scope in self.free:
                 self.free[scope] -= 1
+                if self.next_free.get(scope) is None:
+                    self.next_free[scope] = self.now + WINDOW
         return "starts"
 
 

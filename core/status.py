@@ -13,7 +13,7 @@ from core import lock
 from core.config import Config, JobConfig
 from core.history import RunRecord
 from core.state import load_state
-from core.triggers import schedules_for
+from core.triggers import schedules_for, wall_moment
 from core.vault import summarize_all
 
 # Jobs with no run in the last day are looked up one by one, up to this many and
@@ -53,7 +53,7 @@ def next_run_offline(job: JobConfig, config: Config) -> datetime | None:
     wall = [s for s in schedules_for(job, tz) if s.clock == "wall"] if job.enabled else []
     if not wall:
         return None
-    return datetime.fromtimestamp(min(s.first(time.time()) for s in wall), tz)
+    return wall_moment(min(s.first(time.time()) for s in wall), tz)
 
 
 def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int]:
@@ -97,7 +97,8 @@ def jobs_view(config: Config, last: dict[str, RunRecord] | None = None) -> list[
 def _job_view(
     job: JobConfig, config: Config, paused: bool, last: RunRecord | None
 ) -> dict[str, Any]:
-    next_run = next_run_offline(job, config)
+    # A paused job's slots pass without a run: it has no next run until resumed.
+    next_run = None if paused else next_run_offline(job, config)
     return {
         "name": job.name,
         "trigger": job.trigger_summary,

@@ -16,7 +16,10 @@ Clock = Literal["wall", "mono"]
 
 
 class Schedule(Protocol):
-    clock: Clock
+    @property
+    def clock(self) -> Clock:
+        """Which clock its slots are read on: wall (cron) or monotonic (intervals)."""
+        ...
 
     def first(self, now: float) -> float:
         """The first slot after `now` (seconds on this schedule's clock)."""
@@ -65,6 +68,15 @@ class CronTrigger:
 
     def missed_since(self, last_start: float, now: float) -> bool:
         return self.first(last_start) <= now
+
+
+def wall_moment(seconds: float, tz: ZoneInfo) -> datetime | None:
+    """A wall-clock time in `tz`; None past what a datetime holds (the year 9999), where
+    a very long interval can put its next slot."""
+    try:
+        return datetime.fromtimestamp(seconds, tz)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def schedules_for(job: JobConfig, tz: ZoneInfo) -> list[Schedule]:

@@ -19,8 +19,9 @@ from conftest import final_records, keeper_log, run_cli, wait_for
 
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import Keeper, StartRequest, run_once
+from core.keeper import Keeper, StartRequest
 from core.lock import acquire
+from core.once import run_once
 
 # ---- helpers ----------------------------------------------------------------------------
 

@@ -15,11 +15,12 @@ import pytest
 from conftest import final_records, history_lines, pid_alive
 
 from core import keeper as keeper_module
-from core import runner
+from core import runner, slices
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import FINE_WAIT, READY_EACH, READY_MAX, Keeper, StartRequest, run_once
+from core.keeper import FINE_WAIT, READY_EACH, READY_MAX, Keeper, StartRequest
 from core.lock import acquire
+from core.once import run_once
 from core.runner import RunSpec, Spawned, spawn
 from core.state import load_state
 
@@ -559,8 +560,7 @@ async def test_dashboard_and_metrics_are_made_a_slice_at_a_time_and_whole(
     make_vault, monkeypatch
 ) -> None:
     # Made in one go, a thousand jobs' worth would hold up the slots due meanwhile.
-    monkeypatch.setattr(keeper_module, "GATHER_SLICE", 0.0)
-    monkeypatch.setattr(keeper_module, "GATHER_PAUSE", 0.0)
+    monkeypatch.setattr(slices, "GATHER_SLICE", 0.0)
     vault = make_vault(
         "".join(f'[jobs.j{index:03d}]\ncommand = ["true"]\nevery = "1h"\n' for index in range(300))
     )
@@ -576,7 +576,7 @@ async def test_dashboard_and_metrics_are_made_a_slice_at_a_time_and_whole(
             await asyncio.sleep(0)
 
     other = asyncio.create_task(other_work())
-    await keeper._refresh_outputs()
+    await keeper.outputs.refresh()
     other.cancel()
     markdown = (vault / "Dashboard.md").read_text()
     metrics = (vault / "Logs" / "metrics.prom").read_text()

@@ -118,8 +118,8 @@ def test_rebuild_from_history_survives_a_restart(tmp_path: Path) -> None:
     quota = Quota.from_history(directory, 0, {"triage": 3, "report": 5}, now)
 
     assert quota.usage(now) == [
-        # No global limit: counted per minute, and the oldest start ended its minute.
-        ScopeUsage("global", 4, 0, now - 50 * 60 + WINDOW),
+        # No global limit: counted, but no slot to wait for.
+        ScopeUsage("global", 4, 0, None),
         ScopeUsage("report", 1, 5, now - 20 * 60 + WINDOW),
         ScopeUsage("triage", 3, 3, now - 50 * 60 + WINDOW),
     ]
@@ -156,9 +156,9 @@ def test_rebuild_replaces_the_window_and_drops_expired_starts() -> None:
     )
     assert quota._jobs.keys() == {"a", "b"}  # expired starts are not even stored
     assert quota.usage(T) == [
-        ScopeUsage("global", 3, 0, T_MINUTE_END),  # T - 3599's minute ends an hour before
+        ScopeUsage("global", 3, 0, None),
         ScopeUsage("a", 2, 5, T - 3599 + WINDOW),
-        ScopeUsage("b", 1, 0, T_MINUTE_END + WINDOW),
+        ScopeUsage("b", 1, 0, None),
     ]
 
 
@@ -175,10 +175,7 @@ def test_set_limits_keeps_the_recorded_starts() -> None:
     assert quota.check("a", T + 3600) is not None
     quota.set_limits(0, {})
     assert quota.check("a", T + 3) is None
-    assert quota.usage(T + 3) == [
-        ScopeUsage("global", 3, 0, T_MINUTE_END + 3600),
-        ScopeUsage("a", 3, 0, T_MINUTE_END + 3600),
-    ]
+    assert quota.usage(T + 3) == [ScopeUsage("global", 3, 0, None), ScopeUsage("a", 3, 0, None)]
     quota.set_limits(3, {})
     assert quota.check("a", T_MINUTE_END + 3600) is None
 
@@ -187,7 +184,7 @@ def test_a_limit_set_on_a_reload_counts_the_starts_before_it_and_exactly_after()
     quota = Quota(0, {})
     for offset in (0, 20, 40, 70):  # three in T's minute, one in the next
         quota.record("a", T + offset)
-    assert quota.usage(T + 75)[1] == ScopeUsage("a", 4, 0, T_MINUTE_END + 3600)
+    assert quota.usage(T + 75)[1] == ScopeUsage("a", 4, 0, None)
 
     quota.set_limits(0, {"a": 4})
     assert quota.check("a", T + 80) == Refusal("a", 4, T_MINUTE_END + 3600)
@@ -249,7 +246,7 @@ def test_backwards_clock_step_in_scopes_counted_per_minute() -> None:
 
     quota.record("a", back + 50)  # T's own minute, sorted in as the oldest
     quota.record("a", back + 110)  # the minute already counting T + 100
-    assert quota.usage(back + 110)[1] == ScopeUsage("a", 5, 0, T_MINUTE_END + 3600)
+    assert quota.usage(back + 110)[1] == ScopeUsage("a", 5, 0, None)
     # Each minute leaves an hour after its own end, whatever order it was recorded in.
     assert quota.runs_last_hour(T_MINUTE_END + 3600) == 4
     assert quota.runs_last_hour(T_MINUTE_END + 120 + 3600) == 2
@@ -277,7 +274,7 @@ def test_usage_and_runs_per_minute_on_a_known_window() -> None:
     assert quota.usage(now) == [
         ScopeUsage("global", 6, 10, now + 0.5),
         ScopeUsage("a", 2, 3, now + 0.5),
-        ScopeUsage("b", 4, 0, now + 100),  # no limit: its first start's minute ends at -3500
+        ScopeUsage("b", 4, 0, None),  # no limit: no slot to wait for
         ScopeUsage("idle", 0, 5, None),
     ]
     assert quota.runs_last_hour(now) == 6
