@@ -15,6 +15,7 @@ from typing import Any
 
 from core.atomic import write_atomic
 from core.history import GLYPHS, RunRecord
+from core.names import shown
 from core.units import format_duration
 from core.vault import FolderSummary
 
@@ -37,7 +38,7 @@ def status_label(status: str) -> str:
 
 def _text(value: object, limit: int | None = None) -> str:
     """Data made safe for one Markdown table cell: one line, no markup, `|` escaped."""
-    text = _LINE_BREAK.sub(" ↵ ", str(value)).replace("\t", " ")
+    text = _LINE_BREAK.sub(" ↵ ", shown(str(value))).replace("\t", " ")
     text = _CONTROL.sub("\ufffd", text)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"

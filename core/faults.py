@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-
-def printable(text: str) -> str:
-    """`text` as UTF-8 can hold it: a name read from disk may carry undecodable bytes
-    (as surrogates), which no log, JSON line or Markdown file could write."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+from core.names import shown
 
 
 def described(error: BaseException) -> str:
-    return printable(f"{type(error).__name__}: {error}")
+    return shown(f"{type(error).__name__}: {error}")

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.faults import described, printable
+from core.faults import described
 from core.filewatch import (
     FAST_STEP_MS,
     IDLE_STEP_MS,
@@ -28,6 +28,7 @@ from core.filewatch import (
     watch,
     watch_paths,
 )
+from core.names import shown
 from core.slices import Slices
 from core.units import format_duration
 from core.vault import FOLDERS
@@ -163,7 +164,7 @@ class Watches:
                 elif change == WATCH_DELETED and Path(path) in paths:
                     # Its watch went with it: the others go on, and it is watched again
                     # once it is back.
-                    name = printable(relative(keeper.vault, Path(path)) or path)
+                    name = shown(relative(keeper.vault, Path(path)) or path)
                     keeper.log.warning(f"{name} went away; watched again once it is back")
                     self.renew_vault()
                 rel = relative(keeper.vault, Path(path))
@@ -190,7 +191,7 @@ class Watches:
         try:
             hand(*args)
         except Exception as error:
-            what = printable(args[0]) if args else "the files already there"
+            what = shown(args[0]) if args else "the files already there"
             self.keeper.log.error(f"cannot hand over {what}: {described(error)}")
 
     async def _watch_config(self, stop: asyncio.Event) -> None:

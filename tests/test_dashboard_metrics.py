@@ -221,6 +221,11 @@ def test_hostile_file_names_and_errors_stay_inside_their_cells() -> None:
     assert r"exit 1 \| boom ↵ Traceback: \`x\` \*y\* \<b\>" in text
     controls = render(failures=[record("f", "beta", "failure", NOW, error="\x1b[31mred\tx\x00")])
     assert tables(controls)["Failures, last 24 h"][0]["Error"] == "\ufffd[31mred x\ufffd"
+    # A file name that is not UTF-8 (its bytes as lone surrogates) reaches an error text:
+    # the Dashboard shows U+FFFD for each such byte and stays writable as UTF-8.
+    latin = render(failures=[record("g", "beta", "failure", NOW, error="cannot read caf\udce9")])
+    assert tables(latin)["Failures, last 24 h"][0]["Error"] == "cannot read caf\ufffd"
+    latin.encode("utf-8")
 
 
 def test_dashboard_times_are_in_the_given_zone() -> None:
