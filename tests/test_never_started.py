@@ -45,10 +45,14 @@ def test_a_run_the_quota_refused_is_logged_counted_and_shown_as_the_last_result(
         """
     )
     process = daemon(vault)
-    wait_for(lambda: [r["status"] for r in finals(vault, "limited")][:2] == ["success", "skipped"])
-    skipped = [r for r in finals(vault, "limited") if r["status"] == "skipped"]
     refusal = "quota: job limited max_per_hour 1 reached"
-    assert skipped[0]["error"].startswith(refusal)
+
+    def refused() -> list[dict]:
+        # (A slot while the first run is still going, on a busy box, is an overlap skip.)
+        return [r for r in finals(vault, "limited") if (r["error"] or "").startswith(refusal)]
+
+    skipped = wait_for(refused)
+    assert isinstance(skipped, list)
 
     # A line in the keeper log for each refusal (what `logs -f` and the journal show).
     wait_for(lambda: f"run {skipped[0]['id']} of limited (schedule) skipped: " in keeper_log(vault))
@@ -114,7 +118,7 @@ async def test_a_refused_cron_slot_carries_its_time_and_no_catch_up_follows_a_re
 ) -> None:
     # One slot a minute, a few seconds from now; the quota is used up by a manual run, so
     # the slot is refused. A restart right after must not take it for a missed slot.
-    soon = datetime.now().astimezone() + timedelta(seconds=3)
+    soon = datetime.now().astimezone() + timedelta(seconds=3)  # or a minute later, if slow
     vault = make_vault(
         f"""
         [jobs.minutely]
@@ -127,7 +131,7 @@ async def test_a_refused_cron_slot_carries_its_time_and_no_catch_up_follows_a_re
     await keeper.start()
     serving = asyncio.create_task(keeper.serve())
     keeper.run_now("minutely")  # manual: never refused, but it counts
-    await until(lambda: any(r["status"] == "skipped" for r in finals(vault, "minutely")))
+    await until(lambda: any(r["status"] == "skipped" for r in finals(vault, "minutely")), 70)
     await finish(keeper, serving)
     skipped = next(r for r in finals(vault, "minutely") if r["status"] == "skipped")
     slot = datetime.fromisoformat(skipped["startedAt"])
