@@ -16,9 +16,14 @@ def parse_since(text: str, tz: tzinfo, now: datetime | None = None) -> datetime:
     now = now if now is not None else datetime.now(tz)
     value = text.strip()
     try:
-        return now - timedelta(seconds=parse_duration(value))
+        seconds = parse_duration(value)
     except ValueError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
