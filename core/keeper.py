@@ -31,7 +31,7 @@ from core import history as hist
 from core import logsdir
 from core.config import Config, ConfigError, JobConfig, load_config
 from core.control import start_control
-from core.environment import EnvFileError, Masker, job_environment, secret_values
+from core.environment import EnvFileError, Masker, inside_vault, job_environment, secret_values
 from core.events import EventBus
 from core.faults import described
 from core.handover import Handover, files_env
@@ -630,8 +630,8 @@ class Keeper:
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
         self.history.append(record)
-        cwd = self.vault / job.cwd if job.cwd else self.vault
         try:
+            cwd = inside_vault(self.vault, job.cwd, "cwd") if job.cwd else self.vault
             env, masker = self._run_env(runtime, request)
         except (EnvFileError, ValueError) as error:
             self._finish_unstarted(runtime, request, record, str(error), 126)

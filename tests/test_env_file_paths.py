@@ -36,3 +36,23 @@ def test_an_env_file_swapped_for_a_symlink_out_of_the_vault_is_refused(tmp_path:
     (vault / "conf" / "job.env").symlink_to(outside)
     with pytest.raises(EnvFileError, match="leads out of the vault"):
         job_environment(job, vault, {})
+
+
+async def test_a_cwd_swapped_for_a_symlink_out_of_the_vault_fails_the_run_unstarted(
+    make_vault, tmp_path: Path
+) -> None:
+    from test_keeper import finals, finish, started_keeper, until
+
+    vault = make_vault('[jobs.j]\ncommand = ["pwd"]\ncwd = "work"\n')
+    (vault / "work").mkdir()
+    keeper = await started_keeper(vault)
+    try:
+        (vault / "work").rmdir()
+        (vault / "work").symlink_to(tmp_path)
+        keeper.run_now("j")
+        await until(lambda: finals(vault, "j"))
+    finally:
+        await finish(keeper)
+    [record] = finals(vault, "j")
+    assert record["status"] == "failure"
+    assert "cwd leads out of the vault" in record["error"]
