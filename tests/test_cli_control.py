@@ -4,6 +4,7 @@ when none runs: each output says which."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from datetime import datetime
 
@@ -74,13 +75,15 @@ def test_status_and_jobs_come_from_the_keeper_while_it_runs(make_vault, daemon) 
     status = json.loads(run_cli("--status", "--json", *v).stdout)
     assert status["source"] == "keeper"
     assert status["keeper"]["pid"] == process.pid and status["keeper"]["state"] == "RUNNING"
-    assert status["keeper"]["runs_in_flight"] == 1
+    # tick (every 150 ms) may be in flight too on a busy box; slow certainly is.
+    assert status["keeper"]["runs_in_flight"] >= 1
     slow = next(job for job in status["jobs"] if job["name"] == "slow")
     assert len(slow["running"]) == 1
 
     text = run_cli("--status", *v)
     assert text.returncode == 0  # a keeper runs: healthy
-    assert f"pid {process.pid}" in text.stdout and "RUNNING, 1 run(s) in flight" in text.stdout
+    assert f"pid {process.pid}" in text.stdout
+    assert re.search(r"RUNNING, [1-9]\d* run\(s\) in flight", text.stdout), text.stdout
 
     jobs = run_cli("jobs", "--json", *v)
     assert jobs.stderr == f"watchkeeper: through keeper pid {process.pid}\n"
