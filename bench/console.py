@@ -136,12 +136,12 @@ async def under_load(root: Path, seconds: float, baseline_at: float) -> dict[str
         while (elapsed := time.monotonic() - start) < seconds:
             if baseline is None and elapsed >= baseline_at:
                 baseline = rss_kib()
-            before = str(jobs.get_cell(PRESSED, "paused"))
+            before = str(jobs.get_cell(PRESSED, "state"))
             pressed = time.perf_counter()
             # Posted, not pilot.press(): that also waits for the app to fall idle, which
             # a console fed 50 runs a second seldom does, and would time the wait.
             app.post_message(events.Key("p", "p"))
-            await wait(pilot, lambda was=before: str(jobs.get_cell(PRESSED, "paused")) != was)
+            await wait(pilot, lambda was=before: str(jobs.get_cell(PRESSED, "state")) != was)
             latencies.append((time.perf_counter() - pressed) * 1000)
             # A random gap: a fixed one would land every press at the same phase of the
             # 100 ms redraw timer and time only that phase.

@@ -16,6 +16,7 @@ EVENT_KINDS = (
     "log_line",
     "quota",
     "config_error",
+    "config_reloaded",
     "resync",
 )
 

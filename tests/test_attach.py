@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import final_records, run_cli, wait_for
 from conftest import pilot_until as until
+from console_kit import cell
 from textual.widgets import DataTable
 
 from core.client import InProcessClient, SocketClient
@@ -18,10 +19,11 @@ from core.config import load_config
 from core.lock import acquire, holder
 from core.state import load_state
 from tui.app import ConsoleApp, make_app
-from tui.panes import HeaderBar, JobsPane
-from tui.resume_dialog import ResumeScreen
-from tui.screens import ConfirmScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.resume import ResumeScreen
 from tui.themes import shipped_dir
+from tui.widgets.header import HeaderBar
+from tui.widgets.jobs_pane import JobsPane
 
 JOBS = """
 [jobs.tick]
@@ -66,12 +68,7 @@ async def test_attached_console_sees_cli_runs_pauses_the_daemon_and_leaves_it_ru
         # A run started from the CLI shows up here through the event stream.
         started = run_cli("run", "by-hand", "--vault", str(vault))
         assert started.returncode == 0 and f"(through keeper pid {process.pid})" in started.stdout
-        await until(
-            pilot,
-            lambda: str(
-                app.main.query_one("#jobs", DataTable).get_cell("by-hand", "last")
-            ).startswith("✔ success"),
-        )
+        await until(pilot, lambda: cell(app, "by-hand", "last").startswith("✔ success"))
 
         # p here pauses the job in the daemon, which then starts no more of it.
         await select_job(pilot, app, "tick")

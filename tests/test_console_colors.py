@@ -128,7 +128,8 @@ def cursor_and_other_row(rows: list[list[Run]]) -> tuple[list[Run], list[Run]]:
     """The Jobs rows of `idle` (under the cursor) and of `good`."""
 
     def row(job: str) -> list[Run]:
-        return next(runs for runs in rows if row_text(runs).startswith(f"│ {job} "))
+        # The Jobs pane has the focus: its border is the heavy one.
+        return next(runs for runs in rows if row_text(runs).startswith(f"┃ {job} "))
 
     return row("idle"), row("good")
 

@@ -24,7 +24,15 @@ from tui import (
     cli_status,
     cli_vault,
 )
-from tui.cli_common import EXIT_LOCKED, HELP_OPTIONS, JsonOption, VaultOption, fail, open_config
+from tui.cli_common import (
+    EXIT_LOCKED,
+    HELP_OPTIONS,
+    JsonOption,
+    VaultOption,
+    fail,
+    locate_vault,
+    open_config,
+)
 
 app = typer.Typer(
     name="watchkeeper",
@@ -117,12 +125,17 @@ def main_command(
         # --status is a health check.
         cli_status.status(open_config(ctx, vault, demo=True), as_json)
         return
+    # The console's alternate screen hides what was printed before it: it says the
+    # first-run note itself.
+    found, source = locate_vault(ctx, vault, demo=True)
+    first_run = source == "default" and not (found / "watchkeeper.toml").exists()
     config = open_config(ctx, vault, demo=True)
     from core.control import ControlUnavailable
     from tui.app import run_console
 
+    notices = [f"created the demo vault at {config.vault}"] if first_run else []
     try:
-        code = run_console(config)
+        code = run_console(config, notices)
     except ControlUnavailable as error:
         raise fail(f"cannot attach: {error}", EXIT_LOCKED) from None
     raise typer.Exit(code)

@@ -63,6 +63,10 @@ class ConfigProblem(KeeperMessage):
     """data: {issues: [...]}: a reload was refused; the running config stays."""
 
 
+class ConfigReloaded(KeeperMessage):
+    """data: {jobs: N}: the config file was read again and is the running one now."""
+
+
 class Resync(KeeperMessage):
     """Events were lost (the keeper's queue or ours overflowed): refetch everything."""
 
@@ -76,6 +80,7 @@ MESSAGES: dict[str, type[KeeperMessage]] = {
     "log_line": LogLines,
     "quota": QuotaChanged,
     "config_error": ConfigProblem,
+    "config_reloaded": ConfigReloaded,
     "resync": Resync,
 }
 

@@ -15,6 +15,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from core.quota import GLOBAL
 from tui.text import parse_time
 
 LOG_BACKLOG = 1000
@@ -22,6 +23,11 @@ LOG_BACKLOG = 1000
 WINDOW = 3600.0
 COUNTED_OK = ("success",)
 COUNTED_FAILED = ("failure", "timeout", "interrupted")
+
+
+def _finished_at(record: dict[str, Any] | None) -> float:
+    when = parse_time((record or {}).get("completedAt") or (record or {}).get("startedAt"))
+    return when.timestamp() if when is not None else float("-inf")
 
 
 @dataclass
@@ -52,7 +58,8 @@ class JobRow:
         self.enabled = bool(view.get("enabled", True))
         self.paused = bool(view.get("paused"))
         self.next_run = parse_time(view.get("next_run"))
-        self.last = view.get("last")
+        if _finished_at(view.get("last")) >= _finished_at(self.last):
+            self.last = view.get("last")  # else a run that ended after the view was taken
         self.running = running
         self.queued = int(view.get("queued") or 0)
         self.files_pending = int(view.get("files_pending") or 0)
@@ -96,6 +103,9 @@ class Model:
     """Runs whose final record arrived: a snapshot taken just before must not bring them
     back to life. Cleared at each snapshot, which is taken after them."""
     events: int = 0
+    counted: int = 0
+    """Events that change today's results or quota usage: a snapshot asked for before
+    one of them is older than what the events told, and leaves those numbers alone."""
     dirty: set[str] = field(default_factory=set)
     dirty_jobs: set[str] = field(default_factory=set)
     jobs_reshaped: bool = False
@@ -158,7 +168,21 @@ class Model:
         self._touch_job(job.name)
         self.history_updates[data["id"]] = data
         self._count_start(math.floor(started.timestamp()))
+        self._count_quota(job.name)
         self.dirty.update(("history", "quota"))
+
+    def _count_quota(self, job: str) -> None:
+        """A run counts against the quota as it starts: count it now, not when the
+        keeper next reports usage (seconds later, a run behind the header)."""
+        self.counted += 1
+        self.runs_last_hour += 1
+        scopes = {usage["scope"]: usage for usage in self.quota}
+        for scope in (GLOBAL, job):
+            usage = scopes.get(scope)
+            if usage is None:
+                usage = {"scope": scope, "used": 0, "limit": 0, "next_free": None}
+                self.quota.append(usage)
+            usage["used"] = int(usage.get("used") or 0) + 1
 
     def _count_start(self, second: int) -> None:
         starts = self.starts
@@ -180,6 +204,7 @@ class Model:
         job.last = data
         self._touch_job(job.name)
         self.history_updates[data["id"]] = data
+        self.counted += 1
         status = data.get("status")
         if status in COUNTED_OK:
             self.today["ok"] += 1
@@ -222,7 +247,8 @@ class Model:
         self.dirty.add("log")
 
     def _on_quota(self, data: dict[str, Any], now: datetime) -> None:
-        self.quota = list(data.get("usage", []))
+        self.counted += 1
+        self.quota = [dict(usage) for usage in data.get("usage", [])]
         self.runs_last_hour = int(data.get("runs_last_hour") or 0)
         self.dirty.add("quota")
 
@@ -230,20 +256,30 @@ class Model:
         self.config_issues = [str(issue) for issue in data.get("issues", [])]
         self.dirty.add("header")
 
+    def _on_config_reloaded(self, data: dict[str, Any], now: datetime) -> None:
+        self.config_issues = []
+        self.dirty.add("header")
+
     # ---- whole views ----------------------------------------------------------------
 
     def load_snapshot(
-        self, snapshot: dict[str, Any], now: datetime, ended: set[str] | None = None
+        self,
+        snapshot: dict[str, Any],
+        now: datetime,
+        ended: set[str] | None = None,
+        counted: int | None = None,
     ) -> None:
         """`ended`: runs known to have finished when the snapshot was asked for; the
-        snapshot already knows them, later ones it may not."""
+        snapshot already knows them, later ones it may not. `counted`: the model's count
+        of such events then; if more came since, today's results and quota usage stay."""
         self.state = snapshot.get("state", self.state)
         self.global_paused = bool(snapshot.get("paused"))
         self.pid = snapshot.get("pid")
         self.started_at = parse_time(snapshot.get("started_at"))
-        self.today = dict(snapshot.get("today") or self.today)
-        self.quota = list(snapshot.get("quota", []))
-        self.runs_last_hour = int(snapshot.get("runs_last_hour") or 0)
+        if counted is None or counted == self.counted:
+            self.today = dict(snapshot.get("today") or self.today)
+            self.quota = [dict(usage) for usage in snapshot.get("quota", [])]
+            self.runs_last_hour = int(snapshot.get("runs_last_hour") or 0)
         names = [view["name"] for view in snapshot.get("jobs", [])]
         if names != list(self.jobs):
             self.jobs = {name: self.jobs.get(name) or JobRow(name) for name in names}

@@ -22,8 +22,9 @@ from core.config import load_config
 from core.lock import acquire
 from core.scaffold import init_vault
 from tui.app import ConsoleApp, make_app
-from tui.panes import HistoryPane
-from tui.screens import HelpScreen, RunOutputScreen
+from tui.screens.help import HelpScreen
+from tui.screens.run_output import RunOutputScreen
+from tui.widgets.history_pane import HistoryPane
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "screenshots"
 WAIT = 30.0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.units import format_duration
 
+LEVELS = ("INFO", "WARN", "ERROR")
 STATE_GLYPHS = {"RUNNING": "●", "PAUSED": "⏸", "STOPPING": "◌", "STOPPED": "■"}
 FROZEN_ENV = "WATCHKEEPER_CONSOLE_NOW"
 """An ISO time that freezes every clock-dependent text (uptime, elapsed, "in 3m"), so
@@ -79,6 +80,33 @@ def compact_stamp(line: str, clock: Clock) -> str:
     local = moment.astimezone(clock.tz)
     fmt = "%H:%M:%S" if local.date() == clock.now().date() else "%m-%d %H:%M:%S"
     return f"{local.strftime(fmt)} {rest}"
+
+
+def log_display(line: str, clock: Clock) -> str:
+    """A keeper-log line as the Log pane shows it: the stamp cut to the time of day, and
+    the level only when it is not INFO (WARN and ERROR stand out; the outcome of a run
+    fits at 80 columns)."""
+    line = compact_stamp(line, clock)
+    stamp, _, rest = line.partition(" ")
+    level, _, message = rest.partition(" ")
+    if level in LEVELS:
+        message = message.lstrip(" ")
+        return f"{stamp} {message}" if level == "INFO" else f"{stamp} {level} {message}"
+    return line
+
+
+def run_time(moment: datetime | None, clock: Clock) -> str:
+    """When a run started, in at most nine cells: 19:06:20 today, Sat 19:06 in the last
+    week, Nov 20 before that."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(clock.tz)
+    days = (clock.now().date() - local.date()).days
+    if days == 0:
+        return local.strftime("%H:%M:%S")
+    if 0 < days < 7:
+        return local.strftime("%a %H:%M")
+    return local.strftime("%b %d")
 
 
 def parse_time(text: str | None) -> datetime | None:

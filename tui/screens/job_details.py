@@ -1,0 +1,132 @@
+"""A job: its config (read again from the file), its state in the keeper and its next
+fire times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table as RichTable
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Footer, Static
+
+from core.config import ConfigError, JobConfig, load_config
+from core.firetimes import FireTime
+from core.firetimes import fire_times as next_fire_times
+from core.history import status_label
+from core.units import format_duration
+from tui.screens.details import DetailScreen, Scroll
+from tui.text import Clock, parse_time
+
+FIRE_TIMES = 5
+
+
+def fire_times(
+    job: JobConfig | None, view: dict[str, Any] | None, clock: Clock, count: int = FIRE_TIMES
+) -> list[FireTime]:
+    """The next `count` slots of a job, as `watchkeeper describe` lists them."""
+    return next_fire_times(job, view, clock.now(), clock.tz, count)  # type: ignore[arg-type]
+
+
+class JobScreen(DetailScreen):
+    """A job's config, its state in the keeper and its next fire times."""
+
+    def __init__(
+        self, name: str, config_path: Path, fallback: JobConfig | None, view: dict, clock: Clock
+    ) -> None:
+        super().__init__(classes="detail")
+        self.job_name = name
+        self.config_path = config_path
+        self.fallback = fallback
+        self.view = view
+        self.clock = clock
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"job {self.job_name}", style="bold"), classes="summary")
+        with Scroll(id="job-scroll"):
+            yield Static("reading the config …", id="job-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#job-scroll").focus()
+        self._read()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def _read(self) -> None:
+        # The file, not the config the console started with: the keeper may have
+        # reloaded it since. A file that no longer loads leaves the one we know.
+        job = self.fallback
+        note = ""
+        try:
+            job = load_config(self.config_path).jobs.get(self.job_name, job)
+        except ConfigError:
+            note = "the config file has errors now; showing the config the console started with"
+        self.deliver(self._show, job, note)
+
+    def _show(self, job: JobConfig | None, note: str) -> None:
+        self.query_one("#job-body", Static).update(self.render_job(job, note))
+
+    def render_job(self, job: JobConfig | None, note: str) -> RichTable:
+        table = RichTable.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        view = self.view
+        if note:
+            table.add_row("note", Text(note))
+        if job is None:
+            table.add_row("config", Text("not in the config file"))
+        else:
+            command = job.command if isinstance(job.command, str) else " ".join(job.command)
+            rows: list[tuple[str, str]] = [
+                ("command", command),
+                ("trigger", job.trigger_summary),
+                ("enabled", "yes" if job.enabled else "no (runs only when named)"),
+                ("timeout", format_duration(job.timeout) if job.timeout else "none"),
+                ("retries", f"{job.retries} (delay {format_duration(job.retry_delay)})"),
+                ("overlap", job.overlap),
+                ("max per hour", str(job.max_per_hour or "no limit")),
+            ]
+            if job.on_files:
+                rows.append(("settle", format_duration(job.settle)))
+                rows.append(("quarantine after", f"{job.quarantine_after} failed runs"))
+            if job.cwd:
+                rows.append(("cwd", job.cwd))
+            if job.env:
+                rows.append(("env", ", ".join(sorted(job.env))))
+            if job.on_success:
+                rows.append(("on_success", str(job.on_success)))
+            if job.on_failure:
+                rows.append(("on_failure", str(job.on_failure)))
+            if job.description:
+                rows.append(("description", job.description))
+            rows.append(("config line", f"{self.config_path.name}:{job.line}"))
+            for key, value in rows:
+                table.add_row(key, Text(value))
+        paused = view.get("paused")
+        table.add_row("paused", Text("yes" if paused else "no"))
+        last = view.get("last")
+        if last:
+            when = self.clock.short(parse_time(last.get("completedAt") or last.get("startedAt")))
+            table.add_row("last run", Text(f"{status_label(last['status'])} {when}"))
+        if view.get("running"):
+            ids = ", ".join(run["id"] for run in view["running"])
+            table.add_row("running", Text(f"▶ {ids}"))
+        times = fire_times(job, view, self.clock)
+        if times:
+            lines = Text()
+            for index, fire in enumerate(times):
+                local = fire.moment.astimezone(self.clock.tz)
+                wait = format_duration(self.clock.until(fire.moment))
+                if index:
+                    lines.append("\n")
+                lines.append(f"{local:%Y-%m-%d %H:%M:%S %Z}  in {wait}  ({fire.source})")
+            if paused:
+                lines.append("\n(paused: these slots are missed until it is resumed)")
+            table.add_row(f"next {len(times)}", lines)
+        elif job is not None and not job.enabled:
+            table.add_row("next runs", Text("none: disabled, it runs only when named"))
+        else:
+            table.add_row("next runs", Text("no schedule: runs on files, after jobs or by hand"))
+        return table

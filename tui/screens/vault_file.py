@@ -1,0 +1,52 @@
+"""A vault file rendered as Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Footer, Markdown, Static
+
+from core.vault import inside_vault
+from tui.screens.details import DetailScreen, Scroll
+
+PREVIEW_LIMIT = 512 * 1024
+"""Bytes of a vault file shown: the preview is for reading notes, not for huge dumps."""
+
+
+class VaultFileScreen(DetailScreen):
+    def __init__(self, vault: Path, relative: str) -> None:
+        super().__init__(classes="detail")
+        self.vault = vault
+        self.relative = relative
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(self.relative, style="bold"), classes="summary")
+        with Scroll(id="file-scroll"):
+            yield Markdown("", id="file-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#file-scroll").focus()
+        self.reread()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def reread(self) -> None:
+        path = self.vault / self.relative
+        if not inside_vault(self.vault, path):
+            text = f"*{self.relative} points outside the vault; not shown.*"
+        else:
+            try:
+                with path.open("rb") as file:
+                    raw = file.read(PREVIEW_LIMIT + 1)
+                text = raw[:PREVIEW_LIMIT].decode("utf-8", errors="replace")
+                if len(raw) > PREVIEW_LIMIT:
+                    text += f"\n\n*… cut at {PREVIEW_LIMIT // 1024} KiB*"
+            except OSError as error:
+                text = f"*cannot read {self.relative}: {error.strerror or error}*"
+        self.deliver(self._show, text)
+
+    async def _show(self, text: str) -> None:
+        await self.query_one("#file-body", Markdown).update(text)

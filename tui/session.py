@@ -1,0 +1,117 @@
+"""The console's hold on a keeper: connect (own the vault or attach to its keeper), start,
+take over when an attached keeper went away, and close.
+
+Every method here blocks (files, locks, the keeper's start and stop): the app calls them
+from thread workers, never on its own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.client import InProcessClient, KeeperClient, SocketClient
+from core.config import Config, ConfigError, load_config
+from core.control import ControlUnavailable
+from core.events import Event
+from core.lock import LockHeld, acquire, holder
+
+START_WAIT = 60.0
+TAKEOVER_WAIT = 10.0
+ATTACH_WAIT = 3.0
+
+
+def connect(config: Config) -> KeeperClient:
+    """Owner when the vault's lock is free, else attached to the keeper holding it.
+    ControlUnavailable when that keeper cannot be reached."""
+    deadline = time.monotonic() + ATTACH_WAIT
+    while True:
+        try:
+            return InProcessClient(config, acquire(config.vault))
+        except LockHeld:
+            pass
+        try:
+            return SocketClient(config.vault)
+        except ControlUnavailable:
+            if holder(config.vault) is None:
+                continue  # it stopped meanwhile: the lock is ours to take
+            # A keeper that has just started takes a moment to open its socket.
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+class KeeperSession:
+    def __init__(self, client: KeeperClient) -> None:
+        self.client = client
+        self.started = False
+        """The keeper runs (or we are attached) and answers."""
+        self.closed = False
+        """The keeper stopped (owner) or we let go of it (attached), and the lock is free."""
+        self._starting = False
+        self._start_done = threading.Event()
+        self._closing = False
+        self._close_done = threading.Event()
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        """Called on the app's thread before start() is handed to a worker: a close that
+        comes in between waits for that start."""
+        self._starting = True
+        self._start_done.clear()
+
+    def start(self, on_event: Callable[[Event], None]) -> dict[str, Any]:
+        """Start the keeper (or the event stream) and take a first snapshot."""
+        try:
+            self.client.start(on_event)
+            snapshot = self.client.snapshot()
+        finally:
+            self._start_done.set()
+        self.started = True
+        return snapshot
+
+    def close(self, end_runs: bool) -> None:
+        """Stop the keeper (owner) or let go of it (attached), and wait until that is
+        done. A second close waits for the first; with `end_runs` it hurries it."""
+        # A quit while the keeper is still starting waits for the start: closing half a
+        # start would free the lock under a keeper that goes on.
+        if self._starting:
+            self._start_done.wait(START_WAIT)
+        with self._lock:
+            first, self._closing = not self._closing, True
+        if not first:
+            if end_runs and self.client.mode == "owner":
+                self.client.close(end_runs=True)
+            self._close_done.wait()
+            return
+        try:
+            self.client.close(end_runs=end_runs)
+        finally:
+            self.closed = True
+            self._close_done.set()
+
+    def take_over(self, config_path: Path, stop: Callable[[], bool]) -> KeeperClient | str:
+        """Own the vault once the lock is free; if another keeper got there first (say
+        systemd restarted it), attach to that one instead. A string: why neither."""
+        deadline = time.monotonic() + TAKEOVER_WAIT
+        vault = self.client.vault
+        while time.monotonic() < deadline and not stop():
+            try:
+                return InProcessClient(load_config(config_path), acquire(vault))
+            except ConfigError as error:
+                return f"{len(error.issues)} error(s) in {config_path}"
+            except LockHeld:
+                try:
+                    return SocketClient(vault)
+                except ControlUnavailable:
+                    time.sleep(0.1)  # the old keeper is still letting go of its lock
+        return "the lock stayed taken"
+
+    def adopt(self, client: KeeperClient) -> None:
+        self.client = client
+        self.closed = self._closing = self.started = False
+        self._close_done.clear()
+        self.begin()
