@@ -43,6 +43,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import chaos_config
 import chaos_disk
 import chaos_kill
+import chaos_kit
 import chaos_socket
 
 PHASES: dict[str, Callable[[Path, argparse.Namespace, random.Random], dict[str, Any]]] = {
@@ -91,11 +93,17 @@ def main() -> int:
     try:
         for name in phases:
             started = time.monotonic()
-            figures = PHASES[name](work, args, random.Random(f"{args.seed}-{name}"))
+            try:
+                figures = PHASES[name](work, args, random.Random(f"{args.seed}-{name}"))
+            except Exception as error:  # a harness failure: reported, the other phases go on
+                chaos_kit.Daemon.kill_all()
+                crash = traceback.format_exc(limit=4)
+                figures = {"crashed": crash, "problems": [f"the phase crashed: {error!r}"]}
             figures["seconds"] = round(time.monotonic() - started, 1)
             problems += [f"{name}: {problem}" for problem in figures.pop("problems")]
             result[name] = figures
     finally:
+        chaos_kit.Daemon.kill_all()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     result["seconds"] = round(time.monotonic() - began, 1)

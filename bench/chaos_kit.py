@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 CLI = Path(sys.executable).parent / "watchkeeper"
 MARK = "wk-chaos-run"
@@ -55,6 +55,8 @@ class Daemon:
     vault: Path
     output: Path
     process: subprocess.Popen[bytes]
+    started: ClassVar[list[Daemon]] = []
+    """Every one this process started, so none outlives a phase that failed."""
 
     @classmethod
     def start(cls, vault: Path, output: Path) -> Daemon:
@@ -69,7 +71,18 @@ class Daemon:
                 stderr=out,
                 preexec_fn=_keeper_limits,
             )
-        return cls(vault, output, process)
+        daemon = cls(vault, output, process)
+        cls.started.append(daemon)
+        return daemon
+
+    @classmethod
+    def kill_all(cls) -> None:
+        """Kill every keeper still running and what its runs left."""
+        for daemon in cls.started:
+            if daemon.alive():
+                daemon.kill()
+        for vault in {daemon.vault for daemon in cls.started}:
+            end_processes(run_processes(vault))
 
     @property
     def pid(self) -> int:
