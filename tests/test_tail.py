@@ -102,7 +102,7 @@ def follower() -> Iterator[Callable[..., list[str]]]:
     yield start
     for stop, thread in stops:
         stop.set()
-        thread.join(timeout=5)
+        thread.join(timeout=30)
         assert not thread.is_alive(), "follow did not stop when asked"
 
 
