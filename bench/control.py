@@ -47,7 +47,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import control  # noqa: E402
+from core import control_client as control  # noqa: E402
+from core.control_protocol import ControlError, find_socket  # noqa: E402
 from core.vault import ensure_layout  # noqa: E402
 
 CLI = Path(sys.executable).parent / "watchkeeper"
@@ -182,7 +183,7 @@ def status_round_trips(daemon: Daemon, count: int) -> dict[str, Any]:
 
 
 def crowded_status(daemon: Daemon, count: int) -> dict[str, Any]:
-    path, _ = control.find_socket(daemon.vault)
+    path, _ = find_socket(daemon.vault)
     crowd: list[socket.socket] = []
     times: list[float] = []
     refused = 0
@@ -197,7 +198,7 @@ def crowded_status(daemon: Daemon, count: int) -> dict[str, Any]:
             began = time.perf_counter()
             try:
                 control.request(daemon.vault, "status")
-            except control.ControlError:
+            except ControlError:
                 refused += 1
                 continue
             times.append((time.perf_counter() - began) * 1000)
@@ -279,7 +280,7 @@ def read_subscribers(
 
 def fanout(daemon: Daemon, seconds: float) -> dict[str, Any]:
     count = int(seconds / EMIT_PERIOD)
-    path, _ = control.find_socket(daemon.vault)
+    path, _ = find_socket(daemon.vault)
     subscribers = [Subscriber.open(path, ["log_line"]) for _ in range(SUBSCRIBERS)]
 
     def on_event(subscriber: Subscriber, message: dict, received: float) -> None:
@@ -332,7 +333,7 @@ class Staller:
     says so), a fresh one takes its place."""
 
     def __init__(self, daemon: Daemon) -> None:
-        self.path, _ = control.find_socket(daemon.vault)
+        self.path, _ = find_socket(daemon.vault)
         self.log = daemon.vault / "Logs" / "watchkeeper.log"
         self.stop = threading.Event()
         self.sockets: list[socket.socket] = []
@@ -371,7 +372,7 @@ class Staller:
 def lateness_window(daemon: Daemon, window: float) -> dict[str, Any]:
     """Lateness of the scheduled runs due in the next `window` seconds; missed = their
     slots that never started (each job's slots are 1 s apart from any due time seen)."""
-    path, _ = control.find_socket(daemon.vault)
+    path, _ = find_socket(daemon.vault)
     reader = Subscriber.open(path, ["run_started"])
     runs: list[tuple[str, float, float]] = []  # job, due (wall clock), lateness ms
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from core.config import Config
-from core.control import Connection, ControlError, ControlFailed, start_control, subscribe
+from core.control_client import Connection, subscribe
+from core.control_protocol import ControlError, ControlFailed
+from core.control_server import start_control
 from core.events import Event
 from core.history import Query, QueryResult, recent
 from core.keeper import Keeper

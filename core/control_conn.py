@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import select
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-MAX_REQUEST = 64 * 1024
-MAX_CONNECTIONS = 64
-MAX_SUBSCRIBERS = 48
-IDLE_TIMEOUT = 10.0
-PARTIAL_TIMEOUT = 5.0
-STALL_LIMIT = 5.0  # an answer or event batch the client takes nothing of for this long
-# The `closed` value of the answer a connection gets as the keeper hangs up on it for
-# idling: no request of it was read, so a client may send its request again elsewhere.
-CLOSED_IDLE = "idle"
+from core.control_protocol import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_REQUEST,
+    MAX_SUBSCRIBERS,
+    PARTIAL_TIMEOUT,
+    STALL_LIMIT,
+    Answer,
+    ErrorAnswer,
+    encode,
+    error_answer,
+    idle_answer,
+)
+
 _READ_SIZE = 65536
 
 
@@ -44,19 +48,7 @@ class Limits:
     request: int = MAX_REQUEST
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(",", ":"), default=str) + "\n").encode()
-
-
-def error_answer(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message}
-
-
-def idle_answer(message: str) -> dict[str, Any]:
-    return {**error_answer(message), "closed": CLOSED_IDLE}
-
-
-async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+async def send(writer: asyncio.StreamWriter, message: Mapping[str, Any]) -> None:
     writer.write(encode(message))
     async with asyncio.timeout(STALL_LIMIT):
         await writer.drain()
@@ -65,7 +57,7 @@ async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
 class ReadError(Exception):
     """No request could be read; `answer` goes back, then the connection closes."""
 
-    def __init__(self, answer: dict[str, Any]) -> None:
+    def __init__(self, answer: ErrorAnswer) -> None:
         super().__init__(answer["error"])
         self.answer = answer
 
@@ -138,7 +130,7 @@ class Slot:
 
 # Answers one request line: the answer to send, or None when the connection became an
 # event stream (and has ended).
-Respond = Callable[[Slot, bytes, asyncio.StreamWriter], Awaitable[dict[str, Any] | None]]
+Respond = Callable[[Slot, bytes, asyncio.StreamWriter], Awaitable[Answer | None]]
 
 
 class Connections:

@@ -14,7 +14,6 @@ import heapq
 import os
 import random
 import resource
-import signal
 import socket
 import sys
 import threading
@@ -30,7 +29,6 @@ from typing import Any
 from core import history as hist
 from core import logsdir
 from core.config import Config, ConfigError, JobConfig, load_config
-from core.control import start_control
 from core.environment import EnvFileError, Masker, inside_vault, job_environment, secret_values
 from core.events import EventBus
 from core.faults import described
@@ -1304,38 +1302,3 @@ class Keeper:
     def _log_write_failed(self, path: Path, error: OSError) -> None:
         self.log.error(f"cannot write {path}: {error.strerror}; job output dropped until it can")
 
-
-def install_signal_handlers(keeper: Keeper, stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM drain gracefully, a second one ends the runs at once; SIGHUP reloads."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal(number: int) -> None:
-        name = signal.Signals(number).name
-        if stop.is_set():
-            keeper.log.warning(f"{name} again: ending runs now")
-            keeper.hurry()
-            return
-        keeper.log.info(f"{name}: draining")
-        stop.set()
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, on_signal, number)
-    loop.add_signal_handler(signal.SIGHUP, keeper.reload, "SIGHUP")
-
-
-async def run_daemon(keeper: Keeper) -> None:
-    """--daemon: serve until SIGINT/SIGTERM, then drain."""
-    stop = asyncio.Event()
-    install_signal_handlers(keeper, stop)
-    await keeper.start()
-    control = await start_control(keeper)
-    serving = asyncio.create_task(keeper.serve())
-    try:
-        await stop.wait()
-        await keeper.stop()
-        await serving
-    finally:
-        # Last: during the drain the CLI can still ask what is left and `run --wait` hears
-        # back. And whatever went wrong, no socket is left behind.
-        if control is not None:
-            await control.close()

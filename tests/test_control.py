@@ -27,15 +27,31 @@ from conftest import Daemons, final_records, keeper_log, lock_record, pid_alive,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import control
-from core.control import (
+from core import control_client
+from core.control_client import Connection
+from core.control_protocol import (
     HISTORY_LIMIT,
+    MAX_REQUEST,
     OPS,
-    Connection,
+    CancelAnswer,
     ControlFailed,
     ControlUnavailable,
+    ErrorAnswer,
+    EventMessage,
+    HistoryAnswer,
+    JobView,
+    PauseAnswer,
+    PlanJson,
+    PlannedRunJson,
+    QuotaUsage,
+    ResumeAnswer,
+    RunAnswer,
+    RunJson,
+    RunningView,
+    Snapshot,
+    Today,
+    find_socket,
 )
-from core.control_conn import MAX_REQUEST
 from core.events import EVENT_KINDS
 from core.history import STATUSES
 from core.state import load_state
@@ -77,6 +93,12 @@ OPS_CONFIG = """
 
     [jobs.echo]
     command = ["sh", "-c", "echo hello-from-echo"]
+
+    [jobs.shape]
+    command = ["true"]
+
+    [jobs.shape_slow]
+    command = ["sleep", "60"]
     """
 
 
@@ -92,7 +114,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subpro
 
 
 def job_view(vault: Path, name: str) -> dict[str, Any]:
-    jobs = control.request(vault, "jobs")["jobs"]
+    jobs = control_client.request(vault, "jobs")["jobs"]
     return next(job for job in jobs if job["name"] == name)
 
 
@@ -115,15 +137,57 @@ def started_after(vault: Path, job: str, moment: datetime) -> list[dict[str, Any
 
 def test_status_and_jobs_describe_the_running_keeper(ops) -> None:
     vault, process = ops
-    status = control.request(vault, "status")["status"]
+    status = control_client.request(vault, "status")["status"]
     assert (status["pid"], status["state"], status["paused"]) == (process.pid, "RUNNING", False)
     assert status["vault"] == str(vault.resolve())
-    names = ["tick", "tock", "ok", "bad", "slow", "paged", "echo"]
+    names = ["tick", "tock", "ok", "bad", "slow", "paged", "echo", "shape", "shape_slow"]
     assert [job["name"] for job in status["jobs"]] == names
-    jobs = {job["name"]: job for job in control.request(vault, "jobs")["jobs"]}
+    jobs = {job["name"]: job for job in control_client.request(vault, "jobs")["jobs"]}
     assert list(jobs) == names
     assert jobs["tick"]["trigger"] == "every 200ms" and jobs["tick"]["next_run"] is not None
     assert jobs["ok"]["next_run"] is None and jobs["ok"]["paused"] is False
+
+
+def keys_fit(data: dict[str, Any], shape: type) -> bool:
+    """`data` has every key `shape` (a TypedDict) requires and none it does not know."""
+    required: frozenset[str] = shape.__required_keys__  # type: ignore[attr-defined]
+    return required <= data.keys() <= set(shape.__annotations__)
+
+
+def test_answers_have_the_protocols_shapes(ops) -> None:
+    """The keeper's views are plain dicts; the TypedDicts in control_protocol are what
+    clients type them as, so each answer's keys are held to them."""
+    vault, _ = ops
+    ran = control_client.request(vault, "run", job="shape", wait=True)
+    assert keys_fit(ran, RunAnswer) and keys_fit(ran["record"], RunJson)
+    history = control_client.request(vault, "history", job="shape", limit=1)
+    assert keys_fit(history, HistoryAnswer) and keys_fit(history["runs"][0], RunJson)
+    started = control_client.request(vault, "run", job="shape_slow")
+    assert keys_fit(started, RunAnswer)
+    wait_for(lambda: job_view(vault, "shape_slow")["running"])
+    snapshot = control_client.request(vault, "status")["status"]
+    assert keys_fit(snapshot, Snapshot) and keys_fit(snapshot["today"], Today)
+    assert all(keys_fit(usage, QuotaUsage) for usage in snapshot["quota"])
+    jobs = {job["name"]: job for job in control_client.request(vault, "jobs")["jobs"]}
+    assert all(keys_fit(job, JobView) for job in jobs.values())
+    assert keys_fit(jobs["shape"]["last"], RunJson)
+    assert keys_fit(jobs["shape_slow"]["running"][0], RunningView)
+    cancelled = control_client.request(vault, "cancel", run_id=started["run_id"])
+    assert keys_fit(cancelled, CancelAnswer)
+    paused = control_client.request(vault, "pause", job="shape")
+    assert keys_fit(paused, PauseAnswer)
+    resumed = control_client.request(vault, "resume", job="shape", preview=True)
+    assert keys_fit(resumed, ResumeAnswer) and keys_fit(resumed["plan"], PlanJson)
+    assert all(keys_fit(run, PlannedRunJson) for run in resumed["plan"]["runs"])
+    assert keys_fit(control_client.request(vault, "resume", job="shape"), ResumeAnswer)
+    with Connection(vault) as connection:
+        connection._socket.sendall(b'{"op": "fly"}\n')
+        assert keys_fit(connection.read(), ErrorAnswer)
+    stream, snapshot = control_client.subscribe(vault)
+    with stream:
+        assert keys_fit(snapshot, Snapshot)
+        control_client.request(vault, "run", job="shape")
+        assert keys_fit(stream.read(), EventMessage)
 
 
 def test_one_connection_carries_many_requests_and_survives_bad_ones(ops) -> None:
@@ -138,10 +202,10 @@ def test_one_connection_carries_many_requests_and_survives_bad_ones(ops) -> None
 
 def test_run_wait_answers_the_final_record(ops) -> None:
     vault, _ = ops
-    ok = control.request(vault, "run", job="ok", wait=True)
+    ok = control_client.request(vault, "run", job="ok", wait=True)
     assert ok["record"]["id"] == ok["run_id"]
     assert (ok["record"]["status"], ok["record"]["trigger"]) == ("success", "manual")
-    bad = control.request(vault, "run", job="bad", wait=True)
+    bad = control_client.request(vault, "run", job="bad", wait=True)
     assert (bad["record"]["status"], bad["record"]["exitCode"]) == ("failure", 1)
     records = final_records(vault)
     assert records[ok["run_id"]]["status"] == "success"
@@ -150,7 +214,7 @@ def test_run_wait_answers_the_final_record(ops) -> None:
 
 def test_run_without_wait_answers_the_id_at_once(ops) -> None:
     vault, _ = ops
-    answer = control.request(vault, "run", job="ok")
+    answer = control_client.request(vault, "run", job="ok")
     assert set(answer) == {"ok", "run_id"}
     wait_for(lambda: final_records(vault).get(answer["run_id"], {}).get("status") == "success")
 
@@ -158,9 +222,9 @@ def test_run_without_wait_answers_the_id_at_once(ops) -> None:
 def test_run_of_an_unknown_job_is_refused_naming_it(ops) -> None:
     vault, _ = ops
     with pytest.raises(ControlFailed, match=r"no job 'no-such-job' in .*jobs: tick, tock"):
-        control.request(vault, "run", job="no-such-job")
+        control_client.request(vault, "run", job="no-such-job")
     with pytest.raises(ControlFailed, match="run needs job"):
-        control.request(vault, "run")
+        control_client.request(vault, "run")
 
 
 def test_cancel_ends_a_running_run_and_its_waiter_hears_cancelled(ops) -> None:
@@ -168,7 +232,7 @@ def test_cancel_ends_a_running_run_and_its_waiter_hears_cancelled(ops) -> None:
     waited: dict[str, Any] = {}
 
     def run_and_wait() -> None:
-        waited.update(control.request(vault, "run", timeout=30, job="slow", wait=True))
+        waited.update(control_client.request(vault, "run", timeout=30, job="slow", wait=True))
 
     waiter = threading.Thread(target=run_and_wait)
     waiter.start()
@@ -176,7 +240,8 @@ def test_cancel_ends_a_running_run_and_its_waiter_hears_cancelled(ops) -> None:
         wait_for(lambda: job_view(vault, "slow")["running"])
         run_id = job_view(vault, "slow")["running"][0]["id"]
         wait_for(lambda: job_view(vault, "slow")["running"][0]["pid"])
-        assert control.request(vault, "cancel", run_id=run_id) == {"ok": True, "cancelled": run_id}
+        cancelled = control_client.request(vault, "cancel", run_id=run_id)
+        assert cancelled == {"ok": True, "cancelled": run_id}
     finally:
         waiter.join(timeout=20)
     assert waited["run_id"] == run_id and waited["record"]["status"] == "cancelled"
@@ -187,14 +252,14 @@ def test_cancel_ends_a_running_run_and_its_waiter_hears_cancelled(ops) -> None:
 def test_cancel_of_an_unknown_run_answers_ok_false(ops) -> None:
     vault, _ = ops
     with pytest.raises(ControlFailed, match="no run 1-nothing in flight"):
-        control.request(vault, "cancel", run_id="1-nothing")
+        control_client.request(vault, "cancel", run_id="1-nothing")
     with pytest.raises(ControlFailed, match="cancel needs run_id"):
-        control.request(vault, "cancel", run_id=7)
+        control_client.request(vault, "cancel", run_id=7)
 
 
 def test_history_pages_newest_first_with_next_offset(ops) -> None:
     vault, _ = ops
-    ids = [control.request(vault, "run", job="paged", wait=True)["run_id"] for _ in range(5)]
+    ids = [control_client.request(vault, "run", job="paged", wait=True)["run_id"] for _ in range(5)]
     pages: list[list[str]] = []
     offsets: list[int | None] = []
     offset: int | None = 0
@@ -212,9 +277,11 @@ def test_history_pages_newest_first_with_next_offset(ops) -> None:
 def test_history_filters_and_refuses_bad_arguments(ops) -> None:
     vault, _ = ops
     before = datetime.now(UTC)
-    failed = control.request(vault, "run", job="bad", wait=True)["run_id"]
-    control.request(vault, "run", job="ok", wait=True)
-    answer = control.request(vault, "history", status="failure", since=before.isoformat(), limit=10)
+    failed = control_client.request(vault, "run", job="bad", wait=True)["run_id"]
+    control_client.request(vault, "run", job="ok", wait=True)
+    answer = control_client.request(
+        vault, "history", status="failure", since=before.isoformat(), limit=10
+    )
     assert [run["id"] for run in answer["runs"]] == [failed]
     assert answer["next_offset"] is None
     cases: list[tuple[dict[str, Any], str]] = [
@@ -229,13 +296,13 @@ def test_history_filters_and_refuses_bad_arguments(ops) -> None:
     ]
     for args, message in cases:
         with pytest.raises(ControlFailed, match=message):
-            control.request(vault, "history", **args)
+            control_client.request(vault, "history", **args)
 
 
 def test_pause_is_saved_shown_and_holds_the_slots_then_resume_without_missed(ops) -> None:
     vault, _ = ops
     wait_for(lambda: runs_of(vault, "tick"))
-    answer = control.request(vault, "pause", job="tick")
+    answer = control_client.request(vault, "pause", job="tick")
     paused_at = datetime.now(UTC)
     assert (answer["paused"], answer["state"]) == ("tick", "RUNNING")
     assert load_state(vault).paused_jobs == {"tick"}
@@ -244,7 +311,7 @@ def test_pause_is_saved_shown_and_holds_the_slots_then_resume_without_missed(ops
     wait_for(lambda: job_view(vault, "tick")["missed_while_paused"] >= 3, timeout=5)
     assert started_after(vault, "tick", paused_at) == []
 
-    resumed = control.request(vault, "resume", job="tick", missed=False)
+    resumed = control_client.request(vault, "resume", job="tick", missed=False)
     resumed_at = datetime.now(UTC)
     missed = [run for run in resumed["plan"]["runs"] if run["kind"] == "missed"]
     assert len(missed) == 1 and missed[0]["optional"] is True
@@ -258,11 +325,11 @@ def test_pause_is_saved_shown_and_holds_the_slots_then_resume_without_missed(ops
 
 def test_resume_preview_changes_nothing_and_lists_the_catch_up(ops) -> None:
     vault, _ = ops
-    control.request(vault, "pause", job="tock")
+    control_client.request(vault, "pause", job="tock")
     paused_at = datetime.now(UTC)
     wait_for(lambda: job_view(vault, "tock")["missed_while_paused"] >= 2, timeout=5)
 
-    preview = control.request(vault, "resume", job="tock", preview=True)
+    preview = control_client.request(vault, "resume", job="tock", preview=True)
     plan = preview["plan"]
     assert (plan["target"], plan["waking"], plan["still_paused"]) == ("tock", ["tock"], [])
     [run] = plan["runs"]
@@ -278,7 +345,7 @@ def test_resume_preview_changes_nothing_and_lists_the_catch_up(ops) -> None:
     view = job_view(vault, "tock")
     assert view["paused"] is True and view["missed_while_paused"] >= 2
 
-    control.request(vault, "resume", job="tock")
+    control_client.request(vault, "resume", job="tock")
     wait_for(
         lambda: any(r["trigger"] == "catch_up" for r in started_after(vault, "tock", paused_at))
     )
@@ -291,11 +358,11 @@ def test_resume_preview_changes_nothing_and_lists_the_catch_up(ops) -> None:
 
 def test_pause_everything_then_resume(ops) -> None:
     vault, _ = ops
-    assert control.request(vault, "pause")["state"] == "PAUSED"
-    status = control.request(vault, "status")["status"]
+    assert control_client.request(vault, "pause")["state"] == "PAUSED"
+    status = control_client.request(vault, "status")["status"]
     assert (status["state"], status["paused"]) == ("PAUSED", True)
     assert load_state(vault).paused is True
-    assert control.request(vault, "resume", missed=False)["state"] == "RUNNING"
+    assert control_client.request(vault, "resume", missed=False)["state"] == "RUNNING"
     assert load_state(vault).paused is False
 
 
@@ -378,7 +445,7 @@ def test_a_malformed_request_gets_an_error_answer(ops, payload: bytes, error: st
     assert not subscribed and len(answers) == 1, answers
     assert answers[0]["ok"] is False and error in answers[0]["error"], answers
     assert_clean(answers[0])
-    assert control.request(vault, "status")["status"]["pid"] == process.pid
+    assert control_client.request(vault, "status")["status"]["pid"] == process.pid
 
 
 def test_a_request_of_exactly_the_limit_is_read(ops) -> None:
@@ -429,14 +496,14 @@ def test_socket_is_private_noted_in_the_lock_and_removed_after_sigterm(
     mode = path.lstat().st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert lock_record(vault)["socket"] == str(path.resolve())
-    assert control.find_socket(vault)[0] == path.resolve()
-    assert control.request(vault, "status")["status"]["pid"] == process.pid
+    assert find_socket(vault)[0] == path.resolve()
+    assert control_client.request(vault, "status")["status"]["pid"] == process.pid
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
     assert not path.exists()
     assert not [entry for entry in path.parent.iterdir() if entry.is_socket()]  # nor a scratch
     with pytest.raises(ControlUnavailable, match="no keeper is running"):
-        control.request(vault, "status")
+        control_client.request(vault, "status")
 
 
 def test_a_stale_file_at_the_socket_path_is_replaced(daemons: Daemons, tmp_path: Path) -> None:
@@ -445,7 +512,7 @@ def test_a_stale_file_at_the_socket_path_is_replaced(daemons: Daemons, tmp_path:
     path.write_text("left over\n")
     process = daemons.start(vault)
     assert stat.S_ISSOCK(path.lstat().st_mode)
-    assert control.request(vault, "status")["status"]["pid"] == process.pid
+    assert control_client.request(vault, "status")["status"]["pid"] == process.pid
 
 
 def test_the_socket_a_killed_keeper_left_is_replaced_by_the_next(
@@ -458,10 +525,10 @@ def test_the_socket_a_killed_keeper_left_is_replaced_by_the_next(
     first.wait(timeout=10)
     assert stat.S_ISSOCK(path.lstat().st_mode)  # dead: nobody listens on it
     with pytest.raises(ControlUnavailable):
-        control.request(vault, "status")
+        control_client.request(vault, "status")
     second = daemons.start(vault)
     assert stat.S_IMODE(path.lstat().st_mode) == 0o600
-    assert control.request(vault, "status")["status"]["pid"] == second.pid
+    assert control_client.request(vault, "status")["status"]["pid"] == second.pid
 
 
 def test_a_vault_path_too_long_for_a_socket_serves_from_the_runtime_dir(
@@ -480,7 +547,7 @@ def test_a_vault_path_too_long_for_a_socket_serves_from_the_runtime_dir(
         assert stat.S_IMODE(path.lstat().st_mode) == 0o600
         assert not (vault / "Logs" / "watchkeeper.sock").exists()
         # The client finds it through the lock record, whatever its own XDG_RUNTIME_DIR says.
-        assert control.request(vault, "status")["status"]["pid"] == process.pid
+        assert control_client.request(vault, "status")["status"]["pid"] == process.pid
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         assert list(runtime.iterdir()) == []
@@ -497,7 +564,7 @@ def test_a_socket_path_of_exactly_the_limit_stays_in_logs(daemons: Daemons, tmp_
     assert len(os.fsencode(path)) == 107
     process = daemons.start(vault)
     assert lock_record(vault)["socket"] == str(path)
-    assert control.request(vault, "status")["status"]["pid"] == process.pid
+    assert control_client.request(vault, "status")["status"]["pid"] == process.pid
 
 
 # ---- fuzzing --------------------------------------------------------------------------------
@@ -599,11 +666,12 @@ def test_fuzzed_requests_get_clean_answers_and_never_hurt_the_keeper(
             assert len(answers) == owed, (answers, payload[:200])
             if hung_up:
                 assert answers[-1]["error"] == f"request longer than {MAX_REQUEST} bytes"
-        assert control.request(vault, "status")["status"]["pid"] == process.pid
+        assert control_client.request(vault, "status")["status"]["pid"] == process.pid
 
     exchange_one()
     assert pid_alive(process.pid)
-    assert control.request(vault, "run", job="ok", wait=True)["record"]["status"] == "success"
+    answer = control_client.request(vault, "run", job="ok", wait=True)
+    assert answer["record"]["status"] == "success"
     # An op raising anything but a RequestError is logged as "control: <Error>: ...".
     log = keeper_log(vault).splitlines()
     assert [line for line in log if " ERROR " in line and "control" in line] == []
@@ -621,10 +689,10 @@ def test_a_subscriber_that_hangs_up_is_not_an_error(ops) -> None:
         return sockets
 
     before = connections()
-    connection, _ = control.subscribe(vault)
+    connection, _ = control_client.subscribe(vault)
     connection.close()
     # Events for the gone subscriber: the keeper finds it gone when it writes them.
-    control.request(vault, "run", job="echo", wait=True)
+    control_client.request(vault, "run", job="echo", wait=True)
     wait_for(lambda: connections() <= before)
     log = keeper_log(vault)
     assert "control: ConnectionResetError" not in log and "control: BrokenPipeError" not in log
@@ -646,10 +714,10 @@ def read_until(
 
 def test_a_subscriber_sees_a_run_start_print_and_finish(ops) -> None:
     vault, process = ops
-    connection, snapshot = control.subscribe(vault)
+    connection, snapshot = control_client.subscribe(vault)
     with connection:
         assert snapshot["pid"] == process.pid and snapshot["jobs"]
-        run_id = control.request(vault, "run", job="echo")["run_id"]
+        run_id = control_client.request(vault, "run", job="echo")["run_id"]
 
         def finished(events: list[dict]) -> bool:
             return any(e["event"] == "run_finished" and e["data"]["id"] == run_id for e in events)
@@ -670,24 +738,26 @@ def test_a_subscriber_sees_a_run_start_print_and_finish(ops) -> None:
 
 def test_kinds_filter_what_a_subscriber_gets(ops) -> None:
     vault, _ = ops
-    connection, _ = control.subscribe(vault, kinds=["run_finished"])
+    connection, _ = control_client.subscribe(vault, kinds=["run_finished"])
     with connection:
-        run_id = control.request(vault, "run", job="echo")["run_id"]
+        run_id = control_client.request(vault, "run", job="echo")["run_id"]
         events = read_until(connection, lambda e: any(x["data"].get("id") == run_id for x in e))
     assert {event["event"] for event in events} == {"run_finished"}
     with pytest.raises(ControlFailed, match="kinds must be a list"):
-        control.subscribe(vault, kinds="run_started")  # type: ignore[arg-type]
+        control_client.subscribe(vault, kinds="run_started")  # type: ignore[arg-type]
     with pytest.raises(ControlFailed, match="unknown event kind\\(s\\) run_begun; kinds: "):
-        control.subscribe(vault, kinds=["run_begun"])
+        control_client.subscribe(vault, kinds=["run_begun"])
 
 
 def test_ten_subscribers_each_see_every_run_event(ops) -> None:
     vault, _ = ops
     subscribers = [
-        control.subscribe(vault, kinds=["run_started", "run_finished"])[0] for _ in range(10)
+        control_client.subscribe(vault, kinds=["run_started", "run_finished"])[0] for _ in range(10)
     ]
     try:
-        ids = [control.request(vault, "run", job="ok", wait=True)["run_id"] for _ in range(5)]
+        ids = [
+            control_client.request(vault, "run", job="ok", wait=True)["run_id"] for _ in range(5)
+        ]
 
         def all_finished(events: list[dict]) -> bool:
             done = {e["data"]["id"] for e in events if e["event"] == "run_finished"}
@@ -734,7 +804,7 @@ def test_a_stalled_subscriber_is_dropped_while_the_keeper_keeps_firing(
         # Asks, and never reads the answers: megabytes of status, far past any buffer.
         deaf.connect(os.fsencode(socket_of(vault)))
         deaf.sendall(b'{"op": "status"}\n' * 3000)
-        late, _ = control.subscribe(vault)  # reads once, far behind
+        late, _ = control_client.subscribe(vault)  # reads once, far behind
         with late:
             # Past the late reader's backlog (5000 events) plus what its socket buffers hold.
             wait_for(lambda: len(started_after(vault, "noisy", t0)) * NOISY >= 12_000, timeout=20)
@@ -771,4 +841,4 @@ def test_a_stalled_subscriber_is_dropped_while_the_keeper_keeps_firing(
         if datetime.fromisoformat(run["startedAt"]) <= t1
     ]
     assert len(beats) >= 0.5 * window / 0.1, (len(beats), window)
-    assert control.request(vault, "status")["status"]["state"] == "RUNNING"
+    assert control_client.request(vault, "status")["status"]["state"] == "RUNNING"

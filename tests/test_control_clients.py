@@ -24,11 +24,13 @@ from typing import Any
 import pytest
 from conftest import Daemons, final_records, lock_record, wait_for
 
-from core import control
+from core import control_client
 from core.client import SocketClient
 from core.config import load_config
-from core.control import Connection, ControlFailed, ControlServer, start_control
-from core.control_conn import CLOSED_IDLE, MAX_CONNECTIONS, Limits
+from core.control_client import Connection
+from core.control_conn import Limits
+from core.control_protocol import CLOSED_IDLE, MAX_CONNECTIONS, ControlFailed
+from core.control_server import ControlServer, start_control
 from core.events import Event
 from core.keeper import Keeper
 from core.lock import acquire
@@ -104,7 +106,7 @@ def test_a_fresh_status_gets_through_300_idle_and_half_sent_clients(
     firsts = [b"", b'{"op": "sta', b"\n  \n"]  # silent, half a line, blank lines only
     clients = [Idler(path, firsts[index % 3]) for index in range(300)]
     try:
-        answer = control.request(vault, "status", timeout=5)
+        answer = control_client.request(vault, "status", timeout=5)
         assert answer["status"]["pid"] == process.pid
         # The keeper keeps at most its limit open, the longest idle let go first.
         wait_for(lambda: sum(client.hung_up() is None for client in clients) < MAX_CONNECTIONS)
@@ -115,7 +117,7 @@ def test_a_fresh_status_gets_through_300_idle_and_half_sent_clients(
                 continue
             assert len(answers) == 1 and answers[0]["ok"] is False, answers
             assert answers[0].get("closed") == CLOSED_IDLE or "not finished" in answers[0]["error"]
-        assert control.request(vault, "jobs", timeout=5)["ok"] is True
+        assert control_client.request(vault, "jobs", timeout=5)["ok"] is True
     finally:
         for client in clients:
             client.sock.close()
@@ -126,7 +128,7 @@ def test_stopping_a_daemon_with_a_subscriber_and_an_idle_client_prints_no_traceb
 ) -> None:
     vault = make_vault(CONFIG)
     process = daemons.start(vault)
-    stream, _ = control.subscribe(vault)
+    stream, _ = control_client.subscribe(vault)
     commands = Connection(vault)  # an attached console's command channel, between requests
     commands.request("status")
     stream.read()  # the subscription is live: a tick's event came through
@@ -247,10 +249,10 @@ def test_a_request_that_arrives_in_time_is_answered_and_restarts_the_clock(
 
 
 def test_a_subscriber_is_not_idle_and_outlives_the_idle_limit(short: ThreadKeeper) -> None:
-    stream, _ = control.subscribe(short.vault)
+    stream, _ = control_client.subscribe(short.vault)
     # Connected after the subscriber: once it is let go, the subscriber has idled as long.
     assert read_to_end(raw_connect(short.path))[0]["closed"] == CLOSED_IDLE
-    run_id = control.request(short.vault, "run", job="ok")["run_id"]
+    run_id = control_client.request(short.vault, "run", job="ok")["run_id"]
     stream.settimeout(10)
     while True:
         event = stream.read()
@@ -267,7 +269,7 @@ def test_a_subscriber_that_only_shuts_its_sending_side_keeps_its_stream(
     sock.shutdown(socket.SHUT_WR)
     stream = sock.makefile("rb")
     assert json.loads(stream.readline())["ok"] is True
-    run_id = control.request(short.vault, "run", job="ok")["run_id"]
+    run_id = control_client.request(short.vault, "run", job="ok")["run_id"]
     while (line := stream.readline()) and json.loads(line)["data"]["id"] != run_id:
         pass
     assert line, "the keeper ended the stream of a subscriber still reading"
@@ -298,7 +300,7 @@ def test_a_client_the_keeper_closed_for_idling_asks_again_on_a_new_connection(
 def test_when_full_the_longest_idle_connection_makes_room(short: ThreadKeeper) -> None:
     idle = [raw_connect(short.path) for _ in range(SHORT.connections)]
     wait_for(lambda: short.open_connections() == SHORT.connections)
-    assert control.request(short.vault, "status", timeout=5)["ok"] is True
+    assert control_client.request(short.vault, "status", timeout=5)["ok"] is True
     notice = read_to_end(idle[0])
     assert notice[0]["closed"] == CLOSED_IDLE and "to make room" in notice[0]["error"]
     for sock in idle:
@@ -308,15 +310,15 @@ def test_when_full_the_longest_idle_connection_makes_room(short: ThreadKeeper) -
 def test_subscribers_keep_room_for_requests_and_busy_connections_are_never_evicted(
     short: ThreadKeeper,
 ) -> None:
-    streams = [control.subscribe(short.vault)[0] for _ in range(SHORT.subscribers)]
+    streams = [control_client.subscribe(short.vault)[0] for _ in range(SHORT.subscribers)]
     with pytest.raises(ControlFailed, match=r"too many subscribers \(2\)"):
-        control.subscribe(short.vault)
+        control_client.subscribe(short.vault)
     waiting = SHORT.connections - SHORT.subscribers
     answers: list[str] = []
 
     def run_and_wait() -> None:
         try:
-            answer = control.request(short.vault, "run", timeout=30, job="slow", wait=True)
+            answer = control_client.request(short.vault, "run", timeout=30, job="slow", wait=True)
             answers.append(answer["record"]["status"])
         except ControlFailed as error:
             answers.append(str(error))
@@ -328,12 +330,12 @@ def test_subscribers_keep_room_for_requests_and_busy_connections_are_never_evict
     server = short.server
     wait_for(lambda: server.connections.count("busy") == waiting)
     with pytest.raises(ControlFailed, match=r"too many connections \(8, none idle\)"):
-        control.request(short.vault, "status", timeout=5)
+        control_client.request(short.vault, "status", timeout=5)
     for stream in streams:
         stream.close()
     # Gone subscribers are noticed at once, not at the next event written to them.
     wait_for(lambda: short.open_connections() == waiting)
-    assert control.request(short.vault, "status", timeout=5)["ok"] is True
+    assert control_client.request(short.vault, "status", timeout=5)["ok"] is True
     short.__exit__()  # stopping the keeper ends the slow runs; their waiters hear it
     for waiter in waiters:
         waiter.join(30)

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import run_cli, wait_for
 from test_keeper import finish, started_keeper, until
 
-from core import control
+from core import control_client as control
 from core.config import load_config
 from core.state import RuntimeState, save_state
 from core.status import jobs_view

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.client import InProcessClient, KeeperClient, SocketClient
 from core.config import Config, ConfigError, load_config
-from core.control import ControlUnavailable
+from core.control_protocol import ControlUnavailable
 from core.events import Event
 from core.lock import LockHeld, acquire, holder
 

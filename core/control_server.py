@@ -1,129 +1,100 @@
-"""The control socket: how the CLI and an attached console talk to a running keeper.
-
-Newline-delimited JSON over a Unix socket (mode 0600). A request is one line holding an
-object with `op`; the answer is one line, `{"ok": true, ...}` or `{"ok": false, "error":
-...}`. `subscribe` turns its connection into a stream of `{"event": kind, "data": ...}`
-lines after the first answer (which carries a snapshot).
+"""The keeper's side of the control socket: one answer per request, and event streams.
 
 The keeper's loop is never at a client's mercy: a request is read whole (bounded, under
 deadlines, see control_conn) before anything happens, each op is a quick call on the loop
 (history is read in a thread), and a subscriber reads from its own bounded queue: one that
 falls behind gets a resync with a fresh snapshot, one whose socket takes nothing for
 STALL_LIMIT is dropped.
+
+The server knows the keeper only as `Controlled`, the few calls it makes: the keeper does
+not import this module, whoever starts a keeper with a socket (the daemon, the console)
+puts the two together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
-import select
 import socket
-import tempfile
-import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from core import history as hist
-from core.control_conn import (
-    CLOSED_IDLE,
+from core.control_conn import Connections, Limits, Slot, send
+from core.control_protocol import (
+    HISTORY_DEPTH,
+    HISTORY_LIMIT,
+    OPS,
     STALL_LIMIT,
-    Connections,
-    Limits,
-    Slot,
+    SUBSCRIBER_BACKLOG,
+    Answer,
+    HistoryAnswer,
+    JobView,
+    PlanJson,
+    RequestError,
+    RunAnswer,
+    RunJson,
+    Snapshot,
+    decode_request,
     encode,
     error_answer,
-    idle_answer,
-    send,
+    socket_path_for,
 )
 from core.events import EVENT_KINDS
-from core.lock import holder
 
 if TYPE_CHECKING:
-    from core.keeper import Keeper
+    from core.config import Config
+    from core.events import EventBus
+    from core.lock import VaultLock
+    from core.logs import KeeperLog
+    from core.resume import ResumePlan
 
-SOCKET_NAME = "watchkeeper.sock"
-SUBSCRIBER_BACKLOG = 5000
-HISTORY_LIMIT = 1000
-HISTORY_DEPTH = 10_000  # offset + limit: paging deeper is what the history files are for
-# sun_path holds 108 bytes with the terminating NUL.
-_SUN_PATH_MAX = 107
 # Connections waiting to be accepted: a crowd connecting at once is queued, not refused.
 BACKLOG = 512
-CONNECT_PATIENCE = 10.0  # a client without a timeout waits this long for a full queue
-OPS = ("status", "jobs", "history", "pause", "resume", "run", "cancel", "subscribe")
 
 
-class ControlError(Exception):
-    """Talking to the keeper did not work out."""
+class Controlled(Protocol):
+    """What the control socket asks of a keeper. Its views are plain dicts; their shapes
+    are the protocol's TypedDicts (the casts below), which tests/test_control.py holds a
+    running keeper's answers to."""
 
+    @property
+    def vault(self) -> Path: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def jobs(self) -> Mapping[str, object]: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def log(self) -> KeeperLog: ...
+    @property
+    def lock(self) -> VaultLock | None: ...
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def state_word(self) -> str: ...
 
-class ControlUnavailable(ControlError):
-    """No keeper answers on this vault's control socket."""
-
-
-class ControlFailed(ControlError):
-    """The keeper answered `ok: false`; the message is its error."""
-
-
-# ---- where the socket lives ----------------------------------------------------------
-
-
-def socket_path_for(vault: Path) -> Path:
-    """Logs/watchkeeper.sock, or when that path is too long for a Unix socket a short
-    one in the user's runtime directory (the lock file records which)."""
-    path = vault.resolve() / "Logs" / SOCKET_NAME
-    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
-        return path
-    digest = hashlib.sha256(os.fsencode(vault.resolve())).hexdigest()[:16]
-    return _private_runtime_dir() / f"watchkeeper-{digest}.sock"
-
-
-def _private_runtime_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return Path(runtime)
-    # The temp dir is shared: a directory of our own (0700) keeps others from the socket
-    # and from planting one in its place.
-    private = Path(tempfile.gettempdir()) / f"watchkeeper-{os.getuid()}"
-    private.mkdir(mode=0o700, exist_ok=True)
-    status = private.lstat()
-    if status.st_uid != os.getuid() or status.st_mode & 0o077 or private.is_symlink():
-        raise OSError(f"{private} is not a private directory of this user")
-    return private
-
-
-def find_socket(vault: Path) -> tuple[Path, dict]:
-    """The running keeper's socket and lock record; ControlUnavailable when none runs."""
-    record = holder(vault)
-    if record is None:
-        raise ControlUnavailable("no keeper is running on this vault")
-    path = record.get("socket")
-    if not isinstance(path, str):
-        pid = record.get("pid", "?")
-        raise ControlUnavailable(f"keeper pid {pid} has no control socket (an older keeper?)")
-    return Path(path), record
-
-
-# ---- the server ----------------------------------------------------------------------
-
-
-class RequestError(Exception):
-    """A request the keeper cannot act on; its message goes back to the client."""
+    def snapshot(self) -> dict[str, Any]: ...
+    def job_view(self, runtime: Any) -> dict[str, Any]: ...
+    def pause(self, job: str | None = None) -> bool: ...
+    def resume_plan(self, job: str | None = None, missed: bool = True) -> ResumePlan: ...
+    def resume(self, job: str | None = None, missed: bool = True) -> bool: ...
+    def run_and_watch(self, job: str) -> tuple[str, asyncio.Future[dict[str, Any]]]: ...
+    def cancel(self, run_id: str) -> bool: ...
 
 
 class ControlServer:
-    def __init__(self, keeper: Keeper, path: Path, limits: Limits | None = None) -> None:
+    def __init__(self, keeper: Controlled, path: Path, limits: Limits | None = None) -> None:
         self.keeper = keeper
         self.path = path
         self.limits = limits or Limits()
         self._server: asyncio.Server | None = None
         self._inode: int | None = None
         self.connections = Connections(self.limits, self._respond)
-        self.dropped_subscribers = 0
 
     async def start(self) -> None:
         """Bind under a temporary name, make it 0600, then rename it into place: the
@@ -163,9 +134,9 @@ class ControlServer:
 
     async def _respond(
         self, slot: Slot, line: bytes, writer: asyncio.StreamWriter
-    ) -> dict[str, Any] | None:
+    ) -> Answer | None:
         try:
-            request = _parse(line)
+            request = decode_request(line)
             if request["op"] == "subscribe":
                 await self._stream(slot, request, writer)
                 return None
@@ -180,15 +151,17 @@ class ControlServer:
 
     # ---- ops ------------------------------------------------------------------------
 
-    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _answer(self, request: dict[str, Any]) -> Answer:
         keeper = self.keeper
         op = request["op"]
         if op == "status":
-            return {"ok": True, "status": keeper.snapshot()}
+            return {"ok": True, "status": cast(Snapshot, keeper.snapshot())}
         if op == "jobs":
             return {
                 "ok": True,
-                "jobs": [keeper.job_view(runtime) for runtime in keeper.jobs.values()],
+                "jobs": [
+                    cast(JobView, keeper.job_view(runtime)) for runtime in keeper.jobs.values()
+                ],
             }
         if op == "history":
             return await self._history(request)
@@ -203,8 +176,9 @@ class ControlServer:
             changed = False
             if not _flag(request, "preview", False):
                 changed = keeper.resume(job, missed=missed)
-            answer = {"ok": True, "plan": plan.to_json(), "state": keeper.state_word}
-            return {**answer, "changed": changed}
+            state = keeper.state_word
+            plan_json = cast(PlanJson, plan.to_json())
+            return {"ok": True, "plan": plan_json, "state": state, "changed": changed}
         if op == "run":
             return await self._run(request)
         if op == "cancel":
@@ -227,7 +201,7 @@ class ControlServer:
             raise RequestError(f"no job {job!r} in {self.keeper.config.path}; jobs: {known}")
         return job
 
-    async def _run(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, request: dict[str, Any]) -> RunAnswer:
         job = self._job(request)
         assert job is not None
         if self.keeper.stopping:
@@ -242,9 +216,9 @@ class ControlServer:
             if finished.cancelled():
                 raise RequestError(f"the keeper stopped before run {run_id} ended") from None
             raise
-        return {"ok": True, "run_id": run_id, "record": record}
+        return {"ok": True, "run_id": run_id, "record": cast(RunJson, record)}
 
-    async def _history(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _history(self, request: dict[str, Any]) -> HistoryAnswer:
         limit, offset = request.get("limit", 50), request.get("offset", 0)
         if not _count(limit) or not 1 <= limit <= HISTORY_LIMIT:
             raise RequestError(f"history limit must be 1..{HISTORY_LIMIT}")
@@ -270,7 +244,7 @@ class ControlServer:
         page = result.records[offset:]
         return {
             "ok": True,
-            "runs": [record.to_json() for record in page],
+            "runs": [cast(RunJson, record.to_json()) for record in page],
             "bad_lines": result.bad_lines,
             "next_offset": offset + len(page) if len(result.records) == query.limit else None,
         }
@@ -314,7 +288,6 @@ class ControlServer:
                     async with asyncio.timeout(STALL_LIMIT):
                         await writer.drain()
                 except TimeoutError:
-                    self.dropped_subscribers += 1
                     self.keeper.log.warning(
                         f"control: dropped a subscriber that read nothing for {STALL_LIMIT:g}s"
                     )
@@ -322,19 +295,6 @@ class ControlServer:
                     return
         finally:
             subscription.close()
-
-
-def _parse(line: bytes) -> dict[str, Any]:
-    try:
-        request = json.loads(line)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-        raise RequestError(f"not JSON: {error}") from None
-    if not isinstance(request, dict):
-        raise RequestError('a request is a JSON object like {"op": "status"}')
-    op = request.get("op")
-    if not isinstance(op, str):
-        raise RequestError(f"request needs op, one of: {', '.join(OPS)}")
-    return request
 
 
 def _flag(request: dict[str, Any], key: str, default: bool) -> bool:
@@ -355,7 +315,7 @@ def _optional_str(request: dict[str, Any], key: str) -> str | None:
     return value
 
 
-async def start_control(keeper: Keeper, limits: Limits | None = None) -> ControlServer | None:
+async def start_control(keeper: Controlled, limits: Limits | None = None) -> ControlServer | None:
     """Serve the keeper's control socket and note its path in the lock record. A keeper
     without one still schedules: the CLI falls back to the state file and SIGHUP."""
     try:
@@ -368,127 +328,3 @@ async def start_control(keeper: Keeper, limits: Limits | None = None) -> Control
         keeper.lock.note(socket=str(server.path))
     keeper.log.info(f"control socket at {server.path}")
     return server
-
-
-# ---- the client ----------------------------------------------------------------------
-
-
-class Connection:
-    """One blocking connection to a keeper's socket (the CLI and the attached console's
-    command channel). Not thread-safe: give each thread its own.
-
-    The keeper hangs up on a connection idle for long (control_conn); a request on it
-    then goes out on a fresh connection, which is safe because the keeper read nothing
-    of it from the old one."""
-
-    def __init__(self, vault: Path, timeout: float = 10.0) -> None:
-        self._vault = vault
-        self._timeout: float | None = timeout
-        self._connect()
-
-    def _connect(self) -> None:
-        path, self.record = find_socket(self._vault)
-        self.pid: int | None = self.record.get("pid")
-        deadline = time.monotonic() + (self._timeout or CONNECT_PATIENCE)
-        while True:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._socket.settimeout(self._timeout)
-            try:
-                self._socket.connect(os.fsencode(path))
-                break
-            except BlockingIOError:
-                # The keeper's queue of connections not yet accepted is full: it drains
-                # as fast as the keeper's loop turns (a crowd of clients connecting).
-                self._socket.close()
-                if time.monotonic() < deadline:
-                    time.sleep(0.005)
-                    continue
-                error: OSError = TimeoutError("its queue of new connections stayed full")
-            except OSError as failed:
-                self._socket.close()
-                error = failed
-            raise ControlUnavailable(
-                f"keeper pid {self.pid} does not answer on {path}: {error.strerror or error}"
-            ) from None
-        self._file = self._socket.makefile("rb")
-
-    def _reconnect(self) -> None:
-        self.close()
-        self._connect()
-
-    def _hung_up(self) -> bool:
-        """Between requests the keeper sends nothing; anything to read (its idle notice,
-        the end of the stream) means it closed this connection."""
-        poller = select.poll()  # not select.select: a console may hold fds past 1024
-        poller.register(self._socket, select.POLLIN)
-        return bool(poller.poll(0))
-
-    def request(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
-        """Send one request and return its answer; ControlFailed when it says ok: false."""
-        if timeout is not None:
-            self.settimeout(timeout)
-        message = encode({"op": op, **args})
-        try:
-            if self._hung_up():
-                self._reconnect()
-            try:
-                self._socket.sendall(message)
-                answer = self.read()
-            except (BrokenPipeError, ConnectionResetError):
-                answer = idle_answer("the keeper closed the connection before the request")
-            if answer.get("closed") == CLOSED_IDLE:
-                # Hung up on for idling just as we sent: it read nothing of the request.
-                self._reconnect()
-                self._socket.sendall(message)
-                answer = self.read()
-        except (OSError, ValueError) as error:
-            raise ControlUnavailable(f"keeper pid {self.pid} went away: {error}") from None
-        if not answer.get("ok"):
-            raise ControlFailed(str(answer.get("error", "the keeper refused")))
-        return answer
-
-    def read(self) -> dict[str, Any]:
-        """The next line from the keeper: an answer or, after subscribe, an event."""
-        line = self._file.readline()
-        if not line:
-            raise ConnectionError("the keeper closed the connection")
-        return json.loads(line)
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = timeout
-        self._socket.settimeout(timeout)
-
-    def shutdown(self) -> None:
-        """Wake a thread blocked in read() (it sees the end of the stream)."""
-        with contextlib.suppress(OSError):
-            self._socket.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._file.close()
-        self._socket.close()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-
-def request(vault: Path, op: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
-    """One request on a fresh connection."""
-    with Connection(vault, timeout) as connection:
-        return connection.request(op, **args)
-
-
-def subscribe(vault: Path, kinds: list[str] | None = None) -> tuple[Connection, dict[str, Any]]:
-    """Open an event stream: the connection (whose read() then blocks for each event)
-    and the snapshot the keeper answered with."""
-    connection = Connection(vault)
-    args: dict[str, Any] = {"kinds": kinds} if kinds is not None else {}
-    try:
-        answer = connection.request("subscribe", **args)
-    except BaseException:
-        connection.close()
-        raise
-    connection.settimeout(None)
-    return connection, answer["snapshot"]
