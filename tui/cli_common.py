@@ -1,25 +1,31 @@
-"""What every `watchkeeper` command shares: exit codes, options, finding and loading the
+"""What every `watchkeeper` command shares: exit codes, printing, finding and loading the
 vault, the way times, durations and tables are printed, and the link to a running
-keeper. Command modules import from here, never from each other or from tui.cli."""
+keeper. Command modules import from here (typer's shared options are in cli_options),
+never from each other or from tui.cli.
+
+No typer, rich or asyncio here: the quick commands (tui/cli_fast.py) run on this module
+alone. A command ends with `raise fail(...)` or `raise SystemExit(code)`, which typer lets
+through as it does its own Exit."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from core.config import CONFIG_NAME, Config, ConfigError, load_config
 from core.locations import default_vault, find_vault
 from core.names import json_text
-from core.suggest import did_you_mean
 
 if TYPE_CHECKING:
-    from core.control import Connection
+    import typer
+
+    from core.control_client import Connection
     from core.lock import VaultLock
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_NO_KEEPER = 0, 1, 2, 3, 4
@@ -27,28 +33,34 @@ EXIT_INTERRUPTED = 130  # Ctrl-C while waiting, as shells report SIGINT
 FAILED_STATUSES = ("failure", "timeout", "cancelled", "interrupted")
 NO_VAULT = f"no {CONFIG_NAME} here or above"
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
-
-VaultOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--vault",
-        help="Vault folder (else $WATCHKEEPER_VAULT, else the nearest folder up holding "
-        "watchkeeper.toml; the console, --status, jobs and init fall back to the demo "
-        "vault in the user data dir).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Stable JSON output.")]
+TABLE_WIDTH = 200  # a table's width when stdout is not a terminal
+# click.echo strips these when its stream is not a terminal; echo() does as it did.
+_ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"watchkeeper: {message}", err=True)
-    return typer.Exit(code)
+def echo(message: str = "", err: bool = False) -> None:
+    """A line on stdout (stderr with `err`), flushed, as typer.echo prints it."""
+    stream = sys.stderr if err else sys.stdout
+    if "\033" in message and not stream.isatty():
+        message = _ANSI.sub("", message)
+    stream.write(message + "\n")
+    stream.flush()
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> SystemExit:
+    echo(f"watchkeeper: {message}", err=True)
+    return SystemExit(code)
 
 
 def note(message: str) -> None:
     """A remark on stderr, so that stdout (a table, --json) stays clean."""
-    typer.echo(f"watchkeeper: {message}", err=True)
+    echo(f"watchkeeper: {message}", err=True)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    from core.suggest import did_you_mean as suggest  # difflib: only on a mistake
+
+    return suggest(word, choices)
 
 
 # ---- the vault ---------------------------------------------------------------------
@@ -60,13 +72,14 @@ def vault_flag(ctx: typer.Context, vault: Path | None) -> Path | None:
 
 
 def locate_vault(
-    ctx: typer.Context, vault: Path | None, demo: bool = False, hint: str = "pass --vault"
+    flag: Path | None, demo: bool = False, hint: str = "pass --vault"
 ) -> tuple[Path, str]:
-    """The vault a command acts on, and how it was found. Only the commands that may
-    (the console, --status, jobs) fall back to the demo vault, with `demo`; the others
-    need one found by flag, $WATCHKEEPER_VAULT or an ancestor's watchkeeper.toml, else
-    exit 2: a command run in the wrong folder must not quietly act on the demo."""
-    path, source = find_vault(vault_flag(ctx, vault))
+    """The vault a command acts on (`flag`: --vault), and how it was found. Only the
+    commands that may (the console, --status, jobs) fall back to the demo vault, with
+    `demo`; the others need one found by flag, $WATCHKEEPER_VAULT or an ancestor's
+    watchkeeper.toml, else exit 2: a command run in the wrong folder must not quietly
+    act on the demo."""
+    path, source = find_vault(flag)
     if source == "default" and not demo:
         if (default_vault() / CONFIG_NAME).exists():
             hint += f" (the demo vault is {default_vault()})"
@@ -74,15 +87,13 @@ def locate_vault(
     return path, source
 
 
-def vault_path(ctx: typer.Context, vault: Path | None) -> Path:
-    return locate_vault(ctx, vault)[0]
+def vault_path(flag: Path | None) -> Path:
+    return locate_vault(flag)[0]
 
 
-def open_config(
-    ctx: typer.Context, vault: Path | None, demo: bool = False, hint: str = "pass --vault"
-) -> Config:
+def open_config(flag: Path | None, demo: bool = False, hint: str = "pass --vault") -> Config:
     """Load the vault's config; with `demo`, the default vault is created on first use."""
-    path, source = locate_vault(ctx, vault, demo, hint)
+    path, source = locate_vault(flag, demo, hint)
     config_file = path / CONFIG_NAME
     if not config_file.exists():
         if source != "default":
@@ -100,11 +111,11 @@ def read_config(config_file: Path) -> Config:
         return load_config(config_file)
     except ConfigError as error:
         for issue in error.issues:
-            typer.echo(str(issue), err=True)
+            echo(str(issue), err=True)
         raise fail(f"{len(error.issues)} error(s) in {config_file}") from None
 
 
-def unknown_job(config: Config, job: str) -> typer.Exit:
+def unknown_job(config: Config, job: str) -> SystemExit:
     jobs = ", ".join(config.jobs) or "none"
     return fail(f"no job {job!r} in {config.path}{did_you_mean(job, config.jobs)}; jobs: {jobs}")
 
@@ -132,7 +143,7 @@ def since_option(value: str, config: Config) -> datetime:
 
 def print_json(data: Any) -> None:
     # json_text: a file name that is not UTF-8 comes out as \udcXX escapes
-    typer.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
+    echo(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def local_time(iso: str | None, tz: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -150,7 +161,40 @@ def duration_text(ms: float | None) -> str:
     return format_duration(ms / 1000)
 
 
+# Characters whose width in a terminal cell rich agrees is one (tests/test_cli_fast.py
+# checks each against rich): printable ASCII and the glyphs the tables hold.
+PLAIN_CELLS = frozenset(map(chr, range(0x20, 0x7F))) | frozenset("—∞▶✔✘⧗↷■")
+
+
+def plain_table(headers: list[str], rows: list[list[str]], width: int) -> str | None:
+    """The table as rich prints it with no box and no style (columns two spaces apart,
+    every line padded to the table's width), or None when rich would do more: a cell
+    with a character of another width, or a table wider than `width`, which rich folds."""
+    columns = [headers, *rows]
+    if any(not PLAIN_CELLS.issuperset(cell) for row in columns for cell in row):
+        return None
+    widths = [max(len(row[index]) for row in columns) for index in range(len(headers))]
+    if sum(widths) + 2 * (len(widths) - 1) > width:
+        return None
+    return "\n".join(
+        "  ".join(cell.ljust(size) for cell, size in zip(row, widths, strict=True))
+        for row in columns
+    )
+
+
+def _styled_output() -> bool:
+    """Whether rich would style or size the table for a terminal (it reads these too)."""
+    return sys.stdout.isatty() or bool(
+        os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
+    )
+
+
 def table(headers: list[str], rows: list[list[str]]) -> None:
+    if not _styled_output():
+        text = plain_table(headers, rows, TABLE_WIDTH)
+        if text is not None:
+            echo(text)
+            return
     from rich.console import Console
     from rich.table import Table
 
@@ -159,14 +203,12 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
         grid.add_column(header, overflow="fold")
     for row in rows:
         grid.add_row(*row)
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(grid)
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else TABLE_WIDTH).print(grid)
 
 
 def detach_stdout() -> None:
     """The reader went away (`| head`): point stdout at /dev/null so that the
     interpreter's last flush does not complain either."""
-    import os
-
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
@@ -192,7 +234,8 @@ def keeper_link(vault: Path) -> tuple[Connection | None, str | None]:
     if holder(vault) is None:
         return None, None
     # Only now: the control client is not needed when no keeper runs.
-    from core.control import Connection, ControlUnavailable
+    from core.control_client import Connection
+    from core.control_protocol import ControlUnavailable
 
     try:
         return Connection(vault), None
@@ -200,10 +243,10 @@ def keeper_link(vault: Path) -> tuple[Connection | None, str | None]:
         return None, str(error)
 
 
-def try_ask(connection: Connection, op: str) -> dict | None:
+def try_ask(connection: Connection, op: str) -> dict[str, Any] | None:
     """The keeper's answer, or None when it refuses or goes away (then the caller reads
     the vault's files instead). The connection is closed either way."""
-    from core.control import ControlError
+    from core.control_protocol import ControlError
 
     with connection:
         try:
@@ -216,10 +259,12 @@ def through(connection: Connection) -> str:
     return f"through keeper pid {connection.pid}"
 
 
-def ask(connection: Connection, op: str, timeout: float | None = 10.0, **args: Any) -> dict:
+def ask(
+    connection: Connection, op: str, timeout: float | None = 10.0, **args: Any
+) -> dict[str, Any]:
     """One request to the keeper; a refusal, or a keeper gone mid-request, ends the command
     with its reason (exit 2)."""
-    from core.control import ControlError
+    from core.control_protocol import ControlError
 
     try:
         return connection.request(op, timeout=timeout, **args)

@@ -8,15 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from tui.cli_common import (
-    JsonOption,
-    VaultOption,
     keeper_link,
     local_time,
     open_config,
     print_json,
     try_ask,
     unknown_job,
+    vault_flag,
 )
+from tui.cli_options import JsonOption, VaultOption
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,7 @@ def describe(
     from core.history import status_label
     from core.units import format_duration
 
-    config = open_config(ctx, vault)
+    config = open_config(vault_flag(ctx, vault))
     spec = config.jobs.get(job)
     if spec is None:
         raise unknown_job(config, job)

@@ -1,19 +1,19 @@
-"""`watchkeeper history [-f]` and `stats`: runs as the history files record them."""
+"""`watchkeeper history [-f]` and `stats`: runs as the history files record them. No typer
+here: the quick commands run it (tui/cli_fast.py); tui/cli_app.py declares the options."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tui.cli_common import (
     EXIT_OK,
     FAILED_STATUSES,
-    JsonOption,
-    VaultOption,
     check_choice,
     detach_stdout,
+    did_you_mean,
     duration_text,
+    echo,
     local_time,
     note,
     open_config,
@@ -32,20 +32,6 @@ HEADERS = ["STARTED", "JOB", "STATUS", "DURATION", "TRIGGER", "RUN ID", "ERROR"]
 # "⚡ interrupted", "catch_up #10", and a run id (hex milliseconds-random).
 FOLLOW_WIDTHS = {"STARTED": 19, "STATUS": 13, "DURATION": 8, "TRIGGER": 12, "RUN ID": 18}
 POLL = 0.2
-SinceOption = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        help="Only runs started since then: a duration back from now (24h, 7d) or a "
-        "date/time in the vault's time zone (2026-12-01, 2026-12-01T08:00).",
-        show_default=False,
-    ),
-]
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(history)
-    app.command()(stats)
 
 
 def _row(record: RunRecord, tz: Any) -> list[str]:
@@ -63,28 +49,18 @@ def _row(record: RunRecord, tz: Any) -> list[str]:
 
 
 def history(
-    ctx: typer.Context,
-    vault: VaultOption = None,
-    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
-    since: SinceOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 50,
-    follow: Annotated[
-        bool,
-        typer.Option(
-            "--follow",
-            "-f",
-            help="Then keep printing each record as it is written, oldest first (Ctrl-C); "
-            "with --json one object a line.",
-        ),
-    ] = False,
-    as_json: JsonOption = False,
+    vault: Path | None,
+    job: str | None = None,
+    status: str | None = None,
+    since: str | None = None,
+    limit: int = 50,
+    follow: bool = False,
+    as_json: bool = False,
 ) -> None:
-    """Runs, newest first (with -f: oldest first, then each new record)."""
+    """`watchkeeper history`; `vault`: the --vault flag."""
     from core import history as hist
-    from core.suggest import did_you_mean
 
-    config = open_config(ctx, vault)
+    config = open_config(vault)
     if status is not None:
         check_choice("--status", status, hist.STATUSES)
     if job is not None and job not in config.jobs:
@@ -109,10 +85,10 @@ def history(
     try:
         _follow(config, follower, list(reversed(result.records)), job, status, as_json)
     except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
+        raise SystemExit(EXIT_OK) from None
     except BrokenPipeError:
         detach_stdout()
-        raise typer.Exit(EXIT_OK) from None
+        raise SystemExit(EXIT_OK) from None
 
 
 def _follow(
@@ -132,17 +108,17 @@ def _follow(
 
     def show(record: RunRecord) -> None:
         if as_json:
-            typer.echo(json_text(json.dumps(record.to_json(), ensure_ascii=False)))
+            echo(json_text(json.dumps(record.to_json(), ensure_ascii=False)))
             return
         cells = _row(record, config.keeper.tz)
-        typer.echo(
+        echo(
             "  ".join(
                 f"{cell:<{widths.get(head, 0)}}" for head, cell in zip(HEADERS, cells, strict=True)
             ).rstrip()
         )
 
     if not as_json:
-        typer.echo("  ".join(f"{head:<{widths.get(head, 0)}}" for head in HEADERS).rstrip())
+        echo("  ".join(f"{head:<{widths.get(head, 0)}}" for head in HEADERS).rstrip())
     for record in backlog:
         show(record)
     while True:
@@ -152,23 +128,11 @@ def _follow(
         time.sleep(POLL)
 
 
-def stats(
-    ctx: typer.Context,
-    vault: VaultOption = None,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since",
-            help="Window: a duration back from now (24h, 7d) or a date/time in the vault's "
-            "time zone (2026-12-01, 2026-12-01T08:00).",
-        ),
-    ] = "24h",
-    as_json: JsonOption = False,
-) -> None:
-    """Per job: runs, success rate, p50/p95 duration."""
+def stats(vault: Path | None, since: str = "24h", as_json: bool = False) -> None:
+    """`watchkeeper stats`; `vault`: the --vault flag."""
     from core import history as hist
 
-    config = open_config(ctx, vault)
+    config = open_config(vault)
     start = since_option(since, config)
     per_job = hist.stats(config.vault / "Logs" / "history", start)
     if as_json:

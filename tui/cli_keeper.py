@@ -6,14 +6,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-import typer
-
 from tui.cli_common import (
     EXIT_JOB_FAILED,
     EXIT_OK,
     FAILED_STATUSES,
     acquire_lock,
     duration_text,
+    echo,
 )
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def dry_run(config: Config) -> int:
     from core.once import dry_run as plan_lines
 
     for line in plan_lines(config):
-        typer.echo(line)
+        echo(line)
     return EXIT_OK
 
 
@@ -55,12 +54,12 @@ def once(config: Config) -> int:
         lock.release()
     for record in finished:
         error = f"  {record['error']}" if record["error"] else ""
-        typer.echo(
+        echo(
             f"{status_label(record['status'])}  {record['taskId']}  "
             f"{duration_text(record['duration'])}{error}"
         )
     if not finished:
-        typer.echo("nothing to run: no enabled scheduled job")
+        echo("nothing to run: no enabled scheduled job")
     failed = [record for record in finished if record["status"] in FAILED_STATUSES]
     return EXIT_JOB_FAILED if failed else EXIT_OK
 
@@ -69,7 +68,8 @@ def daemon(config: Config) -> int:
     import asyncio
     import os
 
-    from core.keeper import Keeper, run_daemon
+    from core.daemon import run_daemon
+    from core.keeper import Keeper
 
     lock = acquire_lock(config.vault)
     keeper = Keeper(config, lock)
@@ -77,7 +77,7 @@ def daemon(config: Config) -> int:
     keeper.log.listeners.append(
         lambda stamp, level, message: print(f"{level:<5} {message}", file=sys.stderr, flush=True)
     )
-    typer.echo(f"watchkeeper: keeper pid {os.getpid()} on {config.vault}", err=True)
+    echo(f"watchkeeper: keeper pid {os.getpid()} on {config.vault}", err=True)
     try:
         asyncio.run(run_daemon(keeper))
     finally:

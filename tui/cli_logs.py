@@ -10,13 +10,14 @@ import typer
 
 from tui.cli_common import (
     EXIT_OK,
-    VaultOption,
     detach_stdout,
     fail,
     note,
     open_config,
     unknown_job,
+    vault_flag,
 )
+from tui.cli_options import VaultOption
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -54,7 +55,7 @@ def logs(
 ) -> None:
     """The last lines of the keeper log, of a job's log, or of all merged (--all); -f
     follows across rotation."""
-    config = open_config(ctx, vault)
+    config = open_config(vault_flag(ctx, vault))
     logs_dir = config.vault / "Logs"
     if every and job is not None:
         raise fail("give a job or --all, not both")

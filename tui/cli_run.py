@@ -1,11 +1,11 @@
 """`watchkeeper run JOB [--wait] [--follow]` and `cancel RUN_ID`: through the running
-keeper when there is one, else (run) in this process."""
+keeper when there is one, else (run) in this process. No typer here: the quick commands
+run it (tui/cli_fast.py); tui/cli_app.py declares the options."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
-
-import typer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tui.cli_common import (
     EXIT_INTERRUPTED,
@@ -13,10 +13,10 @@ from tui.cli_common import (
     EXIT_LOCKED,
     EXIT_OK,
     EXIT_USAGE,
-    VaultOption,
     acquire_lock,
     ask,
     duration_text,
+    echo,
     fail,
     keeper_link,
     open_config,
@@ -26,7 +26,7 @@ from tui.cli_common import (
 
 if TYPE_CHECKING:
     from core.config import Config
-    from core.control import Connection
+    from core.control_client import Connection
 
 FOLLOWED_EVENTS = ["run_started", "run_finished", "log_line"]
 
@@ -68,11 +68,11 @@ class RunFollower:
         if kind == "log_line":
             source, line = data.get("source"), data.get("line", "")
             if source == self.job and self.running:
-                typer.echo(line)
+                echo(line)
             elif (
                 source == "keeper" and line.startswith(f"{self.job}: attempt ") and "retry" in line
             ):
-                typer.echo(f"↻ {line}")
+                echo(f"↻ {line}")
         elif kind == "run_started":
             retry = (
                 self.retry_of is not None
@@ -84,7 +84,7 @@ class RunFollower:
                 self.run_id, self.running, self.retry_of = data["id"], True, None
         elif kind == "run_finished" and data.get("id") == self.run_id:
             self.running = False
-            typer.echo(outcome_line(data, self.where))
+            echo(outcome_line(data, self.where))
             self.final = data
             # The keeper retries a failed or timed-out attempt while attempts remain.
             if data["status"] in ("failure", "timeout") and data["attempt"] <= self.retries:
@@ -92,35 +92,15 @@ class RunFollower:
                 return False
             return True
         elif kind == "resync":
-            typer.echo(
+            echo(
                 "watchkeeper: fell behind the keeper's events; lines may be missing", err=True
             )
         return False
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(run)
-    app.command()(cancel)
-
-
-def run(
-    ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="The job to run now.")],
-    vault: VaultOption = None,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the result (a local run always waits).")
-    ] = False,
-    follow: Annotated[
-        bool,
-        typer.Option(
-            "--follow",
-            "-f",
-            help="With --wait: print the run's output as it comes, and its retries'.",
-        ),
-    ] = False,
-) -> None:
-    """Run a job now: through the running keeper, else locally (then it always waits)."""
-    config = open_config(ctx, vault)
+def run(vault: Path | None, job: str, wait: bool = False, follow: bool = False) -> NoReturn:
+    """`watchkeeper run JOB`; `vault`: the --vault flag."""
+    config = open_config(vault)
     if follow and not wait:
         raise fail("--follow goes with --wait")
     if job not in config.jobs:
@@ -133,7 +113,7 @@ def run(
             _run_through(connection, job, wait)
     if unreachable:
         raise fail(f"cannot run {job}: {unreachable}", EXIT_LOCKED)
-    raise typer.Exit(_run_locally(config, job, follow))
+    raise SystemExit(_run_locally(config, job, follow))
 
 
 def _run_locally(config: Config, job: str, follow: bool) -> int:
@@ -152,7 +132,7 @@ def _run_locally(config: Config, job: str, follow: bool) -> int:
         run_id = keeper.run_now(job)
         if follow:
             follower.run_id = run_id
-            typer.echo(f"started run {run_id} of {job} (locally)")
+            echo(f"started run {run_id} of {job} (locally)")
             while True:
                 got = await subscription.get()
                 if follower.feed(got.kind, got.data):
@@ -172,7 +152,7 @@ def _run_locally(config: Config, job: str, follow: bool) -> int:
     if follow:
         assert follower.final is not None
         return exit_code(follower.final)
-    typer.echo(outcome_line(outcome, "locally"))
+    echo(outcome_line(outcome, "locally"))
     return exit_code(outcome)
 
 
@@ -180,19 +160,20 @@ def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
     try:
         answer = ask(connection, "run", timeout=None if wait else 10.0, job=job, wait=wait)
     except KeyboardInterrupt:
-        typer.echo(f"stopped waiting; the run of {job} goes on in keeper pid {connection.pid}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        echo(f"stopped waiting; the run of {job} goes on in keeper pid {connection.pid}")
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if not wait:
-        typer.echo(f"started run {answer['run_id']} of {job} ({through(connection)})")
-        raise typer.Exit(EXIT_OK)
+        echo(f"started run {answer['run_id']} of {job} ({through(connection)})")
+        raise SystemExit(EXIT_OK)
     record = answer["record"]
-    typer.echo(outcome_line(record, through(connection)))
-    raise typer.Exit(exit_code(record))
+    echo(outcome_line(record, through(connection)))
+    raise SystemExit(exit_code(record))
 
 
 def _follow_through(connection: Connection, config: Config, job: str) -> NoReturn:
     """Subscribe first, then start the run: every event of the run is in the stream."""
-    from core.control import ControlError, subscribe
+    from core.control_client import subscribe
+    from core.control_protocol import ControlError
 
     where = through(connection)
     try:
@@ -202,18 +183,18 @@ def _follow_through(connection: Connection, config: Config, job: str) -> NoRetur
     follower = RunFollower(job, config.jobs[job].retries, where)
     with stream:
         follower.run_id = ask(connection, "run", job=job)["run_id"]
-        typer.echo(f"started run {follower.run_id} of {job} ({where})")
+        echo(f"started run {follower.run_id} of {job} ({where})")
         try:
             while True:
                 message = stream.read()
                 if follower.feed(message.get("event", ""), message.get("data") or {}):
                     break
         except KeyboardInterrupt:
-            typer.echo(
+            echo(
                 f"stopped following; run {follower.run_id} of {job} goes on in keeper "
                 f"pid {connection.pid}"
             )
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise SystemExit(EXIT_INTERRUPTED) from None
         except (OSError, ValueError):
             last = follower.final
             raise fail(
@@ -222,16 +203,12 @@ def _follow_through(connection: Connection, config: Config, job: str) -> NoRetur
                 EXIT_JOB_FAILED,
             ) from None
     assert follower.final is not None
-    raise typer.Exit(exit_code(follower.final))
+    raise SystemExit(exit_code(follower.final))
 
 
-def cancel(
-    ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run to end (see `history`).")],
-    vault: VaultOption = None,
-) -> None:
-    """End a run in flight, or drop one queued or waiting to retry."""
-    config = open_config(ctx, vault)
+def cancel(vault: Path | None, run_id: str) -> None:
+    """`watchkeeper cancel RUN_ID`; `vault`: the --vault flag."""
+    config = open_config(vault)
     connection, unreachable = keeper_link(config.vault)
     if connection is None:
         raise fail(
@@ -241,4 +218,4 @@ def cancel(
         )
     with connection:
         ask(connection, "cancel", run_id=run_id)
-        typer.echo(f"cancelled run {run_id} ({through(connection)})")
+        echo(f"cancelled run {run_id} ({through(connection)})")

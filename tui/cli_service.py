@@ -13,11 +13,12 @@ import typer
 from tui.cli_common import (
     EXIT_JOB_FAILED,
     HELP_OPTIONS,
-    VaultOption,
     fail,
     open_config,
+    vault_flag,
     vault_path,
 )
+from tui.cli_options import VaultOption
 
 # Exit 1 is the design's "something failed" code; here systemd or the disk did.
 EXIT_FAILED = EXIT_JOB_FAILED
@@ -100,7 +101,7 @@ def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOptio
     from core import service
     from core.atomic import write_atomic
 
-    config = open_config(ctx, vault)
+    config = open_config(vault_flag(ctx, vault))
     root = config.vault.resolve()
     name = service.unit_name(root)
     path = service.unit_path(name)
@@ -155,7 +156,7 @@ def uninstall(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOpt
     """
     from core import service
 
-    root: Path = vault_path(ctx, vault).resolve()
+    root: Path = vault_path(vault_flag(ctx, vault)).resolve()
     name = service.unit_name(root)
     path = service.unit_path(name)
     if not path.exists():

@@ -1,17 +1,15 @@
 """`watchkeeper --status` and `jobs`: from the running keeper when there is one, else
-from the vault's files."""
+from the vault's files. No typer here: the quick commands run it (tui/cli_fast.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import typer
 
 from tui.cli_common import (
     EXIT_NO_KEEPER,
     EXIT_OK,
-    JsonOption,
-    VaultOption,
+    echo,
     keeper_link,
     local_time,
     note,
@@ -24,10 +22,6 @@ from tui.cli_common import (
 
 if TYPE_CHECKING:
     from core.config import Config
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(jobs)
 
 
 def status(config: Config, as_json: bool) -> int:
@@ -58,14 +52,14 @@ def status(config: Config, as_json: bool) -> int:
             line += f", {keeper['state']}, {keeper['runs_in_flight']} run(s) in flight"
         else:
             line += f" (not asked: {unreachable or 'its control socket did not answer'})"
-        typer.echo(line)
+        echo(line)
     else:
-        typer.echo("keeper: not running (from the vault's files)")
-    typer.echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
-    typer.echo(
+        echo("keeper: not running (from the vault's files)")
+    echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
+    echo(
         "folders: " + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
     )
-    typer.echo(f"today: {data['today']['ok']} ok, {data['today']['failed']} failed")
+    echo(f"today: {data['today']['ok']} ok, {data['today']['failed']} failed")
     for usage in data["quota"]:
         limit = usage["limit"] or "∞"
         frees = (
@@ -73,7 +67,7 @@ def status(config: Config, as_json: bool) -> int:
             if usage["limit"] and usage["used"] >= usage["limit"]
             else ""
         )
-        typer.echo(f"quota {usage['scope']}: {usage['used']}/{limit} in the last hour{frees}")
+        echo(f"quota {usage['scope']}: {usage['used']}/{limit} in the last hour{frees}")
     jobs_table(data["jobs"], tz)
     return code
 
@@ -95,11 +89,11 @@ def jobs_table(views: list[dict], tz: Any) -> None:
     table(["JOB", "TRIGGER", "NEXT RUN", "LAST", "STATE"], rows)
 
 
-def jobs(ctx: typer.Context, vault: VaultOption = None, as_json: JsonOption = False) -> None:
-    """Each job: trigger, next run, last result, paused."""
+def jobs(vault: Path | None, as_json: bool = False) -> None:
+    """`watchkeeper jobs`; `vault`: the --vault flag."""
     from core.status import jobs_view
 
-    config = open_config(ctx, vault, demo=True)
+    config = open_config(vault, demo=True)
     connection, unreachable = keeper_link(config.vault)
     view, source = None, "no keeper running: from the config, state and history files"
     if connection is not None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tui.cli_common import NO_VAULT, VaultOption, fail, open_config, read_config, vault_flag
+from tui.cli_common import NO_VAULT, fail, open_config, read_config, vault_flag
+from tui.cli_options import VaultOption
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +47,7 @@ def validate(
     from core.config import CONFIG_NAME
 
     if file is None:
-        config = open_config(ctx, vault, hint="pass --vault or a path")
+        config = open_config(vault_flag(ctx, vault), hint="pass --vault or a path")
     else:
         if vault_flag(ctx, vault) is not None:
             raise fail("give a config file or --vault, not both")
@@ -78,7 +79,7 @@ def requeue(
         if found is None:
             raise fail(f"{NO_VAULT}; pass --vault or a path inside a vault")
         vault = found
-    config = open_config(ctx, vault)
+    config = open_config(vault_flag(ctx, vault))
     root = config.vault.resolve()
     if not absolute.exists() and (root / path).exists():
         absolute = root / path
