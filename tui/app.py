@@ -11,8 +11,8 @@ How data moves:
 * Everything that reads files or calls the keeper runs in a thread worker: the start,
   snapshots, history pages, log tails, vault scans, run/pause/cancel, and the close.
 
-The main screen works out what a key targets and hands the act to Operations; the
-KeeperSession owns the keeper's start, take-over and close.
+The main screen works out what a key targets and hands the act to Operations; Readers
+does the reading; the KeeperSession owns the keeper's start, take-over and close.
 """
 
 from __future__ import annotations
@@ -33,19 +33,16 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input
 
-from core import history as hist
 from core.client import InProcessClient, KeeperClient
-from core.config import Config, ConfigError, load_config
+from core.config import Config
 from core.locations import user_themes_dir
-from core.quota import started as run_counted
 from core.state import load_state, update_state
-from core.tail import last_lines
-from core.vault import summarize_all
 from tui.commands import console_commands
 from tui.main_screen import MainScreen
 from tui.messages import MESSAGES, KeeperBridge, KeeperMessage, LogLines
 from tui.model import Model
 from tui.operations import Operations
+from tui.readers import Readers
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.job_details import JobScreen
@@ -66,7 +63,6 @@ REDRAW_INTERVAL = 0.1
 """Dirty panes are redrawn at most this often: ten frames a second at the very most."""
 SNAPSHOT_INTERVAL = 2.0
 """Next-run times move without an event (a slot fired); a snapshot picks them up."""
-LOG_TAIL = 500
 KIND_OF = {message: kind for kind, message in MESSAGES.items()}
 
 
@@ -103,6 +99,7 @@ class ConsoleApp(App[int]):
         self.model.attached_pid = client.pid if client.mode == "attach" else None
         self.bridge = KeeperBridge(self)
         self.ops = Operations(self)
+        self.read = Readers(self)
         self.redraw_interval = redraw_interval
         self.snapshot_interval = snapshot_interval
         self.notices = list(notices)
@@ -168,8 +165,8 @@ class ConsoleApp(App[int]):
             self.notify(notice, timeout=15)
         self.session.begin()
         self._start_keeper()
-        self._scan_vault()
-        self._load_starts()
+        self.read.vault()
+        self.read.starts()
         self.set_interval(self.redraw_interval, self.redraw)
         if self.clock.frozen is None:
             self.set_interval(1.0, self.tick)
@@ -190,41 +187,7 @@ class ConsoleApp(App[int]):
         self.exit(2, message=f"watchkeeper: the keeper did not start: {error}")
 
     def refresh_snapshot(self) -> None:
-        if self.keeper_started and not self.closing:
-            self._read_snapshot(set(self.model.ended), self.model.counted)
-
-    @work(thread=True, group="snapshot", exclusive=True, exit_on_error=False)
-    def _read_snapshot(self, ended: set[str], counted: int) -> None:
-        try:
-            snapshot = self.client.snapshot()
-        except Exception:
-            return  # the keeper is stopping; the next snapshot or event will tell
-        if not self.closing:
-            self.call_from_thread(
-                self.model.load_snapshot, snapshot, self.clock.now(), ended, counted
-            )
-
-    @work(thread=True, group="vault", exclusive=True, exit_on_error=False)
-    def _scan_vault(self) -> None:
-        folders = {
-            summary.name: {"count": summary.count, "newest": list(summary.newest)}
-            for summary in summarize_all(self.vault)
-        }
-        self.call_from_thread(self.model.set_folders, folders)
-
-    @work(thread=True, group="starts", exit_on_error=False)
-    def _load_starts(self) -> None:
-        # Runs from before the console came up; the keeper reports every later one
-        # (its event stream opens before it starts anything).
-        now = time.time()
-        since = datetime.fromtimestamp(now - 3600).astimezone()
-        records = hist.runs_since(self.vault / "Logs" / "history", since).records
-        starts = [
-            record.started_at.timestamp()
-            for record in records
-            if run_counted(record) and record.started_at.timestamp() < self.created
-        ]
-        self.call_from_thread(self.model.set_starts, starts, now)
+        self.read.snapshot()
 
     def action_quit(self) -> None:  # type: ignore[override]
         """q, ctrl+q and the palette's Quit: ask first when runs are in flight."""
@@ -350,7 +313,7 @@ class ConsoleApp(App[int]):
 
     def _resync(self) -> None:
         self.refresh_snapshot()
-        self._scan_vault()
+        self.read.vault()
         if self.main.is_mounted:
             self.main.history_pane.request()
             self.main.log_pane.reload()
@@ -431,31 +394,12 @@ class ConsoleApp(App[int]):
 
     @on(HistoryPane.Wanted)
     def _history_wanted(self, message: HistoryPane.Wanted) -> None:
-        self._read_history(message.request, message.job, message.status, message.limit)
-
-    @work(thread=True, group="history", exclusive=True, exit_on_error=False)
-    def _read_history(self, request: int, job: str | None, status: str | None, limit: int) -> None:
-        result = self.client.history(hist.Query(job=job, status=status, limit=limit))
-        records = [record.to_json() for record in result.records]
-        self.call_from_thread(self._show_history, request, records, len(records) >= limit)
-
-    def _show_history(self, request: int, records: list[dict[str, Any]], full: bool) -> None:
-        self.main.history_pane.show_page(request, records, full)
-        self.model.dirty.add("history")
+        self.read.history(message.request, message.job, message.status, message.limit)
 
     @on(LogPane.Wanted)
     def _log_wanted(self, message: LogPane.Wanted) -> None:
         self.bridge.log_source = message.source
-        self._read_log(message.request, message.source)
-
-    @work(thread=True, group="log", exclusive=True, exit_on_error=False)
-    def _read_log(self, request: int, source: str) -> None:
-        lines = last_lines(self.log_path(source), LOG_TAIL)
-        self.call_from_thread(self.main.log_pane.show_tail, request, lines)
-
-    def log_path(self, source: str) -> Path:
-        logs = self.vault / "Logs"
-        return logs / "watchkeeper.log" if source == "keeper" else logs / "jobs" / f"{source}.log"
+        self.read.log(message.request, message.source)
 
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:
@@ -519,34 +463,6 @@ class ConsoleApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         return console_commands(self, screen)
-
-    # ---- after the editor -----------------------------------------------------------------
-
-    def edited(self, path: Path) -> None:
-        """A file came back from the editor: show what it holds now."""
-        if path == self.config.path:
-            self._reload_config()
-        else:
-            self._scan_vault()
-        if isinstance(self.screen, VaultFileScreen):
-            self.screen.reread()
-
-    @work(thread=True, group="config", exclusive=True, exit_on_error=False)
-    def _reload_config(self) -> None:
-        # The keeper reads the file again on its own (it watches it); this is the
-        # console's copy, which the job screen falls back on.
-        try:
-            config = load_config(self.config.path)
-        except ConfigError as error:
-            issues = "\n".join(str(issue) for issue in error.issues[:5])
-            self.call_from_thread(
-                self.notify, issues, title="the config has errors", severity="error", timeout=15
-            )
-            return
-        self.config = config
-        self.call_from_thread(self.notify, f"{config.path.name}: {len(config.jobs)} job(s)")
-        self.call_from_thread(self.refresh_snapshot)
-
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 

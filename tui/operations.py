@@ -16,6 +16,7 @@ from textual.app import SuspendNotSupported
 from core.resume import ResumePlan
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.resume import ResumeScreen
+from tui.screens.vault_file import VaultFileScreen
 
 if TYPE_CHECKING:
     from tui.app import ConsoleApp
@@ -102,7 +103,16 @@ class Operations:
         except OSError as error:
             self.app.notify(f"cannot start {command[0]}: {error.strerror}", severity="error")
             return
-        self.app.edited(path)
+        self.edited(path)
+
+    def edited(self, path: Path) -> None:
+        """A file came back from the editor: show what it holds now."""
+        if path == self.app.config.path:
+            self.app.read.config()
+        else:
+            self.app.read.vault()
+        if isinstance(self.app.screen, VaultFileScreen):
+            self.app.screen.reread()
 
     # ---- resuming ---------------------------------------------------------------------
 

@@ -219,9 +219,12 @@ class LogView(ScrollView, can_focus=True):
         text = Text(line, no_wrap=True)
         text.stylize(self.rich_style)
         self._highlight(text, number)
-        if self.wrap and self._widths[index] > self._wrap_width():
-            width = self._wrap_width()
+        # Rows as laid out (the width may have changed since; a relayout follows).
+        width = self._laid_for
+        if self.wrap and width > 0 and self._widths[index] > width:
             starts = cuts(line, width, width - INDENT)
+            if part >= len(starts):
+                return Strip([])
             end = starts[part + 1] if part + 1 < len(starts) else len(line)
             text = text[starts[part] : end]
             if part:
