@@ -18,19 +18,15 @@ from console_kit import JOBS, cell, console, job_view, screen_text, select_job
 from rich.text import Text
 from textual.widgets import DataTable, Input
 
-from core.events import Event
 from core.history import Query, RunRecord
 from core.lock import acquire, holder
 from core.state import load_state
-from tui.messages import KeeperBridge, LogLines, Resync, RunStarted
-from tui.runlog import run_output
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.job_details import JobScreen
 from tui.screens.quit import QuitScreen
 from tui.screens.run_output import RunOutputScreen
 from tui.screens.vault_file import VaultFileScreen
-from tui.text import Clock
 from tui.themes import shipped_dir
 from tui.widgets.header import HeaderBar
 from tui.widgets.history_pane import HistoryPane
@@ -473,57 +469,6 @@ async def test_80x24_shows_every_pane_header_and_key_hints(make_vault, monkeypat
 
 
 # ---- pieces --------------------------------------------------------------------------------
-
-
-def test_run_output_picks_one_runs_lines_across_rotations(tmp_path: Path) -> None:
-    log = tmp_path / "job.log"
-    t = "2024-05-01T10:00:0{}.000+00:00"
-    (tmp_path / "job.log.1").write_text(
-        f"{t.format(0)} [aaa] ▶ started\n{t.format(1)} [aaa] first\n{t.format(1)} [bbb] other\n"
-    )
-    log.write_text(f"{t.format(2)} [aaa] second\n{t.format(3)} [bbb] more\n")
-    output = run_output(log, "aaa", datetime(2024, 5, 1, 10, 0, tzinfo=UTC))
-    assert [line.split(" ", 1)[1] for line in output.lines] == ["▶ started", "first", "second"]
-    assert not output.truncated
-
-
-class Recorder:
-    """Stands in for the app: keeps what the bridge posts."""
-
-    def __init__(self) -> None:
-        self.messages: list[object] = []
-
-    def post_message(self, message: object) -> bool:
-        self.messages.append(message)
-        return True
-
-
-def test_bridge_bounds_what_waits_and_resyncs_after_dropping() -> None:
-    target = Recorder()
-    bridge = KeeperBridge(target, limit=3)  # type: ignore[arg-type]
-    for index in range(10):
-        bridge.on_event(Event("run_started", {"id": str(index)}))
-    assert [type(message) for message in target.messages] == [RunStarted] * 3
-    assert bridge.dropped == 7
-    for _ in range(3):
-        bridge.handled()
-    assert isinstance(target.messages[-1], Resync)
-    # Log lines: only those of the log on screen, any number behind one message.
-    target.messages.clear()
-    bridge.handled()
-    for index in range(50):
-        bridge.on_event(Event("log_line", {"source": "keeper", "line": str(index)}))
-        bridge.on_event(Event("log_line", {"source": "some-job", "line": str(index)}))
-    assert [type(message) for message in target.messages] == [LogLines]
-    lines = bridge.take_lines()
-    assert [line["line"] for line in lines] == [str(index) for index in range(50)]
-
-
-def test_clock_frozen_from_the_environment(monkeypatch) -> None:
-    monkeypatch.setenv("WATCHKEEPER_CONSOLE_NOW", "2030-01-02T03:04:05+00:00")
-    clock = Clock.from_env(UTC)
-    assert clock.now() == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert clock.short(clock.now() - timedelta(days=1)) == "01-01 03:04"
 
 
 def test_console_that_cannot_attach_to_the_keeper_holding_the_vault_says_why(make_vault) -> None:

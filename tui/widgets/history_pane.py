@@ -25,10 +25,10 @@ DEFAULT_VISIBLE = 20
 # At 80 columns (56 for this pane): 9 + 13 + 11 + 6 + 9 characters, each with its gap.
 COLUMNS = [
     ColumnSpec("time", "TIME", 10),
-    ColumnSpec("job", "JOB", 14, flex=True),
+    ColumnSpec("job", "JOB", 14, flex=2),
     ColumnSpec("status", "STATUS", 12),
     ColumnSpec("duration", "TOOK", 7),
-    ColumnSpec("trigger", "TRIGGER", 10),
+    ColumnSpec("trigger", "TRIGGER", 10, flex=1),
 ]
 KEYS = tuple(spec.key for spec in COLUMNS)
 TRIGGER_WORDS = {"schedule": "schedule", "catch_up": "catch-up"}

@@ -20,8 +20,8 @@ from tui.widgets.table import ColumnSpec, Table
 
 # At 80 columns: 15 + 16 + 11 + 20 + 10 characters, each with its gap, and the scrollbar.
 COLUMNS = [
-    ColumnSpec("job", "JOB", 16),
-    ColumnSpec("trigger", "TRIGGER", 17, flex=True),
+    ColumnSpec("job", "JOB", 16, flex=1),
+    ColumnSpec("trigger", "TRIGGER", 17, flex=2),
     ColumnSpec("next", "NEXT", 12),
     ColumnSpec("last", "LAST", 21),
     ColumnSpec("state", "STATE", 11),

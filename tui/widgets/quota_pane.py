@@ -16,7 +16,7 @@ from tui.widgets.pane import Pane
 from tui.widgets.table import ColumnSpec, Table
 
 COLUMNS = [
-    ColumnSpec("scope", "SCOPE", 9, flex=True),
+    ColumnSpec("scope", "SCOPE", 9, flex=1),
     ColumnSpec("used", "USED", 7),
     ColumnSpec("frees", "FREES", 7),
 ]

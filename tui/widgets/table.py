@@ -20,13 +20,14 @@ UP, DOWN = "▲", "▼"
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """A column: its width in cells (the gap before it included); a flexible one takes
-    what the others leave, never less than its width."""
+    """A column: its width in cells (the gap before it included). Flexible columns
+    (flex > 0) share what the others leave in proportion to their flex, never getting
+    less than their width."""
 
     key: str
     label: str
     width: int
-    flex: bool = False
+    flex: int = 0
 
 
 class Table(DataTable):
@@ -84,18 +85,23 @@ class Table(DataTable):
         flexible = [spec for spec in self.specs if spec.flex]
         if room <= 0 or not flexible:
             return
-        spare = room - sum(spec.width for spec in self.specs if not spec.flex)
+        extra = max(0, room - sum(spec.width for spec in self.specs))
+        weights = sum(spec.flex for spec in flexible)
         changed = False
+        given = 0
         for index, spec in enumerate(flexible):
-            share = spare // len(flexible) + (1 if index < spare % len(flexible) else 0)
+            # The last flexible column takes what rounding left over.
+            share = extra - given if index == len(flexible) - 1 else extra * spec.flex // weights
+            given += share
             column = self.columns[ColumnKey(spec.key)]
-            width = max(spec.width, share)
-            if column.width != width:
-                column.width = width
+            if column.width != spec.width + share:
+                column.width = spec.width + share
                 changed = True
         if changed:
             # DataTable has no public way to change a column's width: it sizes itself
-            # from the columns when rows come and go, so the scrollable width is set here.
+            # from the columns when rows come and go, so the scrollable width is set here
+            # and its renders dropped (_clear_caches is private: textual is pinned, and
+            # tests/test_console_pieces.py checks it is still there).
             widths = sum(column.get_render_width(self) for column in self.columns.values())
             self.virtual_size = Size(widths, self.virtual_size.height)
             self._clear_caches()
@@ -116,7 +122,8 @@ class Table(DataTable):
         # update_cell has just bumped, so none of them can be hit again, yet it keeps
         # them until its LRU bounds (10,000 cells, 1,000 rows and lines a table) push
         # them out: a table updated ten times a second grew the console by ~20 MB over
-        # ten minutes. Dropping them now frees them and costs no cache hit.
+        # ten minutes. Dropping them now frees them and costs no cache hit (a private
+        # name; see fit()).
         self._clear_caches()
 
     def key_at_cursor(self) -> str | None:

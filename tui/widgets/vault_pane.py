@@ -17,7 +17,7 @@ from tui.widgets.cells import plain
 from tui.widgets.pane import Pane
 from tui.widgets.table import ColumnSpec, Table
 
-COLUMNS = [ColumnSpec("item", "FOLDER / NEWEST", 12, flex=True), ColumnSpec("count", "#", 5)]
+COLUMNS = [ColumnSpec("item", "FOLDER / NEWEST", 12, flex=1), ColumnSpec("count", "#", 5)]
 
 
 def items_shown(folders: dict[str, tuple[int, tuple[str, ...]]], room: int) -> dict[str, int]:
