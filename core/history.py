@@ -162,6 +162,40 @@ def runs_since(directory: Path, since: datetime) -> QueryResult:
     return _collect(directory, floor=stamp(since - WRITE_SLACK), since=since)
 
 
+@dataclass(frozen=True)
+class Start:
+    """A run's start as the quota window needs it, read without parsing its whole line."""
+
+    job: str
+    at: float  # started_at, epoch seconds
+    status: str  # its last line's
+    exit_code: int | None  # read for cancelled runs only: whether they had begun
+
+
+def starts_since(directory: Path, since: datetime) -> list[Start]:
+    """Every run started at/after `since`, newest line per run (the quota window's
+    rebuild): the fields from the line's position, as stats reads them."""
+    scan = Scan(directory, stamp(since - WRITE_SLACK))
+    since_key = stamp(since)
+    seen: set[bytes] = set()
+    found = []
+    for block in scan.blocks():
+        for row in reversed(scan.rows(block)):
+            if row[ID] in seen:
+                continue
+            seen.add(row[ID])
+            if row[STARTED] < since_key:
+                continue
+            exit_code = None
+            if row[STATUS] == b"cancelled":
+                line = block.line_of(row)
+                record = parse_line(line) if line is not None else None
+                exit_code = record.exit_code if record is not None else None
+            at = datetime.fromisoformat(row[STARTED].decode()).timestamp()
+            found.append(Start(unraw(row[JOB]), at, row[STATUS].decode(), exit_code))
+    return found
+
+
 def open_runs(directory: Path, since: datetime) -> list[RunRecord]:
     """Runs whose last line is still `running`, in the segments from `since`'s UTC day on."""
     first_day = since.astimezone(UTC).date()

@@ -27,7 +27,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from core.history import RunRecord, runs_since
+from core.history import RunRecord, Start, starts_since
 from core.units import format_duration
 
 WINDOW = 3600.0
@@ -62,7 +62,7 @@ class ScopeUsage:
     next_free: float | None
 
 
-def started(record: RunRecord) -> bool:
+def started(record: RunRecord | Start) -> bool:
     """Whether a record is of a run that really started (and so counts against quotas).
     Refused runs are `skipped`; a run cancelled while it waited for a slot has no exit
     code. Runs still `running`, or `interrupted`, did start."""
@@ -239,14 +239,10 @@ class Quota:
         cls, directory: Path, global_limit: int, job_limits: dict[str, int], now: float
     ) -> Quota:
         """The window as the history in `directory` left it, so a restart does not reset it."""
-        result = runs_since(directory, datetime.fromtimestamp(now - WINDOW, UTC))
+        since = datetime.fromtimestamp(now - WINDOW, UTC)
         quota = cls(global_limit, job_limits)
         quota.rebuild(
-            (
-                (record.job, record.started_at.timestamp())
-                for record in result.records
-                if started(record)
-            ),
+            ((start.job, start.at) for start in starts_since(directory, since) if started(start)),
             now,
         )
         return quota

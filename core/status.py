@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,14 @@ from core import history as hist
 from core import lock
 from core.config import Config, JobConfig
 from core.history import RunRecord
+from core.history_scan import parse_line
+from core.history_summary import HistorySummary, quarter_of
 from core.state import load_state
 from core.triggers import schedules_for, wall_moment
 from core.vault import summarize_all
 
-# Jobs with no run in the last day are looked up one by one, up to this many and
-# this far back: a job that never ran would otherwise cost a scan of all history.
+# Jobs with no run in the last day are looked up further back, up to this many and this
+# far (as when each cost a scan of the history: the answers stay as they were).
 MAX_SINGLE_LOOKUPS = 20
 SINGLE_LOOKBACK = timedelta(days=7)
 
@@ -57,31 +59,37 @@ def next_run_offline(job: JobConfig, config: Config) -> datetime | None:
 
 
 def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int]:
-    """Last final record per job, today's ok/failed counts, unreadable history lines."""
+    """Last final record per job, today's ok/failed counts, unreadable history lines.
+
+    From the history's summary (history_summary), which reads only what was written since
+    it was last asked: a day of 35,000 runs is not read again for every `--status`."""
     directory = config.vault / "Logs" / "history"
     now = datetime.now(config.keeper.tz)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    result = hist.runs_since(directory, min(midnight, now - timedelta(days=1)))
+    window = min(midnight, now - timedelta(days=1))
+    lookback = now - SINGLE_LOOKBACK
+    # A run is written when it starts or later: the segments of its start's day on hold it.
+    summary = HistorySummary(directory, keep_from=lookback.astimezone(UTC).date())
+    summary.update(window.astimezone(UTC).date())
+    ended = summary.ended_since(quarter_of(hist.iso(midnight)))
+    today = {
+        "ok": ended["success"],
+        "failed": ended["failure"] + ended["timeout"] + ended["interrupted"],
+    }
     last: dict[str, RunRecord] = {}
-    today = {"ok": 0, "failed": 0}
-    bad = result.bad_lines
-    for record in result.records:
-        if record.status == "running":
-            continue
-        last.setdefault(record.job, record)
-        if record.started_at >= midnight:
-            if record.status == "success":
-                today["ok"] += 1
-            elif record.status in ("failure", "timeout", "interrupted"):
-                today["failed"] += 1
-    missing = [name for name in config.jobs if name not in last][:MAX_SINGLE_LOOKUPS]
-    for name in missing:
-        older = hist.recent(directory, hist.Query(job=name, since=now - SINGLE_LOOKBACK, limit=5))
-        bad += older.bad_lines
-        final = [record for record in older.records if record.status != "running"]
-        if final:
-            last[name] = final[0]
-    return last, today, bad
+    missing: list[str] = []
+    for name in config.jobs:
+        line = summary.newest(name, hist.iso(window))
+        if line is None and len(missing) < MAX_SINGLE_LOOKUPS:
+            if not missing:
+                summary.update(summary.keep_from)  # only now: the week behind the day
+            missing.append(name)
+            line = summary.newest(name, hist.iso(lookback))
+        record = parse_line(line) if line is not None else None
+        if record is not None:
+            last[name] = record
+    summary.save()
+    return last, today, summary.bad_lines(window.astimezone(UTC).date())
 
 
 def jobs_view(config: Config, last: dict[str, RunRecord] | None = None) -> list[dict[str, Any]]:
