@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 
@@ -21,7 +20,7 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     while True:
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        temp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
         try:
             # Created with the final mode (or less, by the umask) from the start: the text
             # is never readable by more than the file will be.

@@ -4,7 +4,6 @@ overflow, spin or hang the keeper later."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
@@ -49,6 +48,8 @@ def show(value: object) -> str:
 def hint(word: object, choices: Iterable[str]) -> str:
     if not isinstance(word, str):
         return ""
+    import difflib  # only for a mistake: a valid config loads without it
+
     matches = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {matches[0]!r}?)" if matches else ""
 

@@ -196,12 +196,9 @@ class CronSchedule:
     # cronie's MIN_STAR/HR_STAR: such jobs follow elapsed time through DST changes.
     wildcard: bool = field(init=False, compare=False)
     has_seconds: bool = field(init=False, compare=False)
-    _cron: croniter = field(init=False, compare=False, repr=False)
+    _canonical: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        # croniter (with dateutil) costs ~45 ms to import; only pay it when parsing.
-        from croniter import CroniterBadDateError, CroniterError, croniter
-
         if not isinstance(self.expr, str):
             raise ValueError(f"cron expression must be a string, got {self.expr!r}")
         text = self.expr.strip()
@@ -229,12 +226,25 @@ class CronSchedule:
             raise ValueError(f"cron {self.expr!r}: {exc}") from None
         _check_possible(self.expr, *canonical[-3:])
         minute, hour = parts[-5], parts[-4]
+        object.__setattr__(self, "wildcard", minute.startswith("*") or hour.startswith("*"))
+        object.__setattr__(self, "has_seconds", len(parts) == 6)
+        object.__setattr__(self, "_canonical", " ".join(canonical))
+        # Plain numbers always make a valid expression with fire times (_check_possible);
+        # what only croniter can judge (L, nW, d#n) is put to it now. The rest waits for a
+        # fire time to be asked: croniter (with dateutil) costs ~45 ms to import, which
+        # `pause` or `jobs` through a keeper need not pay.
+        if any(special in self._canonical for special in "lw#"):
+            object.__setattr__(self, "_cron", self._croniter())
+
+    def _croniter(self) -> croniter[datetime]:
+        from croniter import CroniterBadDateError, CroniterError, croniter
+
         try:
             cron = croniter(
-                " ".join(canonical),
+                self._canonical,
                 start_time=datetime(2000, 1, 1),
                 ret_type=datetime,
-                second_at_beginning=len(parts) == 6,
+                second_at_beginning=self.has_seconds,
             )
         except CroniterError as exc:
             raise ValueError(f"cron {self.expr!r}: {exc}") from None
@@ -247,9 +257,10 @@ class CronSchedule:
             raise ValueError(
                 f"cron {self.expr!r}: never fires (no fire time within 50 years)"
             ) from None
-        object.__setattr__(self, "wildcard", minute.startswith("*") or hour.startswith("*"))
-        object.__setattr__(self, "has_seconds", len(parts) == 6)
-        object.__setattr__(self, "_cron", cron)
+        return cron
+
+    # Made on first use (or at once, above), then kept: next_after works on copies of it.
+    _cron = functools.cached_property(_croniter)
 
     @classmethod
     def parse(cls, expr: str) -> CronSchedule:
@@ -298,7 +309,7 @@ class CronSchedule:
             times.append(moment)
         return times
 
-    def _resolve(self, cron: croniter, slot: datetime, tz: ZoneInfo) -> datetime:
+    def _resolve(self, cron: croniter[datetime], slot: datetime, tz: ZoneInfo) -> datetime:
         """Map a matching wall time onto its first real instant, per cronie's DST rules."""
         for _ in range(_MAX_GAP_SKIPS):
             if _kind(slot, tz) != _MISSING:
@@ -311,7 +322,7 @@ class CronSchedule:
             f"cron {self.expr!r}: every fire time falls into a skipped DST hour in {tz.key}"
         )
 
-    def _match(self, cron: croniter, wall: datetime, *, inclusive: bool) -> datetime:
+    def _match(self, cron: croniter[datetime], wall: datetime, *, inclusive: bool) -> datetime:
         """First matching naive wall time after ``wall`` (or at it, when inclusive)."""
         from croniter import CroniterBadDateError
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from platformdirs import user_config_path, user_data_path
-
 from core.config import CONFIG_NAME
 
 APP = "watchkeeper"
@@ -14,10 +12,14 @@ VAULT_ENV = "WATCHKEEPER_VAULT"
 
 
 def default_vault() -> Path:
+    from platformdirs import user_data_path  # only when no vault was named or found
+
     return user_data_path(APP) / "vault"
 
 
 def user_themes_dir() -> Path:
+    from platformdirs import user_config_path
+
     return user_config_path(APP) / "themes"
 
 

@@ -6,7 +6,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,6 +98,8 @@ def _take(path: Path, fd: int) -> VaultLock:
             os.close(fd)
             raise LockHeld(path, holder) from None
     previous = _read(fd)
+    import socket  # only here and to reload: readers of the lock start without it
+
     record = {
         "pid": os.getpid(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -156,6 +157,8 @@ def ask_keeper_to_reload(vault: Path) -> str:
     pid, host = record.get("pid"), record.get("hostname", "?")
     if not isinstance(pid, int) or pid <= 0:
         return "a keeper holds the vault but names no pid; applies when it restarts"
+    import socket
+
     if host != socket.gethostname():
         return f"keeper pid {pid} runs on {host}: tell it there with `kill -HUP {pid}`"
     if not _catches_sighup(pid):

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomli_w
-
 from core import logsdir
 from core.logsdir import LogsAccessError
 
@@ -55,6 +53,8 @@ def save_state(vault: Path, state: RuntimeState) -> None:
     if state.theme:
         data["theme"] = state.theme
     path = state_path(vault)
+    import tomli_w  # only to write: readers (--status, jobs) start without it
+
     try:
         logsdir.write_file(path, tomli_w.dumps(data))
     except OSError as error:
