@@ -291,7 +291,8 @@ async def test_a_theme_chosen_in_the_palette_persists_and_comes_back(make_vault)
         assert app.theme == "watchkeeper-dark"
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen.focused, Input))
-        assert not app.screen.focused.cursor_blink  # nothing blinks, in tests or over SSH
+        focused = app.screen.focused
+        assert isinstance(focused, Input) and not focused.cursor_blink  # nothing blinks
         await pilot.press(*"theme")
         await pilot.pause(0.3)
         await pilot.press("enter")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import textual.constants
@@ -60,6 +61,7 @@ def ansi_colour(colour: Color | None, app: ConsoleApp, foreground: bool) -> Colo
     """The colour as the SGR codes the app's console writes for it, read back."""
     if colour is None:
         return None
+    assert app.console.color_system is not None
     system = COLOR_SYSTEMS[app.console.color_system]
     codes = [int(code) for code in colour.downgrade(system).get_ansi_codes(foreground)]
     first = codes[0]
@@ -75,7 +77,7 @@ def frame(app: ConsoleApp) -> list[list[Run]]:
     """The whole screen, one list of runs a row."""
     update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
     rows = []
-    for line in update.strips:
+    for line in cast(Any, update).strips:  # a LayoutUpdate
         runs = []
         for strip in line:
             for text, style, control in strip:

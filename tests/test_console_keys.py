@@ -291,7 +291,7 @@ async def test_capital_r_runs_a_failed_runs_job_again(make_vault) -> None:
         # In the Jobs pane, R retries the selected job's last run when it failed.
         await select_job(pilot, app, "flaky")
         await until(pilot, lambda: (app.model.jobs["flaky"].last or {}).get("id") == again.id)
-        await until(pilot, lambda: app.model.jobs["flaky"].last["status"] == "failure")
+        await until(pilot, lambda: (app.model.jobs["flaky"].last or {}).get("status") == "failure")
         await pilot.press("R")
         await until(pilot, lambda: len(client.history(Query(job="flaky")).records) == 3)
 

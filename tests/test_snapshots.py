@@ -135,7 +135,7 @@ async def settled(pilot: Pilot) -> None:
     await until(pilot, lambda: app.keeper_started and jobs.row_count == 3)
     await until(pilot, lambda: len(history.by_id) == len(RUNS))
     # The Vault pane lists as many newest items as it has room for.
-    await until(pilot, lambda: any(key.value.startswith("Inbox/") for key in vault.rows))
+    await until(pilot, lambda: any((key.value or "").startswith("Inbox/") for key in vault.rows))
     jobs.move_cursor(row=jobs.get_row_index("fetch-mail"))
     await pilot.press("4", "enter", "1")
     await until(pilot, lambda: log.source == "fetch-mail" and log.view.line_count == 3)

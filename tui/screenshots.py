@@ -1,13 +1,15 @@
 """Export SVG screenshots of the console for the README: `python -m tui.screenshots [DIR]`.
 
 Drives the real app with Textual's Pilot over a real keeper on a fresh demo vault (the
-one `watchkeeper init` writes), so the pictures show what an operator sees: runs
-happening, a run's output, the help, the light theme, and the minimum 80x24 size.
+one `watchkeeper init` writes), so the pictures show what an operator sees: the demo's
+notes on their way from Inbox to Plans with a run in flight, a run's output, the help,
+the light theme, and the minimum 80x24 size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -15,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from core.client import InProcessClient
 from core.config import load_config
@@ -23,11 +24,12 @@ from core.lock import acquire
 from core.scaffold import init_vault
 from tui.app import ConsoleApp, make_app
 from tui.screens.help import HelpScreen
+from tui.screens.quit import QuitScreen
 from tui.screens.run_output import RunOutputScreen
-from tui.widgets.history_pane import HistoryPane
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "screenshots"
-WAIT = 30.0
+WAIT = 90.0
+"""The demo drops a sample note every 20 seconds: time for one to come and flow."""
 
 
 async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = WAIT) -> None:
@@ -44,29 +46,50 @@ def save(app: ConsoleApp, directory: Path, name: str) -> Path:
     return path
 
 
-async def started(pilot: Pilot, app: ConsoleApp) -> DataTable:
+def open_app(vault: Path) -> ConsoleApp:
+    config = load_config(vault / "watchkeeper.toml")
+    return make_app(config, InProcessClient(config, acquire(vault)))
+
+
+async def started(pilot: Pilot, app: ConsoleApp) -> None:
     await until(pilot, lambda: app.main is not None and app.main.query("#jobs"))
-    jobs = app.main.query_one("#jobs", DataTable)
+    jobs = app.main.jobs_pane.table
     await until(pilot, lambda: app.keeper_started and jobs.row_count == len(app.config.jobs))
-    return jobs
+
+
+def in_flight(app: ConsoleApp, runs: int) -> bool:
+    """A note on its way (in Inbox or Needs_Action) while a run moves it, and at least
+    `runs` runs in History."""
+    folders = app.model.folders
+    waiting = sum(folders.get(name, (0, ()))[0] for name in ("Inbox", "Needs_Action"))
+    running = {name for name, job in app.model.jobs.items() if job.running}
+    return (
+        waiting > 0
+        and bool(running & {"vault-watcher", "task-planner"})
+        and len(app.main.history_pane.by_id) >= runs
+    )
 
 
 async def wide_shots(vault: Path, directory: Path) -> list[Path]:
-    """Main screen with runs in flight, a run's output, the help, the light theme."""
-    config = load_config(vault / "watchkeeper.toml")
-    app = make_app(config, InProcessClient(config, acquire(vault)))
+    """Main screen with a note in flight, a run's output, the help, the light theme."""
+    app = open_app(vault)
     saved: list[Path] = []
     async with app.run_test(size=(120, 40)) as pilot:
-        jobs = await started(pilot, app)
-        jobs.move_cursor(row=jobs.get_row_index("vault-watcher"))
-        await pilot.press("r")
-        history = app.main.query_one(HistoryPane)
-        # The watcher's success sets off the planner: wait for that chain to show.
-        await until(pilot, lambda: len(history.by_id) >= 3)
+        await started(pilot, app)
+        # Past Welcome.md's flow: a sample note dropped by the demo, on its way.
+        await until(pilot, lambda: in_flight(app, 4))
         await pilot.pause(0.3)
         saved.append(save(app, directory, "console"))
 
-        await pilot.press("3", "enter")
+        history = app.main.history_pane
+        planned = next(
+            run_id
+            for run_id, record in history.by_id.items()
+            if record.get("taskId") == "task-planner" and record.get("status") == "success"
+        )
+        await pilot.press("3")
+        history.table.move_to_key(planned)
+        await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunOutputScreen))
         await pilot.pause(0.5)
         saved.append(save(app, directory, "run-details"))
@@ -84,15 +107,25 @@ async def wide_shots(vault: Path, directory: Path) -> list[Path]:
         await pilot.pause(0.5)
         saved.append(save(app, directory, "theme-light"))
         app.theme = "watchkeeper-dark"  # the vault is thrown away, but keep the default
+        await leave(pilot, app)
     return saved
 
 
+async def leave(pilot: Pilot, app: ConsoleApp) -> None:
+    """Quit as an operator would, letting runs in flight finish: the next pictures
+    must not show them cancelled."""
+    await pilot.press("q")
+    await pilot.pause(0.2)
+    if isinstance(app.screen, QuitScreen):
+        await pilot.press("w")
+    await until(pilot, lambda: app.closed)
+
+
 async def narrow_shot(vault: Path, directory: Path) -> Path:
-    config = load_config(vault / "watchkeeper.toml")
-    app = make_app(config, InProcessClient(config, acquire(vault)))
+    app = open_app(vault)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
-        await until(pilot, lambda: len(app.main.query_one(HistoryPane).by_id) >= 1)
+        await until(pilot, lambda: in_flight(app, 1))
         await pilot.pause(0.3)
         return save(app, directory, "console-80x24")
 
@@ -100,10 +133,19 @@ async def narrow_shot(vault: Path, directory: Path) -> Path:
 async def export(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="watchkeeper-demo-") as temp:
-        vault = Path(temp) / "vault"
-        init_vault(vault)
-        saved = await wide_shots(vault, directory)
-        saved.append(await narrow_shot(vault, directory))
+        # The header shows the vault from the home folder: ~/vault, as on a desk.
+        home = os.environ.get("HOME")
+        os.environ["HOME"] = temp
+        try:
+            vault = Path(temp) / "vault"
+            init_vault(vault)
+            saved = await wide_shots(vault, directory)
+            saved.append(await narrow_shot(vault, directory))
+        finally:
+            if home is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = home
     return saved
 
 

@@ -228,7 +228,7 @@ class LogView(ScrollView, can_focus=True):
             end = starts[part + 1] if part + 1 < len(starts) else len(line)
             text = text[starts[part] : end]
             if part:
-                text = Text(" " * INDENT) + text
+                text = Text(" " * INDENT, style=self.rich_style) + text
         strip = Strip(text.render(self.app.console), text.cell_len)
         if len(self._cache) > CACHE_LIMIT:
             self._cache.clear()
