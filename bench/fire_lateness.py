@@ -200,50 +200,51 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
     """console: one event subscriber drained as fast as the loop lets it, as an attached
     console would; without it the keeper is the headless daemon."""
     from core.config import CONFIG_NAME, load_config
-    from core.keeper import Keeper
+    from core.daemon import freeze_startup, tune_process
+    from core.keeper import Keeper, StartRequest
+    from core.runtime import ActiveRun
+    from core.seams import Started
 
     vault = Path(tempfile.mkdtemp(prefix="wk-bench-vault-"))
     try:
         trigger = f'every = "{plan.interval:g}s"'
         (vault / CONFIG_NAME).write_text(keeper_toml(plan.jobs, trigger))
         keeper = Keeper(load_config(vault / CONFIG_NAME))
+        tune_process()  # as run_daemon() does
         await keeper.start()
+        freeze_startup()
         textual = headless_check()
         # The keeper's EverySchedule puts every job's first slot at start + interval. A real
         # fleet of jobs started at different times has its phases spread out; re-seeding the
         # first slots evenly over one interval gives the bench that fleet.
         d0 = time.monotonic() + LEAD
         index: dict[str, int] = {}
-        keeper._heaps["mono"].clear()
+        keeper.slots.heaps["mono"].clear()
         for i, runtime in enumerate(keeper.jobs.values()):
             due = d0 + plan.phase(i)
             runtime.next_due[0] = due
-            keeper._push("mono", due, runtime.name, 0)
+            keeper.slots.push("mono", due, runtime.name, 0)
             index[runtime.name] = i
         samples: list[tuple[int, float, float]] = []
         skipped: dict[str, int] = {}
-        # Runs are read where the keeper takes them back from the spawner, not through an
+        # Runs are read as the keeper takes them back from the executor, not through an
         # event subscription: the headless daemon builds no events, as nobody listens.
-        run_started = keeper._run_started
-        record_never_started = keeper._record_never_started
 
-        def started(active: Any, spec: Any, result: Any) -> None:
-            run_started(active, spec, result)
+        def started(active: ActiveRun, run: Started) -> None:
             request = active.request
-            if request.trigger == "schedule" and active.run is not None:
-                lateness = active.run.started_mono - request.due_mono
+            if request.trigger == "schedule" and request.due_mono is not None:
+                lateness = run.started_mono - request.due_mono
                 samples.append((index[request.job], request.due_mono - d0, lateness))
 
-        def never_started(request: Any, status: str, reason: str) -> None:
+        def never_started(request: StartRequest, status: str, reason: str) -> None:
             # Why a slot was refused (overlap, quota...); a slot the schedule skipped for
             # being over an interval late leaves no record and shows only in missed.
             if status == "skipped":
                 kind = re.sub(r"\brun \S+", "run …", reason)
                 skipped[kind] = skipped.get(kind, 0) + 1
-            record_never_started(request, status, reason)
 
-        keeper._run_started = started  # type: ignore[method-assign]
-        keeper._record_never_started = never_started  # type: ignore[method-assign]
+        keeper.runs.on_started.append(started)
+        keeper.runs.on_never_started.append(never_started)
         tasks = [asyncio.create_task(keeper.serve())]
         if console:
             subscription = keeper.bus.subscribe(maxsize=10_000)  # as core/client.py does
@@ -267,7 +268,7 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
             task.cancel()
         await tasks[0]
         if not samples:
-            raise RuntimeError("no run seen: the bench's tap on Keeper._run_started is stale")
+            raise RuntimeError("no run seen: the bench's on_started observer heard nothing")
         return {
             **summarize(plan, samples),
             "cpu_pct": cpu.cpu_pct,
@@ -282,6 +283,7 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
 
 async def keeper_idle(cron: bool, window: float) -> dict[str, Any]:
     from core.config import CONFIG_NAME, load_config
+    from core.daemon import freeze_startup, tune_process
     from core.keeper import Keeper
 
     vault = Path(tempfile.mkdtemp(prefix="wk-bench-vault-"))
@@ -290,7 +292,9 @@ async def keeper_idle(cron: bool, window: float) -> dict[str, Any]:
         (vault / CONFIG_NAME).write_text(keeper_toml(IDLE_JOBS, trigger))
         setup = time.monotonic()
         keeper = Keeper(load_config(vault / CONFIG_NAME))
+        tune_process()  # as run_daemon() does
         await keeper.start()
+        freeze_startup()
         serving = asyncio.create_task(keeper.serve())
         setup_s = round(time.monotonic() - setup, 3)
         textual = headless_check()

@@ -16,12 +16,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from core.config import Config
 from core.control_client import Connection, subscribe
 from core.control_protocol import ControlError, ControlFailed
 from core.control_server import start_control
+from core.daemon import freeze_startup, tune_process
 from core.events import Event
 from core.history import Query, QueryResult, recent
 from core.keeper import Keeper
@@ -87,7 +88,9 @@ class InProcessClient:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         subscription = self.keeper.bus.subscribe(maxsize=10_000)
+        tune_process()
         await self.keeper.start()
+        freeze_startup()
         control = await start_control(self.keeper)
         serving = asyncio.create_task(self.keeper.serve())
 
@@ -120,7 +123,8 @@ class InProcessClient:
         return future.result(CALL_TIMEOUT)
 
     def snapshot(self) -> dict[str, Any]:
-        return self._call(self.keeper.snapshot)
+        # The control protocol's Snapshot; the console reads it as any JSON object.
+        return cast(dict[str, Any], self._call(self.keeper.snapshot))
 
     def run_now(self, job: str) -> str:
         return self._call(self.keeper.run_now, job)

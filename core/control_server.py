@@ -78,8 +78,8 @@ class Controlled(Protocol):
     @property
     def state_word(self) -> str: ...
 
-    def snapshot(self) -> dict[str, Any]: ...
-    def job_view(self, runtime: Any) -> dict[str, Any]: ...
+    def snapshot(self) -> Snapshot: ...
+    def job_view(self, runtime: Any) -> JobView: ...
     def pause(self, job: str | None = None) -> bool: ...
     def resume_plan(self, job: str | None = None, missed: bool = True) -> ResumePlan: ...
     def resume(self, job: str | None = None, missed: bool = True) -> bool: ...
@@ -155,14 +155,9 @@ class ControlServer:
         keeper = self.keeper
         op = request["op"]
         if op == "status":
-            return {"ok": True, "status": cast(Snapshot, keeper.snapshot())}
+            return {"ok": True, "status": keeper.snapshot()}
         if op == "jobs":
-            return {
-                "ok": True,
-                "jobs": [
-                    cast(JobView, keeper.job_view(runtime)) for runtime in keeper.jobs.values()
-                ],
-            }
+            return {"ok": True, "jobs": [keeper.job_view(r) for r in keeper.jobs.values()]}
         if op == "history":
             return await self._history(request)
         if op == "pause":

@@ -1,16 +1,44 @@
 """`--daemon`: a keeper serving its control socket until SIGINT/SIGTERM, then draining.
 
 Here, not in the keeper, the two are put together: the keeper schedules and knows nothing
-of sockets; the control server knows the keeper only by the calls it makes.
+of sockets; the control server knows the keeper only by the calls it makes. And here are
+the settings that hold for the whole process a keeper serves in, which a constructor
+must not change behind its caller's back: every entry point that serves a keeper for
+long (the daemon, the console's owner mode, the benchmarks) calls tune_process() before
+and freeze_startup() after its start().
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import resource
 import signal
+import sys
 
+from core import tuning
 from core.control_server import start_control
 from core.keeper import Keeper
+
+
+def tune_process() -> None:
+    """A GIL hand-off within tuning.SWITCH_INTERVAL, and as many open files as the
+    hard limit allows: each run holds a pipe and a pidfd, hundreds in flight need more
+    than the usual 1024."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), tuning.SWITCH_INTERVAL))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def freeze_startup() -> None:
+    """What exists once a keeper has started (config, jobs, schedules) lives as long as
+    it does: frozen, a full garbage collection need not walk it (with 1,000 jobs it held
+    the loop 18 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def install_signal_handlers(keeper: Keeper, stop: asyncio.Event) -> None:
@@ -35,7 +63,9 @@ async def run_daemon(keeper: Keeper) -> None:
     """--daemon: serve until SIGINT/SIGTERM, then drain."""
     stop = asyncio.Event()
     install_signal_handlers(keeper, stop)
+    tune_process()
     await keeper.start()
+    freeze_startup()
     control = await start_control(keeper)
     serving = asyncio.create_task(keeper.serve())
     try:

@@ -8,7 +8,7 @@ table, nor a `#` or `[[` turn into a tag or link.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str
         yield "| " + " | ".join(cell or "—" for cell in row) + " |"
 
 
-def _keeper_lines(snapshot: dict[str, Any]) -> list[str]:
+def _keeper_lines(snapshot: Mapping[str, Any]) -> list[str]:
     today = snapshot.get("today") or {}
     facts = [f"**{_text(snapshot.get('state', 'UNKNOWN'))}**"]
     if snapshot.get("pid") is not None:
@@ -181,7 +181,7 @@ def _quota_lines(quota: Sequence[dict[str, Any]], tz: tzinfo, now: datetime) -> 
 
 
 def dashboard_lines(
-    snapshot: dict[str, Any],
+    snapshot: Mapping[str, Any],
     folders: list[FolderSummary],
     recent: list[RunRecord],
     failures: list[RunRecord],

@@ -7,7 +7,7 @@ import functools
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -110,10 +110,10 @@ class Metrics:
         durations.total += seconds
         durations.count += 1
 
-    def render(self, snapshot: dict[str, Any], folders: list[FolderSummary]) -> str:
+    def render(self, snapshot: Mapping[str, Any], folders: list[FolderSummary]) -> str:
         return "\n".join(self.lines(snapshot, folders)) + "\n"
 
-    def lines(self, snapshot: dict[str, Any], folders: list[FolderSummary]) -> Iterator[str]:
+    def lines(self, snapshot: Mapping[str, Any], folders: list[FolderSummary]) -> Iterator[str]:
         """The file's lines one at a time, so a caller on an event loop can give way
         between them (a thousand jobs make some 8,000). Runs observed meanwhile may or may
         not be counted, but each family stays consistent: it starts from a copy."""
@@ -157,7 +157,7 @@ class Metrics:
             yield _sample(name, total, "_sum", job_name=job)
             yield _sample(name, count, "_count", job_name=job)
 
-    def _started_at(self, snapshot: dict[str, Any]) -> float:
+    def _started_at(self, snapshot: Mapping[str, Any]) -> float:
         started = snapshot.get("started_at")
         if isinstance(started, str):
             try:

@@ -7,7 +7,7 @@ import asyncio
 import heapq
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -135,14 +135,14 @@ class Outputs:
             self._due = None
         await asyncio.gather(*self._renders, return_exceptions=True)
 
-    def _publish_quota(self, snapshot: dict[str, Any]) -> None:
+    def _publish_quota(self, snapshot: Mapping[str, Any]) -> None:
         # Quota changes with every start; subscribers get it at this pace, not per run.
         self.keeper.bus.publish(
             "quota", usage=snapshot["quota"], runs_last_hour=snapshot["runs_last_hour"]
         )
 
     def _lines(
-        self, snapshot: dict[str, Any], folders: list[FolderSummary]
+        self, snapshot: Mapping[str, Any], folders: list[FolderSummary]
     ) -> tuple[Iterator[str], Iterator[str]]:
         """Dashboard.md's lines and metrics.prom's. The Dashboard's runs and failures are
         the newest of the history's at the start and this keeper's since."""

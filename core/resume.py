@@ -18,7 +18,8 @@ from core.state import RuntimeState
 from core.units import format_duration
 
 if TYPE_CHECKING:
-    from core.keeper import JobRuntime, Keeper
+    from core.keeper import Keeper
+    from core.runtime import JobRuntime
 
 
 @dataclass(frozen=True)

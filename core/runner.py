@@ -23,28 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import tuning
 from core.history_format import elapsed_ms
 from core.units import format_duration
-
-READ_SIZE = 65536
-# The longest a Spawner holds back what it started while runs wait in its queue: longer
-# than a burst of a thousand due runs takes to spawn on 2 CPUs (0.5-0.7 s), and no longer
-# than the shortest interval a job is likely to have (held runs are not finished yet).
-HOLD_MAX = 1.0
-# A held-back run's pipe is read ahead once it is this old: a short job is over by then.
-READ_AHEAD_AGE = 0.002
-# At most this many runs due together are spawned on the loop, one after another (each
-# ~0.3 ms); more are a burst, which the threads start in parallel.
-INLINE_MAX = 3
-# A run's output pipe is watched by the loop from this age on. Before, a run's output waits
-# in the pipe, which holds 64 KiB: a run that ends sooner costs no watch at all.
-OUTPUT_WATCH_AFTER = 0.05
-# Reads of a pipe not watched yet when its run's leader exits; leftovers may keep writing
-# into it, and the watch (when due) reads on.
-EXIT_READS = 4
-# A spawn on the loop that took longer than this sends spawns to threads for a while.
-SLOW_SPAWN = 0.02
-SLOW_SPAWN_BACKOFF = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +65,10 @@ class Spawned:
     started_mono: float
     early_output: bytes = b""
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
     def read_ahead(self) -> None:
         """Take what the child has written so far, and close the pipe if that is all:
         while a burst is held back, each pipe left open makes every later spawn dearer
@@ -91,9 +76,9 @@ class Spawned:
         assert self.read_end is not None
         chunks: list[bytes] = []
         size = 0
-        while size < READ_SIZE:  # what a held-back run keeps in memory at most
+        while size < tuning.READ_SIZE:  # what a held-back run keeps in memory at most
             try:
-                data = os.read(self.read_end, READ_SIZE - size)
+                data = os.read(self.read_end, tuning.READ_SIZE - size)
             except BlockingIOError:
                 break
             except OSError:
@@ -172,7 +157,7 @@ class Spawner:
         the loop's wait while each child execs, and a thread that must win the GIL from a
         busy loop starts them later still. Unless an exec was slow lately (a program on a
         slow file system): then the loop must not wait for it."""
-        if len(batch) <= INLINE_MAX and self._todo.empty():
+        if len(batch) <= tuning.INLINE_MAX and self._todo.empty():
             done: list[SpawnResult] = []
             while batch and time.monotonic() >= self._threads_only_until:
                 (token, spec), batch = batch[0], batch[1:]
@@ -182,8 +167,8 @@ class Spawner:
                     result = spawn(spec)
                 except Exception as error:
                     result = error
-                if time.monotonic() - began > SLOW_SPAWN:
-                    self._threads_only_until = time.monotonic() + SLOW_SPAWN_BACKOFF
+                if time.monotonic() - began > tuning.SLOW_SPAWN:
+                    self._threads_only_until = time.monotonic() + tuning.SLOW_SPAWN_BACKOFF
                 done.append((token, result))
             if done:
                 self._deliver(done)
@@ -227,7 +212,7 @@ class Spawner:
                 # Held while runs wait in the queue (a burst), not while runs merely keep
                 # coming (a steady stream keeps some thread spawning all the time).
                 hand_over = not self._handing_over and (
-                    self._todo.empty() or now - self._held_since > HOLD_MAX
+                    self._todo.empty() or now - self._held_since > tuning.HOLD_MAX
                 )
                 self._handing_over |= hand_over
             if hand_over:
@@ -242,7 +227,7 @@ class Spawner:
                 return
             result = self._done[self._read_ahead_upto][1]
             if isinstance(result, Spawned):
-                if now - result.started_mono < READ_AHEAD_AGE:
+                if now - result.started_mono < tuning.READ_AHEAD_AGE:
                     return
                 result.read_ahead()
             self._read_ahead_upto += 1
@@ -296,7 +281,7 @@ class Run:
             self.on_output(spawned.early_output)
         self._pipe: int | None = read_end
         if read_end is not None:
-            self._watch_timer = self.loop.call_later(OUTPUT_WATCH_AFTER, self._watch_output)
+            self._watch_timer = self.loop.call_later(tuning.OUTPUT_WATCH_AFTER, self._watch_output)
         self.loop.add_reader(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(
@@ -305,10 +290,6 @@ class Run:
                 "timeout",
                 f"timed out after {format_duration(spec.timeout)}",
             )
-
-    @property
-    def exited(self) -> bool:
-        return self._outcome is not None
 
     def stop(self, status: str, reason: str) -> None:
         """End the run's group: TERM now, KILL after the grace period."""
@@ -331,7 +312,7 @@ class Run:
         is there for now."""
         assert self._pipe is not None
         try:
-            data = os.read(self._pipe, READ_SIZE)
+            data = os.read(self._pipe, tuning.READ_SIZE)
         except BlockingIOError:
             return False
         except OSError:
@@ -369,7 +350,7 @@ class Run:
             self._timeout_timer.cancel()
         _end_group(self.pid, signal.SIGTERM)
         if self._watch_timer is not None:  # what the run wrote waits in the pipe
-            for _ in range(EXIT_READS):
+            for _ in range(tuning.EXIT_READS):
                 if not self._take_output():
                     break
         if self._pipe is None:
@@ -410,3 +391,25 @@ class Run:
             self._pidfd = None
         assert self._outcome is not None
         self.done.set_result(self._outcome)
+
+
+class LocalExecutor:
+    """The Executor of one machine (see core/seams.py): each run a process group here,
+    started by the Spawner's threads and watched on the loop by a Run."""
+
+    def __init__(
+        self, deliver: Callable[[list[SpawnResult]], None], threads: int = tuning.SPAWN_THREADS
+    ) -> None:
+        self._spawner = Spawner(threads, deliver)
+
+    def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
+        self._spawner.submit(batch)
+
+    def watch(self, spec: RunSpec, started: Spawned, on_output: Callable[[bytes], None]) -> Run:
+        return Run(spec, on_output, None, started)
+
+    def run(self, spec: RunSpec, on_output: Callable[[bytes], None]) -> Run:
+        return Run(spec, on_output)
+
+    def shutdown(self) -> None:
+        self._spawner.shutdown()

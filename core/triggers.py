@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 from core.config import JobConfig
 from core.cron import CronSchedule
 
-Clock = Literal["wall", "mono"]
+ClockName = Literal["wall", "mono"]
 
 
 class Schedule(Protocol):
     @property
-    def clock(self) -> Clock:
+    def clock(self) -> ClockName:
         """Which clock its slots are read on: wall (cron) or monotonic (intervals)."""
         ...
 
@@ -40,7 +40,7 @@ class Schedule(Protocol):
 @dataclass(frozen=True, slots=True)
 class EverySchedule:
     interval: float
-    clock: Clock = "mono"
+    clock: ClockName = "mono"
 
     def first(self, now: float) -> float:
         return now + self.interval
@@ -58,7 +58,7 @@ class EverySchedule:
 class CronTrigger:
     cron: CronSchedule
     tz: ZoneInfo
-    clock: Clock = "wall"
+    clock: ClockName = "wall"
 
     def first(self, now: float) -> float:
         return self.cron.next_after(datetime.fromtimestamp(now, self.tz), self.tz).timestamp()

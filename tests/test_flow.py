@@ -112,7 +112,7 @@ async def test_job_quota_refuses_the_fourth_start_also_after_a_restart(make_vaul
         assert await keeper.wait_idle(10)
     manual = keeper.run_now("limited")
     assert await keeper.wait_idle(10)
-    usage = {scope["scope"]: scope for scope in keeper.quota_view()}
+    usage = {scope["scope"]: scope for scope in keeper.snapshot_head()["quota"]}
     await finish(keeper)
 
     before = final_records(vault)
@@ -149,7 +149,7 @@ async def test_global_quota_counts_runs_of_every_job(make_vault) -> None:
     for job in order:
         ids.append(keeper.submit(StartRequest(job, "schedule")))
         assert await keeper.wait_idle(10)
-    usage = {scope["scope"]: scope["used"] for scope in keeper.quota_view()}
+    usage = {scope["scope"]: scope["used"] for scope in keeper.snapshot_head()["quota"]}
     await finish(keeper)
     folded = final_records(vault)
     assert [folded[run_id]["status"] for run_id in ids] == ["success"] * 3 + ["skipped"] * 2
@@ -177,11 +177,11 @@ async def test_restart_rebuilds_the_quota_window_the_keeper_had(make_vault) -> N
     queued = keeper.run_now("slow")
     assert keeper.cancel(queued)
     assert await keeper.wait_idle(10)
-    live = {scope["scope"]: scope["used"] for scope in keeper.quota_view()}
+    live = {scope["scope"]: scope["used"] for scope in keeper.snapshot_head()["quota"]}
     await finish(keeper)
     assert final_records(vault)[queued]["status"] == "cancelled"
     keeper = await started_keeper(vault)
-    rebuilt = {scope["scope"]: scope["used"] for scope in keeper.quota_view()}
+    rebuilt = {scope["scope"]: scope["used"] for scope in keeper.snapshot_head()["quota"]}
     await finish(keeper)
     assert live == {"global": 1, "slow": 1}
     assert rebuilt == live

@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 from conftest import final_records, history_lines, pid_alive
 
-from core import keeper as keeper_module
-from core import runner, slices
+from core import runner, slices, tuning
 from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import FINE_WAIT, READY_EACH, READY_MAX, Keeper, StartRequest
+from core.keeper import Keeper, StartRequest
 from core.lock import acquire
 from core.once import run_once
 from core.runner import RunSpec, Spawned, spawn
+from core.runtime import ActiveRun
+from core.seams import ManualClock, Started
+from core.slots import Slots
+from core.tuning import FINE_WAIT, READY_EACH, READY_MAX
 from core.state import load_state
 
 
@@ -380,54 +383,52 @@ async def test_a_slots_runs_are_made_ready_before_it_and_started_at_it(
     monkeypatch.setattr(runner, "spawn", stamping_spawn)
     keeper = await started_keeper(vault)
     readied_at: dict[str, float] = {}
-    slots: dict[str, tuple[float, RunRecord]] = {}
-    start, run_started = keeper._start, keeper._run_started
+    slots: dict[str, tuple[float | None, RunRecord]] = {}
 
-    def stamping_start(request: StartRequest) -> None:
+    def noting_readied(request: StartRequest) -> None:
         readied_at[request.run_id] = time.monotonic()
-        start(request)
 
-    def noting_started(active, spec, result) -> None:  # type: ignore[no-untyped-def]
-        slots[spec.run_id] = (active.request.due_mono, active.record)
-        run_started(active, spec, result)
+    def noting_started(active: ActiveRun, _: Started) -> None:
+        slots[active.record.id] = (active.request.due_mono, active.record)
 
-    monkeypatch.setattr(keeper, "_start", stamping_start)
-    monkeypatch.setattr(keeper, "_run_started", noting_started)
+    keeper.runs.on_readied.append(noting_readied)
+    keeper.runs.on_started.append(noting_started)
     serving = asyncio.create_task(keeper.serve())
     await until(lambda: len(finals(vault, "second")) >= 3 and len(finals(vault, "tick")) >= 3)
     await finish(keeper, serving)
     assert len(slots) >= 6
     for run_id, (due_mono, record) in slots.items():
+        assert due_mono is not None  # every run here is a slot's
         spawn_mono, spawn_wall = spawned_at[run_id]
         assert spawn_mono >= due_mono
         due_wall = spawn_wall - (spawn_mono - due_mono)
         assert due_wall - 0.002 <= record.started_at.timestamp() <= spawn_wall + 0.002
         if record.job == "second":
             assert record.started_at.microsecond < 500_000
-    assert any(readied_at[run_id] < due_mono for run_id, (due_mono, _) in slots.items())
+    assert any(readied_at[run_id] < (due or 0) for run_id, (due, _) in slots.items())
     assert {record["status"] for record in finals(vault)} == {"success"}
 
 
-def test_serve_wakes_earlier_for_a_pile_of_slots_at_one_instant(make_vault) -> None:
+def test_serve_wakes_earlier_for_a_pile_of_slots_at_one_instant() -> None:
     # Time to ready every run due at the next instant, found by walking the heap down from
     # its root through equal entries only: checked against a plain count.
-    vault = make_vault('[jobs.a]\ncommand = ["true"]\n')
-    keeper = Keeper(load_config(vault / "watchkeeper.toml"))
+    clock = ManualClock()
+    slots = Slots(clock)
     rng = random.Random(7)
     for _ in range(200):
-        for heap in keeper._heaps.values():
+        for heap in slots.heaps.values():
             heap.clear()
-        base = time.monotonic() + 10
+        base = clock.monotonic() + 10
         dues = [base + rng.choice([0.0, 0.0, 0.5, 1.0, 2.0]) for _ in range(rng.randint(1, 80))]
         for due in dues:
-            keeper._push("mono", due, "a", 0)
+            slots.push("mono", due, "a", 0)
         pile = min(READY_MAX, dues.count(min(dues)) * READY_EACH)
-        assert keeper._lead() == pytest.approx(FINE_WAIT + pile)
+        assert slots.lead() == pytest.approx(FINE_WAIT + pile)
     for _ in range(6000):  # more than READY_MAX holds
-        keeper._push("mono", base, "a", 0)
-    assert keeper._lead() == pytest.approx(FINE_WAIT + READY_MAX)
-    keeper._push("wall", time.time() + 5, "a", 0)  # sooner, on the other clock, alone
-    assert keeper._lead() == pytest.approx(FINE_WAIT + READY_EACH)
+        slots.push("mono", base, "a", 0)
+    assert slots.lead() == pytest.approx(FINE_WAIT + READY_MAX)
+    slots.push("wall", clock.time() + 5, "a", 0)  # sooner, on the other clock, alone
+    assert slots.lead() == pytest.approx(FINE_WAIT + READY_EACH)
 
 
 async def test_wait_idle_returns_with_every_record_on_disk(make_vault) -> None:
@@ -448,9 +449,9 @@ async def test_wait_idle_returns_with_every_record_on_disk(make_vault) -> None:
 async def test_a_burst_comes_back_to_the_loop_a_slice_per_turn(make_vault, monkeypatch) -> None:
     # Thirty runs handed to the spawner together come back as one batch; taken all in one
     # loop turn, a slot falling due meanwhile would wait behind every one of them.
-    monkeypatch.setattr(keeper_module, "SPAWN_BATCH", 100)
-    monkeypatch.setattr(keeper_module, "STARTED_SLICE", 0.0)
-    monkeypatch.setattr(keeper_module, "STARTED_MIN", 0.0)
+    monkeypatch.setattr(tuning, "SPAWN_BATCH", 100)
+    monkeypatch.setattr(tuning, "STARTED_SLICE", 0.0)
+    monkeypatch.setattr(tuning, "STARTED_MIN", 0.0)
     vault = make_vault(
         "[keeper]\nmax_parallel = 30\n"
         + "".join(
@@ -462,15 +463,13 @@ async def test_a_burst_comes_back_to_the_loop_a_slice_per_turn(make_vault, monke
     loop = asyncio.get_running_loop()
     started: list[str] = []
     started_by_next_turn: list[int] = []
-    run_started = keeper._run_started
 
-    def counting(active, spec, result) -> None:  # type: ignore[no-untyped-def]
+    def counting(active: ActiveRun, _: Started) -> None:
         if not started:
             loop.call_soon(lambda: started_by_next_turn.append(len(started)))
-        started.append(spec.run_id)
-        run_started(active, spec, result)
+        started.append(active.record.id)
 
-    monkeypatch.setattr(keeper, "_run_started", counting)
+    keeper.runs.on_started.append(counting)
     chosen = await run_once(keeper)
     await finish(keeper)
     assert len(chosen) == 30 and len(started) == 30

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import pid_alive
 
-from core import runner
+from core import runner, tuning
 from core.runner import Run, RunSpec, Spawned, Spawner, SpawnResult
 
 
@@ -164,7 +164,7 @@ async def test_a_leftover_writing_on_after_a_quick_leader_is_watched(tmp_path: P
     )
     outcome = await asyncio.wait_for(handle.done, 30)
     assert outcome.status == "success"
-    assert received[0] > (runner.EXIT_READS + 1) * runner.READ_SIZE
+    assert received[0] > (tuning.EXIT_READS + 1) * tuning.READ_SIZE
     assert await gone(int(pid_file.read_text()))
 
 
@@ -225,7 +225,7 @@ async def test_spawner_hands_each_run_back_once_on_the_loop(tmp_path: Path) -> N
 
 
 async def test_spawner_holds_results_back_while_more_spawns_wait(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "HOLD_MAX", 60.0)
+    monkeypatch.setattr(tuning, "HOLD_MAX", 60.0)
     batches: list[list[SpawnResult]] = []
     spawner = Spawner(1, batches.append)
     spec = RunSpec("r", ["true"], dict(os.environ), tmp_path)
@@ -244,7 +244,7 @@ async def test_held_back_runs_are_read_ahead_and_their_spent_pipes_closed(
 ) -> None:
     # Each pipe held open makes every later spawn dearer; a short job's output is taken
     # while its run is held back, and nothing of it is lost or doubled.
-    monkeypatch.setattr(runner, "HOLD_MAX", 60.0)
+    monkeypatch.setattr(tuning, "HOLD_MAX", 60.0)
     real_spawn = runner.spawn
     previous: list[Spawned] = []
 
@@ -255,7 +255,7 @@ async def test_held_back_runs_are_read_ahead_and_their_spent_pipes_closed(
             while (
                 os.waitid(os.P_PID, before.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 is None
-                or time.monotonic() - before.started_mono < runner.READ_AHEAD_AGE
+                or time.monotonic() - before.started_mono < tuning.READ_AHEAD_AGE
             ):
                 assert time.monotonic() < deadline, "the previous child did not end"
                 time.sleep(0.001)
@@ -295,16 +295,16 @@ async def test_a_few_runs_are_started_on_the_loop_and_a_burst_on_threads(tmp_pat
     spawner = Spawner(2, batches.append)
     specs = [
         (index, RunSpec(f"r{index}", ["sh", "-c", f"exit {index}"], dict(os.environ), tmp_path))
-        for index in range(runner.INLINE_MAX + 1)
+        for index in range(tuning.INLINE_MAX + 1)
     ]
     threads = threading.active_count()
     spawner.submit(specs[:-1])
     # Started and handed back before submit() returned, without a spawner thread.
-    assert [[token for token, _ in batch] for batch in batches] == [list(range(runner.INLINE_MAX))]
+    assert [[token for token, _ in batch] for batch in batches] == [list(range(tuning.INLINE_MAX))]
     assert threading.active_count() == threads
     spawner.submit(specs)  # one more than that is a burst: the threads take it
     assert len(batches) == 1
-    await until(lambda: sum(map(len, batches)) == 2 * runner.INLINE_MAX + 1)
+    await until(lambda: sum(map(len, batches)) == 2 * tuning.INLINE_MAX + 1)
     assert threading.active_count() > threads
     spawner.shutdown()
     by_spec = dict(specs)
@@ -329,14 +329,14 @@ async def test_while_a_burst_waits_a_lone_run_queues_behind_it(tmp_path: Path, m
     batches: list[list[SpawnResult]] = []
     spawner = Spawner(1, batches.append)
     spec = RunSpec("r", ["true"], dict(os.environ), tmp_path)
-    spawner.submit([(index, spec) for index in range(runner.INLINE_MAX + 2)])
+    spawner.submit([(index, spec) for index in range(tuning.INLINE_MAX + 2)])
     spawner.submit([("lone", spec)])
     assert batches == []  # not spawned on the loop ahead of the runs already waiting
     release.set()
-    await until(lambda: sum(map(len, batches)) == runner.INLINE_MAX + 3)
+    await until(lambda: sum(map(len, batches)) == tuning.INLINE_MAX + 3)
     spawner.shutdown()
     tokens = [token for batch in batches for token, _ in batch]
-    assert tokens == [*range(runner.INLINE_MAX + 2), "lone"]
+    assert tokens == [*range(tuning.INLINE_MAX + 2), "lone"]
     for _, spawned in (item for batch in batches for item in batch):
         assert isinstance(spawned, Spawned)
         await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
@@ -346,7 +346,7 @@ async def test_after_a_slow_spawn_lone_spawns_go_to_a_thread(tmp_path: Path, mon
     real_spawn = runner.spawn
 
     def slow_spawn(spec: RunSpec) -> Spawned:
-        time.sleep(runner.SLOW_SPAWN * 2)  # as an exec from a slow file system would be
+        time.sleep(tuning.SLOW_SPAWN * 2)  # as an exec from a slow file system would be
         return real_spawn(spec)
 
     monkeypatch.setattr(runner, "spawn", slow_spawn)

@@ -1,0 +1,44 @@
+"""What a keeper does first: close the runs a dead keeper left open."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from core import history as hist
+from core.history import RunRecord, utc_now
+from core.logs import KeeperLog
+from core.processes import end_leftovers
+from core.seams import Store
+
+
+async def close_interrupted(
+    store: Store, previous: dict[str, Any], kill_grace: float, log: KeeperLog
+) -> list[RunRecord]:
+    """Runs still `running` in the history since the previous keeper (as its lock file
+    `previous` tells) started: their leftover processes ended, each closed
+    `interrupted`. Returns them."""
+    since = utc_now() - timedelta(days=2)
+    started = previous.get("started_at")
+    if isinstance(started, str):
+        with contextlib.suppress(ValueError):
+            since = min(since, datetime.fromisoformat(started))
+    open_runs = store.open_runs(since)
+    if not open_runs:
+        return []
+    ended = await end_leftovers({record.id for record in open_runs}, kill_grace)
+    holder = f"keeper pid {previous['pid']}" if "pid" in previous else "the previous keeper"
+    for record in open_runs:
+        record.status = "interrupted"
+        record.completed_at = utc_now()
+        record.duration_ms = hist.elapsed_ms(
+            (record.completed_at - record.started_at).total_seconds()
+        )
+        record.error = f"{holder} stopped while this run was in flight"
+        if ended.get(record.id):
+            record.error += f"; ended {ended[record.id]} leftover process(es)"
+        store.history.append(record)
+        log.warning(f"run {record.id} of {record.job} closed as interrupted: {record.error}")
+    store.history.flush()  # before the keeper reads the history back
+    return open_runs

@@ -1,0 +1,526 @@
+"""A run's life, from request to final record, as one state machine:
+
+    request ──admit──► skipped │ queued (behind the job's run) │ waiting (max_parallel)
+       │                         └──────── released later ────────┘
+       ▼
+    prepare ──► refused (quota) │ failed unstarted (cwd, env_file)      [record, running line]
+       ▼
+    spawn ────► failed unstarted (exec)          [the Executor, a batch at a time]
+       ▼
+    running ──► ended ──► close: record, hooks, retry, `after` chains, the next in line
+
+Each arrow is a method here (request, _prepare, _spawn, _started, _ended, _close); a
+run that never starts goes through never_started() and is recorded like one that ran.
+Observers (tests, benchmarks) hear about runs through `on_readied` (about to be
+prepared), `on_started` (back from the executor, started) and `on_never_started`
+instead of patching these methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from core import tuning
+from core.admission import decide
+from core.config import JobConfig
+from core.environment import EnvFileError, Masker, inside_vault, job_environment, secret_values
+from core.faults import described
+from core.handover import files_env
+from core.history import RunRecord, utc_now
+from core.hooks import Hooks
+from core.host import Host
+from core.logs import RotatingFile
+from core.output import OutputSink
+from core.runner import RunOutcome, RunSpec
+from core.runtime import ActiveRun, JobRuntime, StartRequest
+from core.seams import Executor, Started
+from core.units import format_duration
+
+RunWatch = asyncio.Future[dict[str, Any]]
+
+
+def argv(command: tuple[str, ...] | str) -> list[str]:
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+def backoff(job: JobConfig, attempt: int) -> float:
+    """Exponential backoff with full jitter: spreads retries of many failing jobs."""
+    return random.uniform(0, min(job.max_retry_delay, job.retry_delay * 2 ** (attempt - 1)))
+
+
+class Runs:
+    def __init__(self, host: Host, make_executor: Callable[[Callable[..., None]], Executor]):
+        self.host = host
+        self.executor = make_executor(self._started)
+        self.active: dict[str, ActiveRun] = {}
+        self.waiting: deque[StartRequest] = deque()  # for a free place under max_parallel
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # retries, held-back file runs
+        self.hooks = Hooks(host, self.executor, self._update_idle)
+        self.watchers: dict[str, list[RunWatch]] = {}
+        self.on_readied: list[Callable[[StartRequest], None]] = []
+        self.on_started: list[Callable[[ActiveRun, Started], None]] = []
+        self.on_never_started: list[Callable[[StartRequest, str, str], None]] = []
+        # Runs prepared this loop turn, handed to the executor together (see spawn()).
+        self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
+        self._ahead = False  # runs prepared now wait for their slot to be spawned
+        self._open_logs: OrderedDict[RotatingFile, None] = OrderedDict()
+        self.open_log_limit = tuning.OPEN_LOGS
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Set while no run is in flight or waiting (an Event binds to a loop once awaited).
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # ---- request ---------------------------------------------------------------------
+
+    def request(self, request: StartRequest) -> str:
+        """Start a run now, or queue it behind max_parallel / overlap; returns its id."""
+        host = self.host
+        runtime = host.jobs[request.job]
+        if request.wave is None:
+            request.wave = request.run_id
+        verdict = decide(
+            request.trigger,
+            runtime.config.overlap,
+            runtime.active,
+            [runtime.queued[0].run_id] if runtime.queued else (),
+            len(self.active),
+            host.config.keeper.max_parallel,
+            host.stopping,
+        )
+        if verdict.action == "start":
+            self._prepare(request)
+        elif verdict.action == "wait":
+            self.waiting.append(request)
+        elif verdict.action == "queue":
+            runtime.queued.append(request)
+            host.publish_job(runtime)
+        elif verdict.action == "absorbed":
+            runtime.file_request = False
+        else:
+            self.never_started(request, "skipped", verdict.reason)
+        return request.run_id
+
+    def files_ready(self, job: str) -> None:
+        """Files wait for `job`: start a run for them unless one will pick them up."""
+        host = self.host
+        runtime = host.jobs.get(job)
+        if runtime is None or not runtime.config.enabled or host.stopping:
+            return
+        if host.state.is_paused(job) or runtime.file_request:
+            return
+        if runtime.active and runtime.config.overlap != "allow":
+            return  # the run in flight takes them on when it ends
+        wait = runtime.files_not_before - host.clock.monotonic()
+        if wait > 0:
+            key = f"files:{job}"
+            if key not in self.timers and self.loop is not None:
+                self.timers[key] = self.loop.call_later(wait, self._files_timer, job)
+            return
+        runtime.file_request = True
+        self.request(StartRequest(job, "file"))
+
+    def _files_timer(self, job: str) -> None:
+        self.timers.pop(f"files:{job}", None)
+        self.files_ready(job)
+
+    # ---- prepare ---------------------------------------------------------------------
+
+    def prepare_ahead(self, prepare: Callable[[], None]) -> None:
+        """Runs requested within `prepare` are readied now and spawned at their slot."""
+        self._ahead = True
+        try:
+            prepare()
+        finally:
+            self._ahead = False
+
+    def _admit(self, runtime: JobRuntime, request: StartRequest) -> bool:
+        host = self.host
+        now = host.clock.time()
+        refusal = host.quota.check(request.job, now, manual=request.trigger == "manual")
+        if refusal is None:
+            host.quota.record(request.job, now)
+            host.outputs.changed()  # the quota it used goes out soon, not once it ends
+            return True
+        self.never_started(request, "skipped", refusal.message(now))
+        if request.files:
+            # The files stay in line and go once the quota frees a slot.
+            host.handover.settle_run(
+                request.job, request.run_id, request.files, "skipped", None, False
+            )
+            runtime.files_not_before = host.clock.monotonic() + max(0.0, refusal.next_free - now)
+            self.files_ready(request.job)
+        return False
+
+    def _prepare(self, request: StartRequest) -> None:
+        host = self.host
+        runtime = host.jobs[request.job]
+        job = runtime.config
+        for observe in self.on_readied:
+            observe(request)
+        if request.trigger == "file":
+            runtime.file_request = False
+            try:
+                request.files = host.handover.claim(job.name, request.run_id)
+            except Exception as error:  # the files stay where they are; the keeper goes on
+                host.log.error(f"{job.name}: cannot take its waiting files: {described(error)}")
+                return
+            if not request.files:
+                return  # another run took them: nothing to do, nothing to record
+        elif request.files:
+            host.handover.carry(job.name, request.files, request.run_id)
+        if not self._admit(runtime, request):
+            return
+        started_at = utc_now()
+        if self._ahead and request.due_wall is not None:
+            # Spawned at its slot, a moment from now: the record says so, and never that
+            # the run started before its slot.
+            started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
+        record = host.new_record(request, started_at)
+        host.outputs.recent.append(record)
+        # The running line goes first: if we die between it and the spawn, the next
+        # keeper still finds the run and closes it as interrupted.
+        host.history.append(record)
+        try:
+            cwd = inside_vault(host.vault, job.cwd, "cwd") if job.cwd else host.vault
+            env, masker = self._run_env(runtime, request)
+        except (EnvFileError, ValueError) as error:
+            self._failed_unstarted(runtime, request, record, str(error), 126)
+            return
+        sink = OutputSink(runtime.log, request.run_id, masker, host.tz, host.job_line(job.name))
+        spec = RunSpec(
+            request.run_id, argv(job.command), env, cwd, job.timeout, host.config.keeper.kill_grace
+        )
+        # Counted as in flight from now on, so overlap and max_parallel see it while the
+        # executor starts the child.
+        active = ActiveRun(request, record, None, sink, runtime)
+        runtime.active[request.run_id] = active
+        self.active[request.run_id] = active
+        self.idle.clear()
+        self._to_spawn.append((active, spec))
+        if len(self._to_spawn) >= tuning.SPAWN_BATCH and not self._ahead:
+            self.spawn()  # a burst: let the executor start on it while we prepare the rest
+        elif len(self._to_spawn) == 1:
+            assert self.loop is not None
+            self.loop.call_soon(self.spawn)
+
+    def _run_env(self, runtime: JobRuntime, request: StartRequest) -> tuple[dict[str, str], Masker]:
+        host = self.host
+        env, masker = runtime.base_env, runtime.masker
+        if runtime.config.env_file:
+            # Read at every run so an edited env_file applies without a reload.
+            env = job_environment(runtime.config, host.vault, os.environ)
+            masker = Masker(secret_values(env, runtime.config.secret_env))
+        env = {
+            **env,
+            "WATCHKEEPER_VAULT": str(host.vault),
+            "WATCHKEEPER_JOB": request.job,
+            "WATCHKEEPER_RUN_ID": request.run_id,
+            "WATCHKEEPER_TRIGGER": request.trigger,
+        }
+        if request.files:
+            env.update(files_env(request.files))
+        return env, masker
+
+    # ---- spawn -----------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        """Hand the runs prepared so far to the executor, their running lines on disk
+        first: if we die between the two, the next keeper still finds the runs and
+        closes them as interrupted. One write for a whole burst of due runs."""
+        if not self._to_spawn:
+            return
+        batch, self._to_spawn = self._to_spawn, []
+        self.host.history.flush()
+        self.executor.submit([(token, token[1]) for token in batch])
+
+    def _started(self, batch: list[tuple[Any, Any]]) -> None:
+        # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
+        # which ends when a slot falls due, so the slot is not held up behind it. Even a
+        # loop that is behind takes a little each turn, or runs would never finish.
+        clock = self.host.clock
+        until = clock.monotonic() + max(
+            tuning.STARTED_MIN, min(self.host.sleep_for(), tuning.STARTED_SLICE)
+        )
+        for index, ((active, spec), result) in enumerate(batch):
+            self._running(active, spec, result)
+            if index + 1 < len(batch) and clock.monotonic() >= until:
+                assert self.loop is not None
+                self.loop.call_soon(self._started, batch[index + 1 :])
+                return
+
+    def _running(self, active: ActiveRun, spec: RunSpec, result: Any) -> None:
+        host = self.host
+        request, record, runtime = active.request, active.record, active.runtime
+        if isinstance(result, Exception):
+            error = result
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            exit_code = 127 if isinstance(error, FileNotFoundError) else 126
+            self._forget(active)
+            self._failed_unstarted(
+                runtime, request, record, f"cannot start {spec.argv[0]}: {reason}", exit_code
+            )
+            return
+        for observe in self.on_started:
+            observe(active, result)
+        # Opened before the run is watched, which hands on at once whatever was read ahead.
+        active.sink.open(
+            f"▶ started: trigger {request.trigger}, attempt {request.attempt}, pid {result.pid}"
+        )
+        try:
+            run = self.executor.watch(spec, result, active.sink.feed)
+        except OSError as error:
+            self._forget(active)
+            self._failed_unstarted(
+                runtime, request, record, f"cannot watch the run: {error.strerror}", 126
+            )
+            return
+        active.run = run
+        if active.stop_asked is not None:
+            run.stop(*active.stop_asked)
+        lateness_ms = None
+        if request.due_mono is not None:
+            lateness_ms = (run.started_mono - request.due_mono) * 1000
+        host.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
+        host.publish_run("run_started", record, pid=run.pid, lateness_ms=lateness_ms)
+        run.done.add_done_callback(lambda finished: self._ended(active, finished.result()))
+
+    def _forget(self, active: ActiveRun) -> None:
+        self.active.pop(active.record.id, None)
+        active.runtime.active.pop(active.record.id, None)
+
+    # ---- the end ---------------------------------------------------------------------
+
+    def _failed_unstarted(
+        self,
+        runtime: JobRuntime,
+        request: StartRequest,
+        record: RunRecord,
+        error: str,
+        exit_code: int,
+    ) -> None:
+        host = self.host
+        record.status, record.error, record.exit_code = "failure", error, exit_code
+        record.completed_at = utc_now()
+        record.duration_ms = 0
+        host.history.append(record)
+        host.log.error(f"run {record.id} of {record.job}: {error}")
+        self._close(runtime, request, record, None)
+        self.release_waiting()
+
+    def never_started(self, request: StartRequest, status: str, reason: str) -> None:
+        """A run that never started (refused by the quota, skipped by overlap, cancelled
+        while it waited): recorded, logged and counted like one that ran. A slot's run
+        carries the slot's time, so a restart sees that slot taken care of."""
+        host = self.host
+        for observe in self.on_never_started:
+            observe(request, status, reason)
+        now = utc_now()
+        started_at = now
+        if request.due_wall is not None:
+            started_at = datetime.fromtimestamp(request.due_wall, UTC)
+        record = host.new_record(request, started_at)
+        record.status, record.completed_at, record.duration_ms, record.error = (
+            status,
+            max(now, started_at),
+            0,
+            reason,
+        )
+        host.outputs.recent.append(record)
+        host.history.append(record)
+        level = host.log.warning if status == "skipped" else host.log.info
+        level(f"run {record.id} of {record.job} ({request.trigger}) {status}: {reason}")
+        runtime = host.jobs.get(request.job)  # None once a reload dropped the job
+        if runtime is not None and request.trigger == "file":
+            runtime.file_request = False
+        self._account(runtime, record, ran=False)
+
+    def _ended(self, active: ActiveRun, outcome: RunOutcome) -> None:
+        host = self.host
+        record = active.record
+        record.status = outcome.status
+        record.exit_code = outcome.exit_code
+        record.error = outcome.error
+        record.duration_ms = outcome.duration_ms
+        record.completed_at = utc_now()
+        host.history.append(record)
+        active.sink.close(
+            lambda: (
+                f"■ {outcome.status}"
+                + (f": {outcome.error}" if outcome.error else "")
+                + f" after {format_duration(outcome.duration_ms / 1000)}"
+            ),
+            quiet_ok=outcome.status == "success",
+        )
+        self._forget(active)
+        runtime = active.runtime
+        self._keep_log_open(runtime.log)
+        level = host.log.info if outcome.status == "success" else host.log.warning
+        level(
+            f"run {record.id} of {record.job} {outcome.status}"
+            + (f" ({outcome.error})" if outcome.error else "")
+            + f" in {format_duration(outcome.duration_ms / 1000)}"
+        )
+        assert active.run is not None  # it ended, so it had started
+        self._close(runtime, active.request, record, (active.run.spec.env, active.sink.masker))
+        self.release_waiting()
+
+    def _close(
+        self,
+        runtime: JobRuntime,
+        request: StartRequest,
+        record: RunRecord,
+        ran_with: tuple[dict[str, str], Masker] | None,
+    ) -> None:
+        """Everything that follows a run's final record. `ran_with` is the environment
+        and masker of a run that started (its hooks get the same)."""
+        host = self.host
+        job = runtime.config
+        self._account(runtime, record, ran=True)
+        failed = record.status in ("failure", "timeout")
+        current = host.jobs.get(job.name) is runtime
+        retrying = failed and request.attempt <= job.retries and not host.stopping and current
+        if request.files:
+            back_in_line = host.handover.settle_run(
+                job.name, record.id, request.files, record.status, record.error, retrying
+            )
+            if back_in_line and failed and not retrying:
+                runtime.files_not_before = host.clock.monotonic() + backoff(job, request.attempt)
+        if ran_with is not None:
+            # on_failure once the last attempt failed, not for each attempt retried.
+            hook = job.on_success if record.status == "success" else None
+            if failed and not retrying:
+                hook = job.on_failure
+            if hook is not None and self.hooks.start(runtime, record, hook, *ran_with):
+                self.idle.clear()
+        if host.stopping or not current:
+            return
+        if retrying:
+            self._retry_later(job, request, record)
+        if record.status == "success":
+            host.advance_chains(job.name, request.wave or record.id)
+        if runtime.queued and not host.state.is_paused(job.name):
+            self.request(runtime.queued.popleft())
+        if host.handover.has_pending(job.name):
+            self.files_ready(job.name)
+
+    def _retry_later(self, job: JobConfig, request: StartRequest, record: RunRecord) -> None:
+        delay = backoff(job, request.attempt)
+        retry = StartRequest(
+            job.name, "retry", request.attempt + 1, list(request.files), wave=request.wave
+        )
+        self.host.log.info(
+            f"{job.name}: attempt {request.attempt} {record.status}; "
+            f"retry {retry.attempt} of {job.retries + 1} in {format_duration(delay)}"
+        )
+        assert self.loop is not None
+        self.timers[retry.run_id] = self.loop.call_later(delay, self._retry, retry)
+
+    def _retry(self, request: StartRequest) -> None:
+        self.timers.pop(request.run_id, None)
+        if request.job in self.host.jobs:
+            self.request(request)
+
+    def _account(self, runtime: JobRuntime | None, record: RunRecord, ran: bool) -> None:
+        """What every final record goes through: the job's last result, today's counts,
+        metrics, Dashboard.md, the event and whoever waits for the run."""
+        host = self.host
+        if runtime is not None:
+            runtime.last = record
+        host.count_today(record.status)
+        host.outputs.ended(record, ran)
+        host.publish_run("run_finished", record)
+        for finished in self.watchers.pop(record.id, ()):
+            if not finished.done():
+                finished.set_result(record.to_json())
+
+    def _keep_log_open(self, log: RotatingFile) -> None:
+        """Job logs stay open between runs (an open per run costs more than the run's
+        other writes together); the least recently used are closed past a limit."""
+        self._open_logs[log] = None
+        self._open_logs.move_to_end(log)
+        while len(self._open_logs) > self.open_log_limit:
+            oldest, _ = self._open_logs.popitem(last=False)
+            if not any(active.runtime.log is oldest for active in self.active.values()):
+                oldest.close()
+
+    def release_waiting(self) -> None:
+        host = self.host
+        while self.waiting and len(self.active) < host.config.keeper.max_parallel:
+            request = self.waiting.popleft()
+            runtime = host.jobs.get(request.job)
+            if runtime is None:
+                continue
+            if host.state.is_paused(request.job) and request.trigger != "manual":
+                # Paused while it waited for a free place: it waits for the resume now, as
+                # a queued run does (and the resume preview lists it).
+                runtime.queued.append(request)
+                host.publish_job(runtime)
+                continue
+            self.request(request)
+        self._update_idle()
+
+    def _update_idle(self) -> None:
+        if not self.active and not self.waiting and not self.hooks.running:
+            self.idle.set()
+
+    # ---- operator actions ------------------------------------------------------------
+
+    def cancel(self, run_id: str, reason: str) -> bool:
+        if run_id in self.active:
+            self.active[run_id].stop("cancelled", reason)
+            return True
+        queues = (self.waiting, *(runtime.queued for runtime in self.host.jobs.values()))
+        for queue in queues:
+            for request in queue:
+                if request.run_id == run_id:
+                    queue.remove(request)
+                    self.never_started(request, "cancelled", reason)
+                    return True
+        timer = self.timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+            return True
+        return False
+
+    def drop(self, runtime: JobRuntime) -> None:
+        """A job left the config: its runs in flight finish on their own; what waited
+        for a place or in its queue is recorded as skipped."""
+        waiting = [request for request in self.waiting if request.job == runtime.name]
+        for request in [*waiting, *runtime.queued]:
+            if request in self.waiting:
+                self.waiting.remove(request)
+            self.never_started(request, "skipped", "job removed from the config")
+        runtime.queued.clear()
+        self._update_idle()
+
+    def skip_all_waiting(self, reason: str) -> None:
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        while self.waiting:
+            self.never_started(self.waiting.popleft(), "skipped", reason)
+        for runtime in self.host.jobs.values():
+            while runtime.queued:
+                self.never_started(runtime.queued.popleft(), "skipped", reason)
+
+    def hurry(self) -> None:
+        """End every run (and hook) in flight now instead of waiting out the drain."""
+        for active in list(self.active.values()):
+            active.stop("cancelled", "keeper stopped")
+        self.hooks.hurry()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        for log in self._open_logs:
+            log.close()
+        for watchers in self.watchers.values():
+            for finished in watchers:
+                finished.cancel()
+        self.watchers.clear()
+

@@ -1,0 +1,138 @@
+"""When the next runs are due: every job's coming slots in two heaps, one per clock (cron
+on the wall clock, intervals on the monotonic one). Pure given a Clock: no loop, no
+processes, so DST, clock steps and catch-up are tested with a ManualClock in microseconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Protocol
+
+from core import tuning
+from core.seams import Clock
+from core.triggers import Schedule
+
+# (due, push order, job, index of the job's schedule)
+Entry = tuple[float, int, str, int]
+Now = dict[str, float]
+
+
+class Scheduled(Protocol):
+    """What a job holds of its slots: its schedules and each one's next due time."""
+
+    @property
+    def schedules(self) -> Sequence[Schedule]: ...
+
+    @property
+    def next_due(self) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class Slot:
+    job: str
+    clock: str  # "wall" or "mono"
+    due: float  # on its own clock
+    due_mono: float
+    due_wall: float
+
+    @property
+    def wave(self) -> str:
+        """Runs of one slot satisfy `after` lists together."""
+        return f"{self.clock}:{self.due:.0f}"
+
+
+class Slots:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.heaps: dict[str, list[Entry]] = {"wall": [], "mono": []}
+        self._seq = 0
+
+    def now(self) -> Now:
+        return {"wall": self.clock.time(), "mono": self.clock.monotonic()}
+
+    def push(self, clock: str, due: float, job: str, index: int) -> None:
+        self._seq += 1
+        heapq.heappush(self.heaps[clock], (due, self._seq, job, index))
+
+    def first_dues(self, job: Scheduled) -> None:
+        now = self.now()
+        job.next_due[:] = [schedule.first(now[schedule.clock]) for schedule in job.schedules]
+
+    def lay_out(self, name: str, job: Scheduled) -> None:
+        for index, schedule in enumerate(job.schedules):
+            self.push(schedule.clock, job.next_due[index], name, index)
+
+    def next_slot(self, now: Now | None = None) -> tuple[float, list[Entry]] | None:
+        """Seconds from `now` until the soonest slot on either clock (negative if
+        overdue), and the heap it heads."""
+        now = now or self.now()
+        heads = [(heap[0][0] - now[clock], heap) for clock, heap in self.heaps.items() if heap]
+        return min(heads, key=itemgetter(0)) if heads else None
+
+    def sleep_for(self) -> float:
+        slot = self.next_slot()
+        if slot is None:
+            return tuning.MAX_WALL_SLEEP
+        return max(0.0, min(tuning.MAX_WALL_SLEEP, slot[0]))
+
+    def lead(self) -> float:
+        """How long before the next slot the loop wakes to ready its runs."""
+        slot = self.next_slot()
+        if slot is None:
+            return tuning.FINE_WAIT
+        heap = slot[1]
+        each, most = tuning.READY_EACH, tuning.READY_MAX
+        # Every ancestor of an entry equal to a heap's least is equal to it too: a walk
+        # down from the root through equal entries finds them all, and only them.
+        due, count, todo = heap[0][0], 0, [0]
+        while todo and count * each < most:
+            index = todo.pop()
+            if index < len(heap) and heap[index][0] == due:
+                count += 1
+                todo += (2 * index + 1, 2 * index + 2)
+        return tuning.FINE_WAIT + min(most, count * each)
+
+    def due(
+        self, jobs: Mapping[str, Scheduled], now: Now, wait: float = 0.0, ready_by: float = 0.0
+    ) -> Iterator[Slot]:
+        """Pop the slots due by `now` + `wait`, each job's next one pushed in its place.
+        With `ready_by` (monotonic), stop popping once the clock reaches it: the caller
+        readies runs ahead of their slot and must be done by then."""
+        for clock, heap in self.heaps.items():
+            while heap and heap[0][0] <= now[clock] + wait:
+                if ready_by and self.clock.monotonic() >= ready_by:
+                    return
+                due, _, name, index = heapq.heappop(heap)
+                job = jobs.get(name)
+                if job is None or index >= len(job.next_due):
+                    continue
+                if job.next_due[index] != due:
+                    continue  # superseded by a reload
+                following = job.schedules[index].following(due, now[clock])
+                job.next_due[index] = following
+                self.push(clock, following, name, index)
+                yield Slot(
+                    name,
+                    clock,
+                    due,
+                    due_mono=due if clock == "mono" else now["mono"] - (now["wall"] - due),
+                    due_wall=due if clock == "wall" else now["wall"] - (now["mono"] - due),
+                )
+
+    def next_wall(self, job: Scheduled) -> float | None:
+        """The job's next slot as wall-clock seconds; None without one."""
+        if not job.next_due:
+            return None
+        wall, mono = self.clock.time(), self.clock.monotonic()
+        return min(
+            due if schedule.clock == "wall" else wall + (due - mono)
+            for schedule, due in zip(job.schedules, job.next_due, strict=False)
+        )
+
+    def missed(self, job: Scheduled, last_start: float) -> bool:
+        """Whether a slot of the job passed since `last_start` (catch-up after downtime)."""
+        now = self.clock.time()
+        return any(schedule.missed_since(last_start, now) for schedule in job.schedules)

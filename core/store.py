@@ -1,0 +1,51 @@
+"""The Store the keeper has on one machine: JSONL history segments under Logs/history/,
+the file ledger, Logs/state.toml. See core/seams.py for the seam it fills."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from core import history as hist
+from core.appender import Log
+from core.history import HistoryWriter, RunRecord
+from core.ledger import LEDGER_NAME, Ledger
+from core.quota import started
+from core.state import RuntimeState, load_state, update_state
+
+
+class JsonlStore:
+    def __init__(self, vault: Path, log: Log | None = None) -> None:
+        self.vault = vault
+        self.directory = vault / "Logs" / "history"
+        self.history = HistoryWriter(self.directory, log)
+        self.ledger = Ledger(vault / "Logs" / LEDGER_NAME, log)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Only the loop writes history, so a plain call_soon gathers its lines.
+        self.history.defer = loop.call_soon
+        self.history.retry_later = self.ledger.out.retry_later = loop.call_later
+
+    def open_runs(self, since: datetime) -> list[RunRecord]:
+        return hist.open_runs(self.directory, since)
+
+    def starts_since(self, since: float) -> Iterator[tuple[str, float]]:
+        result = hist.runs_since(self.directory, datetime.fromtimestamp(since, UTC))
+        for record in result.records:
+            if started(record):
+                yield record.job, record.started_at.timestamp()
+
+    def prune(self, retention_days: int, today: date) -> list[Path]:
+        return hist.prune(self.directory, retention_days, today)
+
+    def load_state(self) -> RuntimeState:
+        return load_state(self.vault)
+
+    def update_state(self, change: Callable[[RuntimeState], None]) -> RuntimeState:
+        return update_state(self.vault, change)
+
+    def close(self) -> None:
+        self.history.close()
+        self.ledger.out.close()

@@ -1,0 +1,78 @@
+"""What the keeper shows of itself: a job's view and the snapshot, in the control
+protocol's shapes (core/control_protocol.py), which the console, the CLI, Dashboard.md
+and metrics.prom all read."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import cast
+
+from core.control_protocol import JobView, QuotaUsage, RunJson, RunningView, Snapshot, Today
+from core.quota import ScopeUsage, usage_view
+from core.runtime import JobRuntime
+
+
+def job_view(
+    runtime: JobRuntime,
+    paused: bool,
+    next_run: datetime | None,
+    files_pending: int,
+    now_mono: float,
+) -> JobView:
+    job = runtime.config
+    running: list[RunningView] = [
+        {
+            "id": run_id,
+            "pid": active.run.pid if active.run else None,
+            "trigger": active.request.trigger,
+            "elapsed_s": round(now_mono - active.run.started_mono, 3) if active.run else 0.0,
+        }
+        for run_id, active in runtime.active.items()
+    ]
+    return {
+        "name": job.name,
+        "trigger": job.trigger_summary,
+        "enabled": job.enabled,
+        "paused": paused,
+        "next_run": next_run.isoformat(timespec="seconds") if next_run else None,
+        "last": cast(RunJson, runtime.last.to_json()) if runtime.last else None,
+        "running": running,
+        "queued": len(runtime.queued),
+        "files_pending": files_pending,
+        "missed_while_paused": runtime.missed_while_paused,
+    }
+
+
+def quota_view(usages: list[ScopeUsage]) -> list[QuotaUsage]:
+    return cast(list[QuotaUsage], usage_view(usages))
+
+
+def snapshot(
+    keeper: tuple[str, str, str],
+    state: str,
+    uptime_s: float,
+    paused: bool,
+    running: int,
+    waiting: int,
+    today: Today,
+    quota: list[QuotaUsage],
+    runs_last_hour: int,
+) -> Snapshot:
+    """`keeper`: its vault, host and start time (ISO). `jobs` is left for the caller."""
+    vault, host, started_at = keeper
+    return {
+        "vault": vault,
+        "state": state,
+        "pid": os.getpid(),
+        "host": host,
+        "started_at": started_at,
+        "uptime_s": round(uptime_s, 1),
+        "paused": paused,
+        "running": running,
+        "waiting": waiting,
+        "today": today,
+        "quota": quota,
+        "runs_last_hour": runs_last_hour,
+        "jobs": [],
+    }
