@@ -138,7 +138,8 @@ class LogView(ScrollView, can_focus=True):
             self._resize_virtual()
         else:
             self._relayout()
-        if self.follow:
+        # Held by the mouse, the scrollbar stays where the operator put it meanwhile.
+        if self.follow and not self.is_vertical_scrollbar_grabbed:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
 
