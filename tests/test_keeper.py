@@ -24,8 +24,8 @@ from core.runner import RunSpec, Spawned, spawn
 from core.runtime import ActiveRun
 from core.seams import ManualClock, Started
 from core.slots import Slots
-from core.tuning import FINE_WAIT, READY_EACH, READY_MAX
 from core.state import load_state
+from core.tuning import FINE_WAIT, READY_EACH, READY_MAX
 
 
 async def started_keeper(vault: Path) -> Keeper:
@@ -294,6 +294,7 @@ async def test_stop_cancels_runs_past_the_grace(make_vault) -> None:
     keeper = await started_keeper(vault)
     run_id = keeper.run_now("long")
     await keeper.stop(grace=0.2)
+    assert keeper.lock is not None
     keeper.lock.release()
     record = final_records(vault)[run_id]
     assert (record["status"], record["error"]) == ("cancelled", "keeper stopped")
@@ -438,6 +439,7 @@ async def test_wait_idle_returns_with_every_record_on_disk(make_vault) -> None:
     vault = make_vault('[jobs.quick]\ncommand = ["true"]\n')
     keeper = await started_keeper(vault)
     loop = asyncio.get_running_loop()
+    assert isinstance(keeper.history, HistoryWriter)  # the JSONL store's
     keeper.history.defer = lambda flush: loop.call_later(60, flush)
     run_id = keeper.run_now("quick")
     assert await keeper.wait_idle(10)
