@@ -23,20 +23,22 @@ from typing import Any
 from core import logsdir, tuning
 from core.chains import Chains
 from core.config import Config, ConfigError, load_config
-from core.control_protocol import JobView, Snapshot
+from core.control_protocol import JobView, Snapshot, Today
 from core.events import EventBus
 from core.faults import described
 from core.handover import Handover
 from core.history import RunRecord, iso, utc_now
+from core.jobtable import JobTable, job_limits
 from core.lock import VaultLock
 from core.logs import KeeperLog
 from core.outputs import Outputs
+from core.pausing import Pauses
 from core.quota import WINDOW, Quota
 from core.recovery import close_interrupted
-from core.resume import ResumePlan, plan_resume, waking_jobs
+from core.resume import ResumePlan, plan_resume
 from core.runner import LocalExecutor
 from core.runs import Runs
-from core.runtime import ActiveRun, JobRuntime, Runtimes, StartRequest, UnknownJob, same_job
+from core.runtime import ActiveRun, JobRuntime, StartRequest, UnknownJob
 from core.seams import Clock, Executor, Store, SystemClock
 from core.slots import Slots
 from core.state import RuntimeState
@@ -44,8 +46,7 @@ from core.status import last_runs
 from core.store import JsonlStore
 from core.triggers import wall_moment
 from core.units import format_duration
-from core.vault import summarize_all
-from core.views import job_view, quota_view, snapshot
+from core.views import DayCounts, job_view, quota_view, snapshot
 from core.watchers import Watches
 
 __all__ = ["Keeper", "StartRequest", "UnknownJob"]
@@ -82,29 +83,24 @@ class Keeper:
             self.log.info(f"Logs/: the modes of {changed_modes} file(s) set for log_mode {mode}")
         self.store: Store = store or JsonlStore(self.vault, self.log)
         self.history, self.ledger = self.store.history, self.store.ledger
-        self.handover = Handover(self.vault, self.ledger, self.log, self._files_ready)
+        self.handover = Handover(self.vault, self.ledger, self.log, self.files_ready)
         self.outputs = Outputs(self)
         self.state: RuntimeState = self.store.load_state()
-        self.quota = Quota(config.keeper.max_runs_per_hour, self._job_limits(config))
-        self._runtimes = Runtimes(self.vault, self._log_write_failed)
-        self.jobs = {name: self._runtimes.make(job, config) for name, job in config.jobs.items()}
-        self.chains = Chains(config)
+        self.quota = Quota(config.keeper.max_runs_per_hour, job_limits(config))
         self.slots = Slots(self.clock)
+        self.table = JobTable(config, self.slots, self._log_write_failed)
+        self.jobs = self.table.jobs
+        self.chains = Chains(config)
         self.runs = Runs(self, executor)
+        self.pauses = Pauses(self)
         self.active: dict[str, ActiveRun] = self.runs.active
         self.started_at, self.started_mono = utc_now(), self.clock.monotonic()
         self.stopping = False
-        self.today = {"ok": 0, "failed": 0}
-        self._today_date = datetime.fromtimestamp(self.clock.time(), self.tz).date()
+        self.day = DayCounts(self.clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
         self._watches: Watches | None = None  # from serve() on
-        self._vault_due: asyncio.TimerHandle | None = None
-
-    @staticmethod
-    def _job_limits(config: Config) -> dict[str, int]:
-        return {name: job.max_per_hour for name, job in config.jobs.items() if job.max_per_hour}
 
     async def start(self, catch_up: bool = True, files: bool = True) -> None:
         """Close what a dead keeper left open, learn recent results, lay out the
@@ -122,9 +118,7 @@ class Keeper:
         self.quota.rebuild(self.store.starts_since(now - WINDOW), now)
         self.outputs.read_history()
         last = self._load_recent()
-        for name, runtime in self.jobs.items():
-            self.slots.first_dues(runtime)
-            self.slots.lay_out(name, runtime)
+        self.table.lay_out()
         pruned = self.store.prune(keeper.history_retention_days, utc_now().date())
         if pruned:
             self.log.info(f"history retention removed {len(pruned)} old segment(s)")
@@ -145,7 +139,7 @@ class Keeper:
         for name, record in last.items():
             if name in self.jobs:
                 self.jobs[name].last = record
-        self.today = today
+        self.day.start({"ok": today["ok"], "failed": today["failed"]}, self.tz)
         if bad:
             self.log.warning(f"history: skipped {bad} unreadable line(s)")
         return last
@@ -236,26 +230,7 @@ class Keeper:
             self.runs.spawn()  # now, not a loop turn later: these runs are due
         return ready_by
 
-    def vault_changed(self) -> None:
-        if self._vault_due is None and self._loop is not None:
-            self._vault_due = self._loop.call_later(
-                tuning.VAULT_EVENT_INTERVAL, self._publish_vault
-            )
-
-    def _publish_vault(self) -> None:
-        self._vault_due = None
-        try:
-            folders = summarize_all(self.vault)
-        except OSError as error:
-            self.log.error(f"cannot count the vault's files: {described(error)}")
-            return
-        self.bus.publish(
-            "vault_changed",
-            folders={f.name: {"count": f.count, "newest": list(f.newest)} for f in folders},
-        )
-        self.outputs.changed()
-
-    def _files_ready(self, job: str) -> None:
+    def files_ready(self, job: str) -> None:
         self.runs.files_ready(job)
 
     # ---- operator actions --------------------------------------------------------------
@@ -287,18 +262,9 @@ class Keeper:
         self.wake()
         return request.run_id, finished
 
-    def _paused_itself(self, job: str | None) -> bool:
-        """Whether the pause that pause(job) sets, and resume(job) lifts, is on."""
-        if job is None:
-            return self.state.paused
-        return self._known(job).name in self.state.paused_jobs
-
     def pause(self, job: str | None = None) -> bool:
         """False when it was paused already: nothing changes then."""
-        if self._paused_itself(job):
-            return False
-        self._set_paused(job, True)
-        return True
+        return self.pauses.pause(job)
 
     def resume_plan(self, job: str | None = None, missed: bool = True) -> ResumePlan:
         if job is not None:
@@ -306,57 +272,9 @@ class Keeper:
         return plan_resume(self, job, missed)
 
     def resume(self, job: str | None = None, missed: bool = True) -> bool:
-        """Lift a pause. What piled up meanwhile is released as resume_plan() says;
-        `missed=False` leaves out the catch-up runs of slots that passed. False when
-        that pause was not on: nothing changes then."""
-        if not self._paused_itself(job):
-            return False
-        # In the plan's order: queued, then catch-up; waiting files go once the pause is
-        # lifted (_set_paused offers them).
-        for name in waking_jobs(self.state, list(self.jobs), job):
-            runtime = self.jobs[name]
-            slots, runtime.missed_while_paused = runtime.missed_while_paused, 0
-            if runtime.queued and not runtime.active:
-                self.submit(runtime.queued.popleft())
-            if not slots or not runtime.config.enabled:
-                continue
-            if missed and self.config.keeper.catch_up == "once":
-                self.log.info(f"{name}: {slots} slot(s) missed while paused; catching up once")
-                self.submit(StartRequest(name, "catch_up"))
-            else:
-                self.log.info(f"{name}: {slots} slot(s) missed while paused left out")
-        self._set_paused(job, False)
-        self.wake()
-        return True
-
-    def _set_paused(self, job: str | None, paused: bool) -> None:
-        if job is None:
-            self.state.paused = paused
-        elif paused:
-            self.state.paused_jobs.add(job)
-        else:
-            self.state.paused_jobs.discard(job)
-        try:
-            # The console saves the theme into the same file: keep what it chose.
-            saved = self.store.update_state(self._save_pauses)
-            self.state.theme = saved.theme
-        except OSError as error:
-            self.log.error(f"cannot save {self.vault / 'Logs' / 'state.toml'}: {error.strerror}")
-        self.log.info(f"{job or 'all jobs'} {'paused' if paused else 'resumed'}")
-        self._state_changed([job] if job else list(self.jobs))
-
-    def _save_pauses(self, state: RuntimeState) -> None:
-        state.paused, state.paused_jobs = self.state.paused, set(self.state.paused_jobs)
-
-    def _state_changed(self, jobs: list[str]) -> None:
-        self.bus.publish("keeper_state", state=self.state_word)
-        for name in jobs:
-            runtime = self.jobs.get(name)
-            if runtime is None:
-                continue
-            self.publish_job(runtime)
-            if not self.state.is_paused(name) and self.handover.has_pending(name):
-                self._files_ready(name)
+        """Lift a pause, releasing what piled up as resume_plan() says (`missed=False`:
+        without the catch-up runs of slots that passed). False when it was not on."""
+        return self.pauses.resume(job, missed)
 
     def cancel(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         return self.runs.cancel(run_id, reason)
@@ -366,29 +284,14 @@ class Keeper:
         and the running one kept; runs in flight are never touched."""
         try:
             config = load_config(self.config.path)
-            # Everything that could still fail is made before the running config is let go.
-            fresh_jobs = self._fresh_runtimes(config)
+            fresh = self.table.fresh(config, self.config)
         except ConfigError as error:
             return self._refused(reason, [str(issue) for issue in error.issues])
         except Exception as error:
             return self._refused(reason, [f"{self.config.path}: {described(error)}"])
         self.config, self.tz = config, config.keeper.tz
-        for name in [name for name in self.jobs if name not in config.jobs]:
-            self.runs.drop(self.jobs.pop(name))
-        for name, job in config.jobs.items():
-            runtime, fresh = self.jobs.get(name), fresh_jobs.get(name)
-            if fresh is None:
-                assert runtime is not None
-                runtime.config = job
-                continue
-            if runtime is not None:
-                fresh.active, fresh.queued = runtime.active, runtime.queued
-                fresh.last = runtime.last
-                for active in fresh.active.values():
-                    active.runtime = fresh
-            self.jobs[name] = fresh
-            self.slots.lay_out(name, fresh)
-        self.quota.set_limits(config.keeper.max_runs_per_hour, self._job_limits(config))
+        self.table.apply(config, fresh, self.runs.drop)
+        self.quota.set_limits(config.keeper.max_runs_per_hour, job_limits(config))
         self.chains.configure(config)
         self.state = self.store.load_state()
         self.ledger.load()
@@ -400,19 +303,9 @@ class Keeper:
             self._rescan()
         self.log.info(f"config reloaded ({reason}): {len(config.jobs)} job(s)")
         self.bus.publish("config_reloaded", jobs=len(config.jobs))  # a refusal's warning clears
-        self._state_changed(list(self.jobs))
+        self.pauses.changed(list(self.jobs))
         self.wake()
         return True
-
-    def _fresh_runtimes(self, config: Config) -> dict[str, JobRuntime]:
-        """The jobs of `config` that are new or changed, ready to take over."""
-        fresh = {}
-        for name, job in config.jobs.items():
-            runtime = self.jobs.get(name)
-            if runtime is None or not same_job(runtime.config, job) or config.keeper.tz != self.tz:
-                fresh[name] = self._runtimes.make(job, config)
-                self.slots.first_dues(fresh[name])
-        return fresh
 
     def _refused(self, reason: str, issues: list[str]) -> bool:
         self.log.error(
@@ -452,8 +345,6 @@ class Keeper:
         if self._watches is not None:
             await self._watches.close()
         await self.outputs.close()
-        if self._vault_due is not None:
-            self._vault_due.cancel()
         self.outputs.write_now()
         self.runs.close()
         self.log.info("keeper stopped")
@@ -521,26 +412,12 @@ class Keeper:
             self.state.paused,
             len(self.active),
             len(self.runs.waiting),
-            {"ok": self.today["ok"], "failed": self.today["failed"]},
+            Today(ok=self.day.counts["ok"], failed=self.day.counts["failed"]),
             quota_view(self.quota.usage(now)),
             self.quota.runs_last_hour(now),
         )
 
     # ---- what the parts ask of the keeper (core/host.py) -------------------------------
-
-    def new_record(self, request: StartRequest, started_at: datetime) -> RunRecord:
-        return RunRecord(
-            id=request.run_id,
-            job=request.job,
-            project=self.vault.name,
-            started_at=started_at,
-            status="running",
-            trigger=request.trigger,
-            host=self.host,
-            cron=self.config.jobs[request.job].cron if request.job in self.config.jobs else None,
-            attempt=request.attempt,
-            files=list(request.files),
-        )
 
     def advance_chains(self, succeeded: str, wave: str) -> None:
         for name in self.chains.advance(succeeded, wave, self.jobs):
@@ -552,14 +429,12 @@ class Keeper:
                 continue
             self.submit(StartRequest(name, "after", wave=wave))
 
+    @property
+    def today(self) -> Today:
+        return self.day.counts
+
     def count_today(self, status: str) -> None:
-        today = datetime.fromtimestamp(self.clock.time(), self.tz).date()
-        if today != self._today_date:
-            self._today_date, self.today = today, {"ok": 0, "failed": 0}
-        if status == "success":
-            self.today["ok"] += 1
-        elif status in ("failure", "timeout", "interrupted"):
-            self.today["failed"] += 1
+        self.day.count(status, self.tz)
 
     def job_line(self, job: str) -> Callable[[str], None]:
         def publish(line: str) -> None:

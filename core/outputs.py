@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core import history as hist
 from core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
@@ -20,7 +20,35 @@ from core.slices import Slices, text_of
 from core.vault import FolderSummary, summarize_all
 
 if TYPE_CHECKING:
-    from core.keeper import Keeper
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    from core.control_protocol import JobView, Snapshot
+    from core.events import EventBus
+    from core.logs import KeeperLog
+    from core.runtime import JobRuntime
+
+
+class Shown(Protocol):
+    """What the outputs read of the keeper."""
+
+    @property
+    def vault(self) -> Path: ...
+    @property
+    def tz(self) -> ZoneInfo: ...
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def log(self) -> KeeperLog: ...
+    @property
+    def jobs(self) -> Mapping[str, JobRuntime]: ...
+    def job_view(self, runtime: JobRuntime) -> JobView: ...
+    def snapshot(self) -> Snapshot: ...
+    def snapshot_head(self) -> Snapshot: ...
+    def sleep_for(self) -> float: ...
+    def behind(self) -> bool: ...
 
 # Dashboard.md, metrics.prom and vault counts are rewritten at most this often.
 OUTPUT_INTERVAL = 2.0
@@ -37,7 +65,7 @@ def _newest(records: list[RunRecord]) -> list[RunRecord]:
 
 
 class Outputs:
-    def __init__(self, keeper: Keeper) -> None:
+    def __init__(self, keeper: Shown) -> None:
         self.keeper = keeper
         self.metrics = Metrics()
         # The newest runs started (or refused) and failed; updated in place as they end.

@@ -9,17 +9,38 @@ be refused, so the operator can resume with or without the missed runs.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.quota import GLOBAL, WINDOW
 from core.state import RuntimeState
 from core.units import format_duration
 
-if TYPE_CHECKING:
-    from core.keeper import Keeper
+if TYPE_CHECKING:  # the quick CLI reads plans without the keeper's modules
+    from collections.abc import Mapping
+
+    from core.config import Config
+    from core.handover import Handover
+    from core.quota import Quota
     from core.runtime import JobRuntime
+    from core.seams import Clock
+
+
+class Resumable(Protocol):
+    """What a plan reads of the keeper: it changes nothing."""
+
+    @property
+    def state(self) -> RuntimeState: ...
+    @property
+    def jobs(self) -> Mapping[str, JobRuntime]: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def handover(self) -> Handover: ...
+    @property
+    def quota(self) -> Quota: ...
+    @property
+    def clock(self) -> Clock: ...
 
 
 @dataclass(frozen=True)
@@ -68,11 +89,11 @@ def waking_jobs(state: RuntimeState, jobs: list[str], job: str | None) -> list[s
     return [name for name in jobs if state.is_paused(name) and not after.is_paused(name)]
 
 
-def plan_resume(keeper: Keeper, job: str | None, missed: bool = True) -> ResumePlan:
+def plan_resume(keeper: Resumable, job: str | None, missed: bool = True) -> ResumePlan:
     """`missed=False`: the resume leaves the catch-up runs of missed slots out."""
     after = state_after_resume(keeper.state, job)
     waking = waking_jobs(keeper.state, list(keeper.jobs), job)
-    now = time.time()
+    now = keeper.clock.time()
     room = _QuotaRoom(keeper, now)
     runs: list[PlannedRun] = []
     for name in waking:
@@ -81,7 +102,7 @@ def plan_resume(keeper: Keeper, job: str | None, missed: bool = True) -> ResumeP
 
 
 def _job_plan(
-    keeper: Keeper, runtime: JobRuntime, room: _QuotaRoom, with_missed: bool
+    keeper: Resumable, runtime: JobRuntime, room: _QuotaRoom, with_missed: bool
 ) -> list[PlannedRun]:
     job = runtime.config
     piled: list[tuple[str, str, bool, str]] = []  # kind, detail, optional, trigger
@@ -137,7 +158,7 @@ class _QuotaRoom:
     fills frees its first slot an hour after the plan's first start in it, if nothing
     counted before frees one sooner."""
 
-    def __init__(self, keeper: Keeper, now: float) -> None:
+    def __init__(self, keeper: Resumable, now: float) -> None:
         self.now = now
         self.free: dict[str, int] = {}
         self.next_free: dict[str, float | None] = {}

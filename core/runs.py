@@ -181,7 +181,7 @@ class Runs:
             # Spawned at its slot, a moment from now: the record says so, and never that
             # the run started before its slot.
             started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
-        record = host.new_record(request, started_at)
+        record = self._record(request, started_at)
         host.outputs.recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
@@ -226,6 +226,22 @@ class Runs:
         if request.files:
             env.update(files_env(request.files))
         return env, masker
+
+    def _record(self, request: StartRequest, started_at: datetime) -> RunRecord:
+        host = self.host
+        job = host.config.jobs.get(request.job)
+        return RunRecord(
+            id=request.run_id,
+            job=request.job,
+            project=host.vault.name,
+            started_at=started_at,
+            status="running",
+            trigger=request.trigger,
+            host=host.host,
+            cron=job.cron if job is not None else None,
+            attempt=request.attempt,
+            files=list(request.files),
+        )
 
     # ---- spawn -----------------------------------------------------------------------
 
@@ -324,7 +340,7 @@ class Runs:
         started_at = now
         if request.due_wall is not None:
             started_at = datetime.fromtimestamp(request.due_wall, UTC)
-        record = host.new_record(request, started_at)
+        record = self._record(request, started_at)
         record.status, record.completed_at, record.duration_ms, record.error = (
             status,
             max(now, started_at),

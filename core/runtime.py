@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from core.config import Config, JobConfig
-from core.environment import Masker, job_environment, secret_values
+from core.config import JobConfig
+from core.environment import Masker
 from core.history import RunRecord
 from core.logs import RotatingFile
 from core.output import OutputSink
 from core.seams import RunHandle
-from core.triggers import Schedule, schedules_for
+from core.triggers import Schedule
 
 
 class UnknownJob(LookupError):
@@ -84,39 +81,3 @@ class ActiveRun:
             self.stop_asked = (status, reason)  # applied the moment it has started
         else:
             self.run.stop(status, reason)
-
-
-def same_job(a: JobConfig, b: JobConfig) -> bool:
-    return replace(a, line=0) == replace(b, line=0)
-
-
-class Runtimes:
-    """Makes a job's runtime. Jobs without env of their own share one copy of the
-    keeper's environment and one masker: with thousands of jobs, per-job copies would
-    dominate memory."""
-
-    def __init__(self, vault: Path, on_log_error: Callable[[Path, OSError], None]) -> None:
-        self.vault = vault
-        self.on_log_error = on_log_error
-        self.shared_env = dict(os.environ)
-        self.shared_masker = Masker(secret_values(self.shared_env, ()))
-
-    def make(self, job: JobConfig, config: Config) -> JobRuntime:
-        if job.env or job.secret_env:
-            # env_file is read at each run instead (see core/runs.py), so left out here.
-            base_env = job_environment(replace(job, env_file=None), self.vault, os.environ)
-            masker = Masker(secret_values(base_env, job.secret_env))
-        else:
-            base_env, masker = self.shared_env, self.shared_masker
-        return JobRuntime(
-            config=job,
-            schedules=schedules_for(job, config.keeper.tz) if job.enabled else [],
-            log=RotatingFile(
-                self.vault / "Logs" / "jobs" / f"{job.name}.log",
-                config.keeper.log_max_size,
-                config.keeper.log_backups,
-                on_error=self.on_log_error,
-            ),
-            base_env=base_env,
-            masker=masker,
-        )

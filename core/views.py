@@ -5,12 +5,14 @@ and metrics.prom all read."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import date, datetime
 from typing import cast
+from zoneinfo import ZoneInfo
 
 from core.control_protocol import JobView, QuotaUsage, RunJson, RunningView, Snapshot, Today
 from core.quota import ScopeUsage, usage_view
 from core.runtime import JobRuntime
+from core.seams import Clock
 
 
 def job_view(
@@ -76,3 +78,24 @@ def snapshot(
         "runs_last_hour": runs_last_hour,
         "jobs": [],
     }
+
+
+class DayCounts:
+    """Today's ok/failed counts in the keeper's zone, from zero at its midnight."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.counts: Today = {"ok": 0, "failed": 0}
+        self.day: date | None = None
+
+    def start(self, counts: Today, tz: ZoneInfo) -> None:
+        self.counts, self.day = counts, datetime.fromtimestamp(self.clock.time(), tz).date()
+
+    def count(self, status: str, tz: ZoneInfo) -> None:
+        today = datetime.fromtimestamp(self.clock.time(), tz).date()
+        if today != self.day:
+            self.day, self.counts = today, {"ok": 0, "failed": 0}
+        if status == "success":
+            self.counts["ok"] += 1
+        elif status in ("failure", "timeout", "interrupted"):
+            self.counts["failed"] += 1

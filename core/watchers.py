@@ -15,9 +15,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from core import tuning
+from core.config import Config
+from core.events import EventBus
 from core.faults import described
 from core.filewatch import (
     FAST_STEP_MS,
@@ -28,13 +32,36 @@ from core.filewatch import (
     watch,
     watch_paths,
 )
+from core.handover import Handover
+from core.logs import KeeperLog
 from core.names import shown
 from core.slices import Slices
 from core.units import format_duration
-from core.vault import FOLDERS
+from core.vault import FOLDERS, summarize_all
 
-if TYPE_CHECKING:
-    from core.keeper import Keeper
+
+class _Changes(Protocol):
+    def changed(self) -> None: ...
+
+
+class Watched(Protocol):
+    """What the watches need of the keeper they feed."""
+
+    @property
+    def vault(self) -> Path: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def log(self) -> KeeperLog: ...
+    @property
+    def handover(self) -> Handover: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def outputs(self) -> _Changes: ...
+    def reload(self, reason: str) -> bool: ...
 
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
@@ -111,12 +138,13 @@ class Supervised:
 class Watches:
     """The vault watch and the config watch of one keeper, from serve() to stop()."""
 
-    def __init__(self, keeper: Keeper) -> None:
+    def __init__(self, keeper: Watched) -> None:
         self.keeper = keeper
         # Folders the vault watch wants but that did not exist when it started: when one
         # appears, the watch starts again to take it in.
         self._missing: set[Path] = set()
         self._started_once = False
+        self._vault_due: asyncio.TimerHandle | None = None
         self.vault = Supervised("vault watch", self._watch_vault, keeper.log.error)
         self.config = Supervised("config watch", self._watch_config, keeper.log.error)
 
@@ -129,6 +157,28 @@ class Watches:
 
     async def close(self) -> None:
         await asyncio.gather(self.vault.close(), self.config.close())
+        if self._vault_due is not None:
+            self._vault_due.cancel()
+
+    def vault_changed(self) -> None:
+        """The vault's folder counts go out at most every VAULT_EVENT_INTERVAL."""
+        if self._vault_due is None:
+            loop = asyncio.get_running_loop()
+            self._vault_due = loop.call_later(tuning.VAULT_EVENT_INTERVAL, self._publish_vault)
+
+    def _publish_vault(self) -> None:
+        self._vault_due = None
+        keeper = self.keeper
+        try:
+            folders = summarize_all(keeper.vault)
+        except OSError as error:
+            keeper.log.error(f"cannot count the vault's files: {described(error)}")
+            return
+        keeper.bus.publish(
+            "vault_changed",
+            folders={f.name: {"count": f.count, "newest": list(f.newest)} for f in folders},
+        )
+        keeper.outputs.changed()
 
     def _roots(self, patterns: list[str]) -> tuple[list[Path], set[Path]]:
         """The folders to watch, and those wanted but missing."""
@@ -174,7 +224,7 @@ class Watches:
                     self._offer_each(handover.gone, rel)
                 else:
                     self._offer_each(handover.offer, rel)
-            keeper.vault_changed()
+            self.vault_changed()
 
     def _offer_recent(self, since: float) -> None:
         vault = self.keeper.vault

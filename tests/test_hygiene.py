@@ -196,9 +196,6 @@ def test_cli_modules_import_only_the_shared_helpers_never_each_other() -> None:
 # no circle at run time), still to be cut by the keeper and console splits (issue 15).
 # Each must still exist: strike it from here when its circle is gone.
 KNOWN_TYPE_ONLY_CIRCLES = {
-    ("core.outputs", "core.keeper"),
-    ("core.resume", "core.keeper"),
-    ("core.watchers", "core.keeper"),
     ("tui.commands", "tui.app"),
     ("tui.main_screen", "tui.app"),
     ("tui.operations", "tui.app"),
