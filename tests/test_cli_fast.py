@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from core.history import RunRecord
 from core.vault import ensure_layout
-from tui.cli_common import PLAIN_CELLS, TABLE_WIDTH, plain_table
+from tui.cli_common import PLAIN_CELLS, TABLE_WIDTH, plain_cell, plain_table
 from tui.cli_fast import quick
 
 CONFIG = """
@@ -269,5 +269,22 @@ def test_plain_tables_are_riches_or_left_to_rich(
         return
     columns = [headers, *rows]
     natural = sum(max(len(r[i]) for r in columns) for i in range(len(headers)))
-    other = any(not PLAIN_CELLS.issuperset(cell) for r in columns for cell in r)
+    other = any(not plain_cell(cell) for r in columns for cell in r)
     assert other or natural + 2 * (len(headers) - 1) > width
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["[bold]x", "[@]", "a:ok:b", ":100:", ":1234-text:", "x\\[y]", ":smile:"],
+)
+def test_cells_rich_would_change_are_left_to_rich(cell: str) -> None:
+    """Markup and emoji codes: rich prints something else than the text."""
+    assert plain_table(["A"], [[cell]], TABLE_WIDTH) is None
+    width = max(len(cell), 1)
+    assert rich_table(["A"], [[cell]], TABLE_WIDTH) != f"{'A':<{width}}\n{cell:<{width}}\n"
+
+
+@pytest.mark.parametrize("cell", ["12:30:00", "2026-12-06 19:43:50", ":12:ok:", "x: y: z", "a]b"])
+def test_colons_and_brackets_that_are_neither_stay_plain(cell: str) -> None:
+    text = plain_table(["A"], [[cell]], TABLE_WIDTH)
+    assert text is not None and text + "\n" == rich_table(["A"], [[cell]], TABLE_WIDTH)

@@ -164,14 +164,29 @@ def duration_text(ms: float | None) -> str:
 # Characters whose width in a terminal cell rich agrees is one (tests/test_cli_fast.py
 # checks each against rich): printable ASCII and the glyphs the tables hold.
 PLAIN_CELLS = frozenset(map(chr, range(0x20, 0x7F))) | frozenset("—∞▶✔✘⧗↷■")
+# rich reads a cell's text as markup ("[bold]") and emoji codes (":ok:"), as rich does;
+# its emoji names all hold a letter but these.
+_EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
+_DIGIT_EMOJI = ("100", "1234")
+
+
+def plain_cell(cell: str) -> bool:
+    """Whether rich prints `cell` as it is, one cell per character."""
+    if "[" in cell or not PLAIN_CELLS.issuperset(cell):
+        return False
+    return all(
+        name.isdigit() and name not in _DIGIT_EMOJI
+        for _, name, _ in _EMOJI_CODE.findall(cell)
+    )
 
 
 def plain_table(headers: list[str], rows: list[list[str]], width: int) -> str | None:
     """The table as rich prints it with no box and no style (columns two spaces apart,
-    every line padded to the table's width), or None when rich would do more: a cell
-    with a character of another width, or a table wider than `width`, which rich folds."""
+    every line padded to the table's width), or None when rich would do more: a cell of
+    markup, an emoji code or a character of another width, or a table wider than
+    `width`, which rich folds."""
     columns = [headers, *rows]
-    if any(not PLAIN_CELLS.issuperset(cell) for row in columns for cell in row):
+    if not all(plain_cell(cell) for row in columns for cell in row):
         return None
     widths = [max(len(row[index]) for row in columns) for index in range(len(headers))]
     if sum(widths) + 2 * (len(widths) - 1) > width:
