@@ -15,6 +15,7 @@ import os
 import resource
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -26,15 +27,16 @@ from core.config import Config, ConfigError, load_config
 from core.control_protocol import JobView, Snapshot, Today
 from core.events import EventBus
 from core.faults import described
+from core.firing import Firing
 from core.handover import Handover
-from core.history import RunRecord, iso, utc_now
+from core.history import RunRecord, utc_now
 from core.jobtable import JobTable, job_limits
 from core.lock import VaultLock
 from core.logs import KeeperLog
 from core.outputs import Outputs
 from core.pausing import Pauses
 from core.quota import WINDOW, Quota
-from core.recovery import close_interrupted
+from core.recovery import close_interrupted, missed_while_down
 from core.resume import ResumePlan, plan_resume
 from core.runner import LocalExecutor
 from core.runs import Runs
@@ -44,9 +46,8 @@ from core.slots import Slots
 from core.state import RuntimeState
 from core.status import last_runs
 from core.store import JsonlStore
-from core.triggers import wall_moment
 from core.units import format_duration
-from core.views import DayCounts, job_view, quota_view, snapshot
+from core.views import DayCounts, Views
 from core.watchers import Watches
 
 __all__ = ["Keeper", "StartRequest", "UnknownJob"]
@@ -93,20 +94,20 @@ class Keeper:
         self.chains = Chains(config)
         self.runs = Runs(self, executor)
         self.pauses = Pauses(self)
+        self.firing = Firing(self, self.slots, self.runs)
+        self.views = Views(self)
         self.active: dict[str, ActiveRun] = self.runs.active
         self.started_at, self.started_mono = utc_now(), self.clock.monotonic()
         self.stopping = False
         self.day = DayCounts(self.clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._wake: asyncio.Event | None = None
         self._watches: Watches | None = None  # from serve() on
 
     async def start(self, catch_up: bool = True, files: bool = True) -> None:
         """Close what a dead keeper left open, learn recent results, lay out the
         schedule, catch up what downtime missed, and find files already waiting."""
         self._loop = self.runs.loop = self.outputs.loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         self._loop_thread = threading.get_ident()
         self.runs.open_log_limit = max(tuning.OPEN_LOGS_MIN, _fd_limit() // 8)
         self.log.defer = self._defer
@@ -127,7 +128,9 @@ class Keeper:
         )
         self.bus.publish("keeper_state", state=self.state_word)
         if catch_up and keeper.catch_up == "once":
-            self._catch_up(last)
+            for name in missed_while_down(self.jobs, last, self.slots, self.state):
+                self.log.info(f"{name}: a slot passed since its last run; catching up once")
+                self.submit(StartRequest(name, "catch_up"))
         self.ledger.load()
         self.handover.configure(self.config.jobs)
         self.handover.cut_off(interrupted)
@@ -144,21 +147,10 @@ class Keeper:
             self.log.warning(f"history: skipped {bad} unreadable line(s)")
         return last
 
-    def _catch_up(self, last: dict[str, RunRecord]) -> None:
-        """One run per job whose slot passed while no keeper ran; never a burst."""
-        for name, runtime in self.jobs.items():
-            record = last.get(name)
-            if record is None or not runtime.schedules or self.state.is_paused(name):
-                continue
-            if self.slots.missed(runtime, record.started_at.timestamp()):
-                self.log.info(f"{name}: a slot passed since its last run; catching up once")
-                self.submit(StartRequest(name, "catch_up"))
-
     # ---- the loop ----------------------------------------------------------------------
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        self.firing.wake()
 
     def _defer(self, callback: Callable[[], None]) -> None:
         # call_soon_threadsafe also writes to the loop's self-pipe: a syscall (and a GIL
@@ -171,64 +163,15 @@ class Keeper:
 
     async def serve(self) -> None:
         """Fire due slots until stop() is called; watch the vault meanwhile."""
-        assert self._loop is not None and self._wake is not None
-        loop, slots = self._loop, self.slots
         self._watches = Watches(self)
-        while not self.stopping:
-            self._fire_due()
-            delay, lead = slots.sleep_for(), slots.lead()
-            self._wake.clear()
-            # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
-            # time to ready the slot's runs) and sleep the rest precisely.
-            handle = loop.call_at(loop.time() + delay - lead, self._wake.set)
-            await self._wake.wait()
-            handle.cancel()
-            rest = slots.sleep_for()
-            if 0 < rest <= lead:
-                # The loop is ours until the slot: its runs are made ready meanwhile, so
-                # at the due time only their spawns are left.
-                self.clock.sleep_until(self._fire_due(ahead=True))
-                self.runs.spawn()
+        await self.firing.serve()
 
     def sleep_for(self) -> float:
         return self.slots.sleep_for()
 
     def behind(self) -> bool:
         """Slots are due that the loop has not fired yet."""
-        return not self.stopping and self.slots.sleep_for() <= 0
-
-    def _fire_due(self, ahead: bool = False) -> float:
-        """Request the runs of the slots that are due. With `ahead`, of the next slot
-        instead, before it is due: they are readied and left to the caller's spawn() at
-        the instant returned (monotonic). As many as are ready by then; a burst's rest
-        goes the usual way."""
-        now = self.slots.now()
-        # From the same reading of the clocks, so the horizon is the slot's instant exactly.
-        slot = self.slots.next_slot(now) if ahead else None
-        wait = max(0.0, slot[0]) if slot else 0.0
-        ready_by = now["mono"] + wait
-
-        def fire() -> None:
-            for due in self.slots.due(self.jobs, now, wait, ready_by if ahead else 0.0):
-                if self.state.is_paused(due.job):
-                    self.jobs[due.job].missed_while_paused += 1
-                    continue
-                self.submit(
-                    StartRequest(
-                        due.job,
-                        "schedule",
-                        due_mono=due.due_mono,
-                        due_wall=due.due_wall,
-                        wave=due.wave,
-                    )
-                )
-
-        if ahead:
-            self.runs.prepare_ahead(fire)
-        else:
-            fire()
-            self.runs.spawn()  # now, not a loop turn later: these runs are due
-        return ready_by
+        return self.firing.behind()
 
     def files_ready(self, job: str) -> None:
         self.runs.files_ready(job)
@@ -381,41 +324,24 @@ class Keeper:
         return "PAUSED" if self.state.paused else "RUNNING"
 
     def next_run(self, runtime: JobRuntime) -> datetime | None:
-        """When its next slot falls; None while it is paused (the slot would not run)."""
-        if self.state.is_paused(runtime.name):
-            return None
-        wall = self.slots.next_wall(runtime)
-        return None if wall is None else wall_moment(wall, self.tz)
+        return self.views.next_run(runtime)
 
     def job_view(self, runtime: JobRuntime) -> JobView:
-        files = self.handover.jobs.get(runtime.name)
-        return job_view(
-            runtime,
-            self.state.is_paused(runtime.name),
-            self.next_run(runtime),
-            len(files.pending) if files else 0,
-            self.clock.monotonic(),
-        )
+        return self.views.job(runtime)
 
     def snapshot(self) -> Snapshot:
-        head = self.snapshot_head()
-        head["jobs"] = [self.job_view(runtime) for runtime in self.jobs.values()]
+        head = self.views.head()
+        head["jobs"] = [self.views.job(runtime) for runtime in self.jobs.values()]
         return head
 
     def snapshot_head(self) -> Snapshot:
         """The snapshot with its job views left out."""
-        now = self.clock.time()
-        return snapshot(
-            (str(self.vault), self.host, iso(self.started_at)),
-            self.state_word,
-            self.clock.monotonic() - self.started_mono,
-            self.state.paused,
-            len(self.active),
-            len(self.runs.waiting),
-            Today(ok=self.day.counts["ok"], failed=self.day.counts["failed"]),
-            quota_view(self.quota.usage(now)),
-            self.quota.runs_last_hour(now),
-        )
+        return self.views.head()
+
+    @property
+    def waiting(self) -> deque[StartRequest]:
+        """Runs waiting for a place under max_parallel."""
+        return self.runs.waiting
 
     # ---- what the parts ask of the keeper (core/host.py) -------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,10 @@ from core import history as hist
 from core.history import RunRecord, utc_now
 from core.logs import KeeperLog
 from core.processes import end_leftovers
+from core.runtime import JobRuntime
 from core.seams import Store
+from core.slots import Slots
+from core.state import RuntimeState
 
 
 async def close_interrupted(
@@ -42,3 +46,19 @@ async def close_interrupted(
         log.warning(f"run {record.id} of {record.job} closed as interrupted: {record.error}")
     store.history.flush()  # before the keeper reads the history back
     return open_runs
+
+
+def missed_while_down(
+    jobs: Mapping[str, JobRuntime],
+    last: Mapping[str, RunRecord],
+    slots: Slots,
+    state: RuntimeState,
+) -> Iterator[str]:
+    """The jobs whose slot passed while no keeper ran: one catch-up run each, never a
+    burst. A paused job waits for its resume instead."""
+    for name, runtime in jobs.items():
+        record = last.get(name)
+        if record is None or not runtime.schedules or state.is_paused(name):
+            continue
+        if slots.missed(runtime, record.started_at.timestamp()):
+            yield name

@@ -5,14 +5,21 @@ and metrics.prom all read."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sized
 from datetime import date, datetime
-from typing import cast
+from pathlib import Path
+from typing import Protocol, cast
 from zoneinfo import ZoneInfo
 
 from core.control_protocol import JobView, QuotaUsage, RunJson, RunningView, Snapshot, Today
-from core.quota import ScopeUsage, usage_view
+from core.handover import Handover
+from core.history import iso
+from core.quota import Quota, ScopeUsage, usage_view
 from core.runtime import JobRuntime
 from core.seams import Clock
+from core.slots import Slots
+from core.state import RuntimeState
+from core.triggers import wall_moment
 
 
 def job_view(
@@ -99,3 +106,77 @@ class DayCounts:
             self.counts["ok"] += 1
         elif status in ("failure", "timeout", "interrupted"):
             self.counts["failed"] += 1
+
+
+class Viewed(Protocol):
+    """What the views read of the keeper."""
+
+    @property
+    def vault(self) -> Path: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def tz(self) -> ZoneInfo: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def state(self) -> RuntimeState: ...
+    @property
+    def state_word(self) -> str: ...
+    @property
+    def slots(self) -> Slots: ...
+    @property
+    def handover(self) -> Handover: ...
+    @property
+    def quota(self) -> Quota: ...
+    @property
+    def active(self) -> Mapping[str, object]: ...
+    @property
+    def waiting(self) -> Sized: ...
+    @property
+    def day(self) -> DayCounts: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def started_mono(self) -> float: ...
+
+
+class Views:
+    def __init__(self, keeper: Viewed) -> None:
+        self.keeper = keeper
+
+    def next_run(self, runtime: JobRuntime) -> datetime | None:
+        """When its next slot falls; None while it is paused (the slot would not run)."""
+        keeper = self.keeper
+        if keeper.state.is_paused(runtime.name):
+            return None
+        wall = keeper.slots.next_wall(runtime)
+        return None if wall is None else wall_moment(wall, keeper.tz)
+
+    def job(self, runtime: JobRuntime) -> JobView:
+        keeper = self.keeper
+        files = keeper.handover.jobs.get(runtime.name)
+        return job_view(
+            runtime,
+            keeper.state.is_paused(runtime.name),
+            self.next_run(runtime),
+            len(files.pending) if files else 0,
+            keeper.clock.monotonic(),
+        )
+
+    def head(self) -> Snapshot:
+        """The snapshot with its job views left out."""
+        keeper = self.keeper
+        now = keeper.clock.time()
+        counts = keeper.day.counts
+        return snapshot(
+            (str(keeper.vault), keeper.host, iso(keeper.started_at)),
+            keeper.state_word,
+            keeper.clock.monotonic() - keeper.started_mono,
+            keeper.state.paused,
+            len(keeper.active),
+            len(keeper.waiting),
+            Today(ok=counts["ok"], failed=counts["failed"]),
+            quota_view(keeper.quota.usage(now)),
+            keeper.quota.runs_last_hour(now),
+        )
