@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from core import control_client as control  # noqa: E402
 from core.control_protocol import ControlError, find_socket  # noqa: E402
+from core.stats import nearest_rank  # noqa: E402
 from core.vault import ensure_layout  # noqa: E402
 
 CLI = Path(sys.executable).parent / "watchkeeper"
@@ -75,9 +76,7 @@ for seq in range(count):
 
 
 def percentile(values: list[float], pct: float) -> float:
-    """Nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+    return nearest_rank(sorted(values), pct)
 
 
 def summary(values_ms: list[float]) -> dict[str, Any]:

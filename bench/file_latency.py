@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import inspect
 import json
-import math
 import os
 import random
 import statistics
@@ -45,6 +44,7 @@ from core.config import load_config
 from core.events import Event, Subscription
 from core.filewatch import watch
 from core.keeper import Keeper
+from core.stats import nearest_rank
 from core.vault import ensure_layout
 
 TARGETS = {
@@ -84,9 +84,7 @@ every = "50ms"
 
 
 def percentile(values: list[float], pct: float) -> float:
-    """Nearest rank: p99 of 100 samples is the second largest, not an interpolation."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+    return nearest_rank(sorted(values), pct)
 
 
 def ms(seconds: float) -> float:

@@ -19,7 +19,6 @@ from core.history_format import FINAL_STATUSES as FINAL_STATUSES
 from core.history_format import GLYPHS as GLYPHS
 from core.history_format import SEGMENT_NAME as SEGMENT_NAME
 from core.history_format import STATUSES as STATUSES
-from core.history_format import TRIGGERS as TRIGGERS
 from core.history_format import RunRecord as RunRecord
 from core.history_format import elapsed_ms as elapsed_ms
 from core.history_format import iso as iso
@@ -48,6 +47,7 @@ from core.history_scan import (
     unraw,
 )
 from core.history_writer import HistoryWriter as HistoryWriter
+from core.stats import nearest_rank
 
 _FINAL_ORDER = tuple(status for status in STATUSES if status in FINAL_STATUSES)
 
@@ -203,10 +203,7 @@ def open_runs(directory: Path, since: datetime) -> list[RunRecord]:
 
 
 def _nearest_rank(ordered: list[bytes], percent: int) -> int | None:
-    if not ordered:
-        return None
-    rank = -(-percent * len(ordered) // 100)  # ceil without floats
-    return int(ordered[max(rank, 1) - 1])
+    return int(nearest_rank(ordered, percent)) if ordered else None
 
 
 @dataclass

@@ -31,9 +31,6 @@ def status_label(status: str) -> str:
     return f"{GLYPHS.get(status, '?')} {status}"
 
 
-TRIGGERS = ("schedule", "file", "after", "manual", "retry", "catch_up")
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

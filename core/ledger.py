@@ -3,7 +3,6 @@ and how that ended. It makes hand-over exactly once across restarts."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from core.history import iso, utc_now
 from core.names import json_text
 
 LEDGER_NAME = "files.jsonl"
-OUTCOMES = ("success", "failure", "interrupted", "quarantined", "requeued", "gone")
 
 
 @dataclass
@@ -161,8 +159,3 @@ def unique_destination(folder: Path, name: str) -> Path:
         target = folder / f"{stem} ({counter}){dot}{suffix}"
         counter += 1
     return target
-
-
-def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()

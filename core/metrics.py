@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.logsdir import write_file
+from core.stats import nearest_rank
 from core.vault import FolderSummary
 
 METRICS_NAME = "metrics.prom"
@@ -52,12 +53,6 @@ def _label_part(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + ",".join(f'{key}="{escape_label(text)}"' for key, text in labels) + "}"
 
 
-def nearest_rank(ordered: list[float], q: float) -> float:
-    """The q-quantile by nearest rank, as `watchkeeper stats` computes p50/p95."""
-    rank = math.ceil(q * len(ordered))
-    return ordered[max(rank, 1) - 1]
-
-
 @dataclass
 class _Durations:
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RESERVOIR))
@@ -70,7 +65,7 @@ class _Durations:
     def quantiles(self) -> tuple[float, ...]:
         if self.cached_at != self.count:
             ordered = sorted(self.recent)
-            self.cached = tuple(nearest_rank(ordered, q) for q in QUANTILES)
+            self.cached = tuple(nearest_rank(ordered, q * 100) for q in QUANTILES)
             self.cached_at = self.count
         return self.cached
 
@@ -109,9 +104,6 @@ class Metrics:
         durations.recent.append(seconds)
         durations.total += seconds
         durations.count += 1
-
-    def render(self, snapshot: Mapping[str, Any], folders: list[FolderSummary]) -> str:
-        return "\n".join(self.lines(snapshot, folders)) + "\n"
 
     def lines(self, snapshot: Mapping[str, Any], folders: list[FolderSummary]) -> Iterator[str]:
         """The file's lines one at a time, so a caller on an event loop can give way

@@ -18,6 +18,7 @@ from core.atomic import write_atomic
 from core.dashboard import dashboard_lines, write_dashboard
 from core.history import RunRecord, iso
 from core.metrics import Metrics, write_metrics
+from core.slices import text_of
 from core.vault import FolderSummary
 
 NOW = datetime(2025, 3, 30, 8, 0, 0, tzinfo=UTC)
@@ -390,7 +391,7 @@ def test_metrics_text_is_valid_exposition_with_every_family() -> None:
         {"scope": "global", "used": 7, "limit": 60, "next_free": None},
         {"scope": "triage", "used": 2, "limit": 0, "next_free": None},
     ]
-    text = metrics.render(snapshot(quota=quota), FOLDERS)
+    text = text_of(metrics.lines(snapshot(quota=quota), FOLDERS))
     families = parse_exposition(text)
     assert {name: family["type"] for name, family in families.items()} == {
         "watchkeeper_runs_total": "counter",
@@ -430,7 +431,7 @@ def test_metrics_text_is_valid_exposition_with_every_family() -> None:
 
 
 def test_metrics_before_any_run_still_parse() -> None:
-    families = parse_exposition(Metrics().render({"running": 0}, []))
+    families = parse_exposition(text_of(Metrics().lines({"running": 0}, [])))
     assert families["watchkeeper_runs_total"]["samples"] == []
     assert "watchkeeper_quota_used" in families
 
@@ -452,7 +453,7 @@ def test_counters_and_duration_sums_add_up() -> None:
             durations.setdefault(job, []).append(duration)
         if status == "success":
             last_success[job] = moment
-    families = parse_exposition(metrics.render({"running": 0}, FOLDERS))
+    families = parse_exposition(text_of(metrics.lines({"running": 0}, FOLDERS)))
     runs = series(families, "watchkeeper_runs_total")
     assert runs == {(("job_name", j), ("status", s)): n for (j, s), n in expected.items()}
     assert sum(runs.values()) == 5000
@@ -478,7 +479,7 @@ def test_quantiles_on_a_known_dataset_and_a_bounded_reservoir() -> None:
     for value in range(1, 1501):  # only the last 1,000 (501..1500) feed the quantiles
         metrics.observe_run("big", "success", value * 1000, 0.0)
     family = "watchkeeper_run_duration_seconds"
-    families = parse_exposition(metrics.render({}, []))
+    families = parse_exposition(text_of(metrics.lines({}, [])))
     quantiles = series(families, family)
     assert quantiles[(("job_name", "small"), ("quantile", "0.5"))] == 50.0
     assert quantiles[(("job_name", "small"), ("quantile", "0.95"))] == 95.0
@@ -492,14 +493,14 @@ def test_quantiles_on_a_known_dataset_and_a_bounded_reservoir() -> None:
     # A later run moves the quantiles on (no stale cache).
     for _ in range(100):
         metrics.observe_run("small", "success", 1000_000, 0.0)
-    again = series(parse_exposition(metrics.render({}, [])), family)
+    again = series(parse_exposition(text_of(metrics.lines({}, []))), family)
     assert again[(("job_name", "small"), ("quantile", "0.95"))] == 1000.0
 
 
 def test_write_metrics_lands_in_logs_readable_by_node_exporter(tmp_path: Path) -> None:
     (tmp_path / "Logs").mkdir()
     os.chmod(tmp_path / "Logs", 0o750)  # log_mode "0750" lets node_exporter's group in
-    text = Metrics().render({"running": 0}, FOLDERS)
+    text = text_of(Metrics().lines({"running": 0}, FOLDERS))
     write_metrics(tmp_path, text)
     target = tmp_path / "Logs" / "metrics.prom"
     assert target.read_text(encoding="utf-8") == text
