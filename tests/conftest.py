@@ -11,11 +11,16 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from core.vault import ensure_layout
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from core.keeper import Keeper
 
 CLI = Path(sys.executable).parent / "watchkeeper"
 
@@ -170,3 +175,46 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
 @pytest.fixture
 def daemon(daemons: Daemons) -> Callable[..., subprocess.Popen]:
     return daemons.start
+
+
+# ---- a keeper in this process (core/keeper.py), for the tests that drive one ----------
+
+
+async def started_keeper(vault: Path) -> Keeper:
+    """A keeper on `vault`, holding its lock, started (not serving)."""
+    from core.config import load_config
+    from core.keeper import Keeper
+    from core.lock import acquire
+
+    keeper = Keeper(load_config(vault / "watchkeeper.toml"), acquire(vault))
+    await keeper.start()
+    return keeper
+
+
+async def until(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    """Wait on the running loop until `condition()` holds."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def finish(keeper: Keeper, serving: asyncio.Task[None] | None = None) -> None:
+    """Stop a keeper from started_keeper() (and its serve() task) and let its lock go."""
+    await keeper.stop(grace=5)
+    if serving is not None:
+        await serving
+    assert keeper.lock is not None
+    keeper.lock.release()
+
+
+def finals(vault: Path, job: str | None = None) -> list[dict[str, Any]]:
+    """Final history records (not `running`), of `job` or of every job."""
+    return [
+        record
+        for record in final_records(vault).values()
+        if record["status"] != "running" and (job is None or record["taskId"] == job)
+    ]

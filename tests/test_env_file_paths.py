@@ -41,7 +41,7 @@ def test_an_env_file_swapped_for_a_symlink_out_of_the_vault_is_refused(tmp_path:
 async def test_a_cwd_swapped_for_a_symlink_out_of_the_vault_fails_the_run_unstarted(
     make_vault, tmp_path: Path
 ) -> None:
-    from test_keeper import finals, finish, started_keeper, until
+    from conftest import finals, finish, started_keeper, until
 
     vault = make_vault('[jobs.j]\ncommand = ["pwd"]\ncwd = "work"\n')
     (vault / "work").mkdir()

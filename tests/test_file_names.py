@@ -16,9 +16,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, final_records, lock_record, run_cli, wait_for
+from conftest import (
+    CLI,
+    final_records,
+    finish,
+    lock_record,
+    run_cli,
+    started_keeper,
+    until,
+    wait_for,
+)
 from test_files import file_records, serving, toml
-from test_keeper import finish, started_keeper, until
 
 # One JSON line a run: the raw bytes of WATCHKEEPER_FILES and WATCHKEEPER_FILES_JSON
 # (hex, so any byte survives), and whether each named file could be opened by the job.

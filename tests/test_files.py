@@ -17,8 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import final_records, run_cli
-from test_keeper import finals, finish, started_keeper, until
+from conftest import final_records, finals, finish, run_cli, started_keeper, until
 
 from core.keeper import Keeper
 

@@ -19,9 +19,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import final_records, keeper_log, wait_for
+from conftest import final_records, finish, keeper_log, started_keeper, until, wait_for
 from test_files import drop, file_job, handed, serving
-from test_keeper import finish, started_keeper, until
 
 from core.vault import ensure_layout
 

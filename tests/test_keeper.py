@@ -7,18 +7,23 @@ import errno
 import os
 import random
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import final_records, history_lines, pid_alive
+from conftest import (
+    final_records,
+    finals,
+    finish,
+    history_lines,
+    pid_alive,
+    started_keeper,
+    until,
+)
 
 from core import runner, slices, tuning
-from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import Keeper, StartRequest
-from core.lock import acquire
+from core.keeper import StartRequest
 from core.once import run_once
 from core.runner import RunSpec, Spawned, spawn
 from core.runtime import ActiveRun
@@ -26,36 +31,6 @@ from core.seams import ManualClock, Started
 from core.slots import Slots
 from core.state import load_state
 from core.tuning import FINE_WAIT, READY_EACH, READY_MAX
-
-
-async def started_keeper(vault: Path) -> Keeper:
-    keeper = Keeper(load_config(vault / "watchkeeper.toml"), acquire(vault))
-    await keeper.start()
-    return keeper
-
-
-async def until(condition: Callable[[], object], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-async def finish(keeper: Keeper, serving: asyncio.Task | None = None) -> None:
-    await keeper.stop(grace=5)
-    if serving is not None:
-        await serving
-    assert keeper.lock is not None
-    keeper.lock.release()
-
-
-def finals(vault: Path, job: str | None = None) -> list[dict]:
-    return [
-        record
-        for record in final_records(vault).values()
-        if record["status"] != "running" and (job is None or record["taskId"] == job)
-    ]
 
 
 async def test_interval_job_runs_repeatedly_with_records(make_vault) -> None:

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_keeper import finals, finish, started_keeper, until
+from conftest import finals, finish, run_cli, started_keeper, until
 
 from core import logsdir
 from core.atomic import write_atomic

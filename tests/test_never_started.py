@@ -13,8 +13,16 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import final_records, keeper_log, run_cli, wait_for
-from test_keeper import finals, finish, started_keeper, until
+from conftest import (
+    final_records,
+    finals,
+    finish,
+    keeper_log,
+    run_cli,
+    started_keeper,
+    until,
+    wait_for,
+)
 
 from core.config import load_config
 from core.keeper import Keeper

@@ -11,8 +11,7 @@ import signal
 import textwrap
 from pathlib import Path
 
-from conftest import run_cli, wait_for
-from test_keeper import finish, started_keeper, until
+from conftest import finish, run_cli, started_keeper, until, wait_for
 
 from core import control_client as control
 from core.config import load_config

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from conftest import keeper_log
-from test_keeper import finish, started_keeper
+from conftest import finish, keeper_log, started_keeper
 
 from core.config import load_config
 from core.status import vault_status

@@ -12,8 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import final_records, keeper_log, wait_for
-from test_keeper import finish, started_keeper, until
+from conftest import final_records, finish, keeper_log, started_keeper, until, wait_for
 
 from core.watchers import Supervised
 
