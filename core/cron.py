@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from core.cron_match import PlainCron
+
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
@@ -197,6 +199,7 @@ class CronSchedule:
     wildcard: bool = field(init=False, compare=False)
     has_seconds: bool = field(init=False, compare=False)
     _canonical: str = field(init=False, compare=False, repr=False)
+    _plain: PlainCron | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.expr, str):
@@ -229,11 +232,11 @@ class CronSchedule:
         object.__setattr__(self, "wildcard", minute.startswith("*") or hour.startswith("*"))
         object.__setattr__(self, "has_seconds", len(parts) == 6)
         object.__setattr__(self, "_canonical", " ".join(canonical))
-        # Plain numbers always make a valid expression with fire times (_check_possible);
-        # what only croniter can judge (L, nW, d#n) is put to it now. The rest waits for a
-        # fire time to be asked: croniter (with dateutil) costs ~45 ms to import, which
-        # `pause` or `jobs` through a keeper need not pay.
-        if any(special in self._canonical for special in "lw#"):
+        # Plain numbers always make a valid expression with fire times (_check_possible),
+        # matched by cron_match; croniter (with dateutil, ~45 ms to import) is made, and
+        # judges the expression, only for what it alone reads: L, nW and d#n.
+        object.__setattr__(self, "_plain", PlainCron.parse(self._canonical, self.has_seconds))
+        if self._plain is None:
             object.__setattr__(self, "_cron", self._croniter())
 
     def _croniter(self) -> croniter[datetime]:
@@ -276,7 +279,7 @@ class CronSchedule:
             raise ValueError(f"moment must be timezone-aware, got {moment!r}")
         # croniter keeps its position on the instance: a copy keeps calls independent,
         # and lets every job and thread share the one instance parse hands out.
-        cron = copy.copy(self._cron)
+        cron = self._plain or copy.copy(self._cron)
         local = moment.astimezone(tz)
         wall = _naive(local).replace(microsecond=0)
         slot = self._match(cron, wall, inclusive=False)
@@ -309,7 +312,9 @@ class CronSchedule:
             times.append(moment)
         return times
 
-    def _resolve(self, cron: croniter[datetime], slot: datetime, tz: ZoneInfo) -> datetime:
+    def _resolve(
+        self, cron: PlainCron | croniter[datetime], slot: datetime, tz: ZoneInfo
+    ) -> datetime:
         """Map a matching wall time onto its first real instant, per cronie's DST rules."""
         for _ in range(_MAX_GAP_SKIPS):
             if _kind(slot, tz) != _MISSING:
@@ -322,19 +327,27 @@ class CronSchedule:
             f"cron {self.expr!r}: every fire time falls into a skipped DST hour in {tz.key}"
         )
 
-    def _match(self, cron: croniter[datetime], wall: datetime, *, inclusive: bool) -> datetime:
+    def _match(
+        self, cron: PlainCron | croniter[datetime], wall: datetime, *, inclusive: bool
+    ) -> datetime:
         """First matching naive wall time after ``wall`` (or at it, when inclusive)."""
-        from croniter import CroniterBadDateError
-
         # croniter steps past its start by one unit, then rounds down to that unit.
         start = wall - _ONE_SECOND if inclusive else wall
+        if isinstance(cron, PlainCron):
+            found = cron.next_after(start)
+            if found is None:
+                raise ValueError(f"cron {self.expr!r}: no fire time within 50 years")
+            return found
+        from croniter import CroniterBadDateError
+
         try:
             return cron.get_next(datetime, start_time=start)
         except CroniterBadDateError:
             raise ValueError(f"cron {self.expr!r}: no fire time within 50 years") from None
 
 
-# Sharing is safe: a CronSchedule is frozen and next_after works on a copy of its croniter.
+# Sharing is safe: a CronSchedule is frozen and next_after works on a copy of its croniter
+# (a PlainCron keeps no position).
 # Bounded, so a vault whose expressions keep changing across reloads cannot grow it forever.
 @functools.lru_cache(maxsize=1024)
 def _parsed(expr: str) -> CronSchedule:
