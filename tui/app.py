@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import time
 from collections.abc import Iterable
@@ -33,11 +32,12 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input
 
+from core import history as hist
 from core.client import InProcessClient, KeeperClient
 from core.config import Config
 from core.locations import user_themes_dir
 from core.state import load_state, update_state
-from tui.commands import console_commands
+from tui.commands import screen_commands
 from tui.main_screen import MainScreen
 from tui.messages import MESSAGES, KeeperBridge, KeeperMessage, LogLines
 from tui.model import Model
@@ -45,11 +45,11 @@ from tui.operations import Operations
 from tui.readers import Readers
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
-from tui.screens.job_details import JobScreen
+from tui.screens.job_details import JobScreen, job_view
 from tui.screens.quit import QuitScreen, runs_are
 from tui.screens.run_output import RunOutputScreen
 from tui.screens.vault_file import VaultFileScreen
-from tui.session import KeeperSession, connect
+from tui.session import KeeperSession, connect, one_malloc_arena
 from tui.text import Clock
 from tui.themes import DEFAULT_THEME, discover, shipped_dir
 from tui.widgets.cells import palette_from
@@ -90,7 +90,7 @@ class ConsoleApp(App[int]):
         # NO_COLOR: Textual's own answer is greys (its Monochrome filter: still colour codes);
         # as an ANSI app it drops every colour instead (its NoColor filter).
         super().__init__(ansi_color=True if "NO_COLOR" in os.environ else None)
-        _one_malloc_arena()
+        one_malloc_arena()
         self.config = config
         self.session = KeeperSession(client)
         self.vault = config.vault
@@ -98,8 +98,8 @@ class ConsoleApp(App[int]):
         self.model = Model(config.vault)
         self.model.attached_pid = client.pid if client.mode == "attach" else None
         self.bridge = KeeperBridge(self)
-        self.ops = Operations(self)
         self.read = Readers(self)
+        self.ops = Operations(self, self.read)
         self.redraw_interval = redraw_interval
         self.snapshot_interval = snapshot_interval
         self.notices = list(notices)
@@ -147,7 +147,7 @@ class ConsoleApp(App[int]):
     # ---- start and stop ---------------------------------------------------------------
 
     def get_default_screen(self) -> MainScreen:
-        self.main = MainScreen(self.clock)
+        self.main = MainScreen(self.clock, self.model, self.ops)
         return self.main
 
     def on_mount(self) -> None:
@@ -394,12 +394,21 @@ class ConsoleApp(App[int]):
 
     @on(HistoryPane.Wanted)
     def _history_wanted(self, message: HistoryPane.Wanted) -> None:
-        self.read.history(message.request, message.job, message.status, message.limit)
+        pane = self.main.history_pane
+        request = message.request
+
+        def show(records: list[dict[str, Any]], full: bool) -> None:
+            pane.show_page(request, records, full)
+            self.model.dirty.add("history")
+
+        query = hist.Query(job=message.job, status=message.status, limit=message.limit)
+        self.read.history(query, show)
 
     @on(LogPane.Wanted)
     def _log_wanted(self, message: LogPane.Wanted) -> None:
         self.bridge.log_source = message.source
-        self.read.log(message.request, message.source)
+        pane, request = self.main.log_pane, message.request
+        self.read.log(message.source, lambda lines: pane.show_tail(request, lines))
 
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:
@@ -435,15 +444,7 @@ class ConsoleApp(App[int]):
     # ---- detail screens -------------------------------------------------------------------
 
     def open_job(self, name: str) -> None:
-        job = self.model.jobs.get(name)
-        view: dict[str, Any] = {}
-        if job is not None:
-            view = {
-                "paused": job.paused,
-                "last": job.last,
-                "next_run": job.next_run.isoformat() if job.next_run else None,
-                "running": [{"id": run_id} for run_id in job.running],
-            }
+        view = job_view(self.model.jobs.get(name))
         self.push_screen(
             JobScreen(name, self.config.path, self.config.jobs.get(name), view, self.clock)
         )
@@ -462,20 +463,11 @@ class ConsoleApp(App[int]):
             self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        return console_commands(self, screen)
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def _one_malloc_arena() -> None:
-    """glibc gives each allocating thread its own malloc arena and seldom returns their
-    freed memory: with the keeper's threads in this process RSS crept ~1.5 MB a minute at
-    50 runs/s while Python's heap stayed flat. Python threads allocate under the GIL, so
-    one arena costs no contention. Not glibc (macOS): nothing to do."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is not None:
-        mallopt(M_ARENA_MAX, 1)
-
+        if isinstance(screen, MainScreen):
+            yield from screen_commands(screen)
+        yield SystemCommand("Theme", "The console's colours (kept in state.toml)", self.pick_theme)
+        yield SystemCommand("Help", "Every key on one screen (?)", self.action_help)
+        yield SystemCommand("Quit", "Quit; asks first if runs are in flight (q)", self.action_quit)
 
 def make_app(config: Config, client: KeeperClient | None = None, **options: Any) -> ConsoleApp:
     """The console for `config`'s vault. Without a client it takes the vault's lock

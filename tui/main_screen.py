@@ -10,13 +10,15 @@ and the pane numbers agree: 1 Jobs, 2 Vault, 3 History, 4 Log, 5 Quota.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 
+from tui.model import Model
+from tui.operations import Operations
 from tui.text import Clock
 from tui.widgets.footer import QuietFooter
 from tui.widgets.header import HeaderBar
@@ -26,9 +28,6 @@ from tui.widgets.log_pane import LogPane
 from tui.widgets.pane import Pane
 from tui.widgets.quota_pane import QuotaPane
 from tui.widgets.vault_pane import VaultPane
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleApp
 
 PANE_ORDER = ("jobs-pane", "vault-pane", "history-pane", "log-pane", "quota-pane")
 FAILED = ("failure", "timeout", "interrupted")
@@ -69,8 +68,10 @@ class MainScreen(Screen[None]):
     ]
     ALLOW_IN_MAXIMIZED_VIEW = "#header, Footer"
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, model: Model, ops: Operations) -> None:
         super().__init__()
+        self.model = model
+        self.ops = ops
         self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
         # Kept, not queried: the app reaches them ten times a second, and a query fails
@@ -81,10 +82,6 @@ class MainScreen(Screen[None]):
         self.history_pane = HistoryPane()
         self.log_pane = LogPane(clock)
         self.quota_pane = QuotaPane()
-
-    @property
-    def console(self) -> ConsoleApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield self.header
@@ -127,7 +124,7 @@ class MainScreen(Screen[None]):
             if record is not None and record.get("status") == "running":
                 return record["id"], record["taskId"]
         name = self.selected_job()
-        job = self.console.model.jobs.get(name) if name else None
+        job = self.model.jobs.get(name) if name else None
         if job is None or not job.running:
             return None
         run_id = min(job.running, key=lambda key: job.running[key])
@@ -139,45 +136,43 @@ class MainScreen(Screen[None]):
         if isinstance(self.focused_pane(), HistoryPane):
             return self.history_pane.selected()
         name = self.jobs_pane.selected
-        job = self.console.model.jobs.get(name) if name else None
+        job = self.model.jobs.get(name) if name else None
         return job.last if job is not None else None
 
     # ---- keys that act on the keeper -------------------------------------------------
 
     def action_run_job(self) -> None:
-        self.console.ops.run_job(self.selected_job())
+        self.ops.run_job(self.selected_job())
 
     def action_pause_job(self) -> None:
-        self.console.ops.toggle_pause(self.selected_job())
+        self.ops.toggle_pause(self.selected_job())
 
     def action_pause_all(self) -> None:
-        self.console.ops.toggle_pause_all()
+        self.ops.toggle_pause_all()
 
     def action_cancel_run(self) -> None:
-        self.console.ops.cancel_run(self.selected_run())
+        self.ops.cancel_run(self.selected_run())
 
     def action_retry(self) -> None:
-        self.console.ops.retry(self.selected_record())
+        self.ops.retry(self.selected_record())
 
     def action_edit(self) -> None:
         pane = self.focused_pane()
-        relative = self.vault_pane.selected_file() if isinstance(pane, VaultPane) else None
-        app = self.console
-        app.ops.edit(app.vault / relative if relative else app.config.path)
+        self.ops.edit(self.vault_pane.selected_file() if isinstance(pane, VaultPane) else None)
 
     # ---- keys that change the view ---------------------------------------------------
 
     def action_details(self) -> None:
+        # Asked of the app as the panes ask it (their messages bubble up to it).
         pane = self.focused_pane()
-        app = self.console
         if isinstance(pane, JobsPane) and pane.selected:
-            app.open_job(pane.selected)
+            pane.post_message(JobsPane.Details(pane.selected))
         elif isinstance(pane, HistoryPane) and pane.selected():
-            app.open_run(dict(pane.selected() or {}))
+            pane.post_message(HistoryPane.Details(dict(pane.selected() or {})))
         elif isinstance(pane, VaultPane):
             relative = pane.selected_file()
             if relative:
-                app.open_file(relative)
+                pane.post_message(VaultPane.Details(relative))
         elif isinstance(pane, LogPane):
             self.action_log_source()
 

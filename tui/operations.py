@@ -9,17 +9,16 @@ import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import SuspendNotSupported
 
 from core.resume import ResumePlan
+from tui.host import ConsoleHost
+from tui.readers import Readers
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.resume import ResumeScreen
 from tui.screens.vault_file import VaultFileScreen
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleApp
 
 FAILED = ("failure", "timeout", "interrupted")
 
@@ -33,8 +32,9 @@ def editor_command(path: Path) -> list[str] | None:
 
 
 class Operations:
-    def __init__(self, app: ConsoleApp) -> None:
+    def __init__(self, app: ConsoleHost, read: Readers) -> None:
         self.app = app
+        self.read = read
 
     def run_job(self, job: str | None) -> None:
         if job is None:
@@ -86,9 +86,10 @@ class Operations:
             return
         self._call(f"retry {job}", self.app.client.run_now, job)
 
-    def edit(self, path: Path) -> None:
-        """Open `path` in the operator's editor, the console set aside meanwhile; read
-        it again after."""
+    def edit(self, relative: str | None) -> None:
+        """Open a vault file (`relative`, else the config) in the operator's editor, the
+        console set aside meanwhile; read it again after."""
+        path = self.app.vault / relative if relative else self.app.config.path
         command = editor_command(path)
         if command is None:
             self.app.notify("set $EDITOR (or $VISUAL) to edit from the console", severity="warning")
@@ -108,9 +109,9 @@ class Operations:
     def edited(self, path: Path) -> None:
         """A file came back from the editor: show what it holds now."""
         if path == self.app.config.path:
-            self.app.read.config()
+            self.read.config()
         else:
-            self.app.read.vault()
+            self.read.vault()
         if isinstance(self.app.screen, VaultFileScreen):
             self.app.screen.reread()
 

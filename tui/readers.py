@@ -5,27 +5,26 @@ log tails and the config. Each hands its result back on the app's thread."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core import history as hist
 from core.config import ConfigError, load_config
 from core.quota import started as run_counted
 from core.tail import last_lines
 from core.vault import summarize_all
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleApp
+from tui.host import ConsoleHost
 
 LOG_TAIL = 500
 
 
 class Readers:
-    def __init__(self, app: ConsoleApp) -> None:
+    def __init__(self, app: ConsoleHost) -> None:
         self.app = app
 
-    def _worker(self, function: Any, group: str, exclusive: bool = True) -> None:
+    def _worker(self, function: Callable[[], None], group: str, exclusive: bool = True) -> None:
         self.app.run_worker(
             function, thread=True, group=group, exclusive=exclusive, exit_on_error=False
         )
@@ -79,27 +78,27 @@ class Readers:
 
         self._worker(read, "starts", exclusive=False)
 
-    def history(self, request: int, job: str | None, status: str | None, limit: int) -> None:
+    def history(
+        self,
+        query: hist.Query,
+        deliver: Callable[[list[dict[str, Any]], bool], None],
+    ) -> None:
+        """A page of runs, newest first, and whether it came back full (more may exist)."""
         app = self.app
 
         def read() -> None:
-            result = app.client.history(hist.Query(job=job, status=status, limit=limit))
-            records = [record.to_json() for record in result.records]
-            app.call_from_thread(show, records, len(records) >= limit)
-
-        def show(records: list[dict[str, Any]], full: bool) -> None:
-            app.main.history_pane.show_page(request, records, full)
-            app.model.dirty.add("history")
+            records = [record.to_json() for record in app.client.history(query).records]
+            app.call_from_thread(deliver, records, len(records) >= query.limit)
 
         self._worker(read, "history")
 
-    def log(self, request: int, source: str) -> None:
+    def log(self, source: str, deliver: Callable[[list[str]], None]) -> None:
+        """The last lines of the keeper's log, or of a job's."""
         app = self.app
         path = self.log_path(source)
 
         def read() -> None:
-            lines = last_lines(path, LOG_TAIL)
-            app.call_from_thread(app.main.log_pane.show_tail, request, lines)
+            app.call_from_thread(deliver, last_lines(path, LOG_TAIL))
 
         self._worker(read, "log")
 

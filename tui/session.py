@@ -7,6 +7,7 @@ from thread workers, never on its own thread.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from core.lock import LockHeld, acquire, holder
 START_WAIT = 60.0
 TAKEOVER_WAIT = 10.0
 ATTACH_WAIT = 3.0
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
 def connect(config: Config) -> KeeperClient:
@@ -115,3 +117,14 @@ class KeeperSession:
         self.closed = self._closing = self.started = False
         self._close_done.clear()
         self.begin()
+
+
+
+def one_malloc_arena() -> None:
+    """glibc gives each allocating thread its own malloc arena and seldom returns their
+    freed memory: with the keeper's threads in this process RSS crept ~1.5 MB a minute at
+    50 runs/s while Python's heap stayed flat. Python threads allocate under the GIL, so
+    one arena costs no contention. Not glibc (macOS): nothing to do."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, 1)

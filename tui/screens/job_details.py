@@ -17,6 +17,7 @@ from core.firetimes import FireTime
 from core.firetimes import fire_times as next_fire_times
 from core.history import status_label
 from core.units import format_duration
+from tui.model import JobRow
 from tui.screens.details import DetailScreen, Scroll
 from tui.text import Clock, parse_time
 
@@ -28,6 +29,18 @@ def fire_times(
 ) -> list[FireTime]:
     """The next `count` slots of a job, as `watchkeeper describe` lists them."""
     return next_fire_times(job, view, clock.now(), clock.tz, count)  # type: ignore[arg-type]
+
+
+def job_view(job: JobRow | None) -> dict[str, Any]:
+    """What the keeper last told of a job, as the screen shows it."""
+    if job is None:
+        return {}
+    return {
+        "paused": job.paused,
+        "last": job.last,
+        "next_run": job.next_run.isoformat() if job.next_run else None,
+        "running": [{"id": run_id} for run_id in job.running],
+    }
 
 
 class JobScreen(DetailScreen):
