@@ -231,10 +231,12 @@ class SocketClient:
             return self._commands.request(op, **args)
 
     def snapshot(self) -> dict[str, Any]:
-        return self._request("status")["status"]
+        status: dict[str, Any] = self._request("status")["status"]
+        return status
 
     def run_now(self, job: str) -> str:
-        return self._request("run", job=job)["run_id"]
+        run_id: str = self._request("run", job=job)["run_id"]
+        return run_id
 
     def pause(self, job: str | None = None) -> None:
         self._request("pause", job=job)

@@ -116,13 +116,13 @@ class Slot:
     """One connection's place: waiting for a request (idle), answering one (busy), or
     streaming events (subscribed)."""
 
-    def __init__(self, task: asyncio.Task, reader: asyncio.StreamReader) -> None:
+    def __init__(self, task: asyncio.Task[None], reader: asyncio.StreamReader) -> None:
         self.task = task
         self.reader = reader
         self.state: State = "idle"
         self.since = time.monotonic()
         self.evicted = False
-        self.watch: asyncio.Task | None = None
+        self.watch: asyncio.Task[None] | None = None
 
     def waiting(self) -> None:
         self.state, self.since = "idle", time.monotonic()
@@ -140,8 +140,8 @@ class Connections:
     def __init__(self, limits: Limits, respond: Respond) -> None:
         self.limits = limits
         self._respond = respond
-        self._slots: dict[asyncio.Task, Slot] = {}
-        self._leaving: set[asyncio.Task] = set()  # evicted, telling their client why
+        self._slots: dict[asyncio.Task[None], Slot] = {}
+        self._leaving: set[asyncio.Task[None]] = set()  # evicted, telling their client why
         self._closing = False
 
     def __len__(self) -> int:
@@ -165,7 +165,7 @@ class Connections:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _admit(self, task: asyncio.Task, reader: asyncio.StreamReader) -> Slot | None:
+    def _admit(self, task: asyncio.Task[None], reader: asyncio.StreamReader) -> Slot | None:
         """A place for a new connection, evicting the longest idle one when full (its
         task is cancelled, and finds `evicted` set); None when none is idle."""
         if len(self._slots) >= self.limits.connections:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from core.names import json_text
 
@@ -82,7 +82,7 @@ class RunRecord:
         """When this line was written: the end for a final line, the start for a running one."""
         return self.completed_at or self.started_at
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         # Field order is part of the format: readers may find fields by position.
         return {
             "id": self.id,
@@ -109,7 +109,7 @@ class RunRecord:
         return ((json_text(text) if self.files else text) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: dict) -> RunRecord:
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
         return cls(
             id=data["id"],
             job=data["taskId"],

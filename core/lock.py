@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from core import logsdir
 from core.logsdir import LogsAccessError
@@ -21,7 +22,7 @@ PROBE_PATIENCE = 0.2
 class LockHeld(Exception):
     """Another live keeper holds the vault; `holder` is what it wrote into the lock file."""
 
-    def __init__(self, path: Path, holder: dict) -> None:
+    def __init__(self, path: Path, holder: dict[str, Any]) -> None:
         self.path = path
         self.holder = holder
         pid = holder.get("pid", "?")
@@ -33,7 +34,7 @@ class LockHeld(Exception):
 class VaultLock:
     path: Path
     fd: int
-    previous: dict
+    previous: dict[str, Any]
     """What the lock file said before we took it: the last keeper, possibly a dead one."""
 
     def release(self) -> None:
@@ -57,7 +58,7 @@ def lock_path(vault: Path) -> Path:
     return vault / "Logs" / LOCK_NAME
 
 
-def _read(fd: int) -> dict:
+def _read(fd: int) -> dict[str, Any]:
     os.lseek(fd, 0, os.SEEK_SET)
     raw = os.read(fd, 4096)
     try:
@@ -110,7 +111,7 @@ def _take(path: Path, fd: int) -> VaultLock:
     return VaultLock(path, fd, previous)
 
 
-def holder(vault: Path) -> dict | None:
+def holder(vault: Path) -> dict[str, Any] | None:
     """The live keeper's lock record, or None when no keeper holds the vault.
 
     Read-only: a user who may read Logs/ but not write it (a group let in by log_mode)

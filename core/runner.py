@@ -60,7 +60,7 @@ def _end_group(pgid: int, sig: int) -> None:
 
 @dataclass
 class Spawned:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     read_end: int | None  # non-blocking; None once read to its end ahead of the loop
     started_mono: float
     early_output: bytes = b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -29,7 +30,7 @@ Remove [jobs.sample-notes] from watchkeeper.toml when the vault is yours.
 """
 
 # Each section: the comment block above it, then its data (written by tomli-w).
-SECTIONS: list[tuple[str, dict]] = [
+SECTIONS: list[tuple[str, dict[str, Any]]] = [
     (
         "# watchkeeper.toml: the keeper's jobs for this vault.\n"
         "# Durations: 500ms, 30s, 5m, 1h30m, 2d. Sizes: 512KB, 5MB, 1GB.\n"

@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core import logsdir
 from core.logsdir import LogsAccessError
@@ -49,7 +50,7 @@ def load_state(vault: Path) -> RuntimeState:
 def save_state(vault: Path, state: RuntimeState) -> None:
     """Atomic: a crash mid-write leaves the previous state, never half a file.
     LogsAccessError when it cannot be written."""
-    data: dict = {"paused": state.paused, "paused_jobs": sorted(state.paused_jobs)}
+    data: dict[str, Any] = {"paused": state.paused, "paused_jobs": sorted(state.paused_jobs)}
     if state.theme:
         data["theme"] = state.theme
     path = state_path(vault)
