@@ -29,7 +29,7 @@ from core.events import EventBus
 from core.faults import described
 from core.firing import Firing
 from core.handover import Handover
-from core.history import RunRecord, utc_now
+from core.history import RunRecord
 from core.jobtable import JobTable, job_limits
 from core.lock import VaultLock
 from core.logs import KeeperLog
@@ -41,7 +41,7 @@ from core.resume import ResumePlan, plan_resume
 from core.runner import LocalExecutor
 from core.runs import Runs
 from core.runtime import ActiveRun, JobRuntime, StartRequest, UnknownJob
-from core.seams import Clock, Executor, Store, SystemClock
+from core.seams import Clock, Executor, Store, SystemClock, utc
 from core.slots import Slots
 from core.state import RuntimeState
 from core.status import last_runs
@@ -97,7 +97,7 @@ class Keeper:
         self.firing = Firing(self, self.slots, self.runs)
         self.views = Views(self)
         self.active: dict[str, ActiveRun] = self.runs.active
-        self.started_at, self.started_mono = utc_now(), self.clock.monotonic()
+        self.started_at, self.started_mono = utc(self.clock), self.clock.monotonic()
         self.stopping = False
         self.day = DayCounts(self.clock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,13 +114,15 @@ class Keeper:
         self.store.attach(self._loop)
         previous = self.lock.previous if self.lock else {}
         keeper = self.config.keeper
-        interrupted = await close_interrupted(self.store, previous, keeper.kill_grace, self.log)
+        interrupted = await close_interrupted(
+            self.store, previous, keeper.kill_grace, self.log, self.clock
+        )
         now = self.clock.time()
         self.quota.rebuild(self.store.starts_since(now - WINDOW), now)
         self.outputs.read_history()
         last = self._load_recent()
         self.table.lay_out()
-        pruned = self.store.prune(keeper.history_retention_days, utc_now().date())
+        pruned = self.store.prune(keeper.history_retention_days, utc(self.clock).date())
         if pruned:
             self.log.info(f"history retention removed {len(pruned)} old segment(s)")
         self.log.info(

@@ -8,22 +8,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import history as hist
-from core.history import RunRecord, utc_now
+from core.history import RunRecord
 from core.logs import KeeperLog
 from core.processes import end_leftovers
 from core.runtime import JobRuntime
-from core.seams import Store
+from core.seams import Clock, Store, utc
 from core.slots import Slots
 from core.state import RuntimeState
 
 
 async def close_interrupted(
-    store: Store, previous: dict[str, Any], kill_grace: float, log: KeeperLog
+    store: Store, previous: dict[str, Any], kill_grace: float, log: KeeperLog, clock: Clock
 ) -> list[RunRecord]:
     """Runs still `running` in the history since the previous keeper (as its lock file
     `previous` tells) started: their leftover processes ended, each closed
     `interrupted`. Returns them."""
-    since = utc_now() - timedelta(days=2)
+    since = utc(clock) - timedelta(days=2)
     started = previous.get("started_at")
     if isinstance(started, str):
         with contextlib.suppress(ValueError):
@@ -35,7 +35,7 @@ async def close_interrupted(
     holder = f"keeper pid {previous['pid']}" if "pid" in previous else "the previous keeper"
     for record in open_runs:
         record.status = "interrupted"
-        record.completed_at = utc_now()
+        record.completed_at = utc(clock)
         record.duration_ms = hist.elapsed_ms(
             (record.completed_at - record.started_at).total_seconds()
         )

@@ -32,14 +32,14 @@ from core.config import JobConfig
 from core.environment import EnvFileError, Masker, inside_vault, job_environment, secret_values
 from core.faults import described
 from core.handover import files_env
-from core.history import RunRecord, utc_now
+from core.history import RunRecord
 from core.hooks import Hooks
 from core.host import Host
 from core.logs import RotatingFile
 from core.output import OutputSink
 from core.runner import RunOutcome, RunSpec
 from core.runtime import ActiveRun, JobRuntime, StartRequest
-from core.seams import Executor, Started
+from core.seams import Executor, Started, utc
 from core.units import format_duration
 
 RunWatch = asyncio.Future[dict[str, Any]]
@@ -176,7 +176,7 @@ class Runs:
             host.handover.carry(job.name, request.files, request.run_id)
         if not self._admit(runtime, request):
             return
-        started_at = utc_now()
+        started_at = utc(host.clock)
         if self._ahead and request.due_wall is not None:
             # Spawned at its slot, a moment from now: the record says so, and never that
             # the run started before its slot.
@@ -322,7 +322,7 @@ class Runs:
     ) -> None:
         host = self.host
         record.status, record.error, record.exit_code = "failure", error, exit_code
-        record.completed_at = utc_now()
+        record.completed_at = utc(host.clock)
         record.duration_ms = 0
         host.history.append(record)
         host.log.error(f"run {record.id} of {record.job}: {error}")
@@ -336,7 +336,7 @@ class Runs:
         host = self.host
         for observe in self.on_never_started:
             observe(request, status, reason)
-        now = utc_now()
+        now = utc(host.clock)
         started_at = now
         if request.due_wall is not None:
             started_at = datetime.fromtimestamp(request.due_wall, UTC)
@@ -363,7 +363,7 @@ class Runs:
         record.exit_code = outcome.exit_code
         record.error = outcome.error
         record.duration_ms = outcome.duration_ms
-        record.completed_at = utc_now()
+        record.completed_at = utc(host.clock)
         host.history.append(record)
         active.sink.close(
             lambda: (

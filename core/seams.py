@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +39,11 @@ class Clock(Protocol):
     def sleep_until(self, monotonic: float) -> None:
         """Block until monotonic() >= `monotonic`, as precisely as the system allows."""
         ...
+
+
+def utc(clock: Clock) -> datetime:
+    """The clock's wall time as an aware UTC datetime, as records carry it."""
+    return datetime.fromtimestamp(clock.time(), UTC)
 
 
 class SystemClock:
