@@ -12,6 +12,7 @@ from core.history import RunRecord
 from core.host import Host
 from core.output import OutputSink
 from core.runner import RunOutcome, RunSpec
+from core.runprep import argv
 from core.runtime import JobRuntime
 from core.seams import Executor, RunHandle
 
@@ -37,7 +38,7 @@ class Hooks:
         sink = OutputSink(runtime.log, f"{record.id} {which}", masker, host.tz)
         spec = RunSpec(
             f"{record.id}-{which}",
-            ["/bin/sh", "-c", hook] if isinstance(hook, str) else list(hook),
+            argv(hook),
             {**env, "WATCHKEEPER_STATUS": record.status},
             host.vault,
             tuning.HOOK_TIMEOUT,

@@ -19,7 +19,6 @@ instead of patching these methods.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -29,24 +28,20 @@ from typing import Any
 from core import tuning
 from core.admission import decide
 from core.config import JobConfig
-from core.environment import EnvFileError, Masker, inside_vault, job_environment, secret_values
+from core.environment import EnvFileError, Masker, inside_vault
 from core.faults import described
-from core.handover import files_env
 from core.history import RunRecord
 from core.hooks import Hooks
 from core.host import Host
 from core.logs import RotatingFile
 from core.output import OutputSink
 from core.runner import RunOutcome, RunSpec
+from core.runprep import argv, run_env, run_record
 from core.runtime import ActiveRun, JobRuntime, StartRequest
 from core.seams import Executor, Started, utc
 from core.units import format_duration
 
 RunWatch = asyncio.Future[dict[str, Any]]
-
-
-def argv(command: tuple[str, ...] | str) -> list[str]:
-    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
 
 
 def backoff(job: JobConfig, attempt: int) -> float:
@@ -181,14 +176,14 @@ class Runs:
             # Spawned at its slot, a moment from now: the record says so, and never that
             # the run started before its slot.
             started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
-        record = self._record(request, started_at)
+        record = run_record(request, started_at, host.config, host.vault, host.host)
         host.outputs.recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
         host.history.append(record)
         try:
             cwd = inside_vault(host.vault, job.cwd, "cwd") if job.cwd else host.vault
-            env, masker = self._run_env(runtime, request)
+            env, masker = run_env(runtime, request, host.vault)
         except (EnvFileError, ValueError) as error:
             self._failed_unstarted(runtime, request, record, str(error), 126)
             return
@@ -208,40 +203,6 @@ class Runs:
         elif len(self._to_spawn) == 1:
             assert self.loop is not None
             self.loop.call_soon(self.spawn)
-
-    def _run_env(self, runtime: JobRuntime, request: StartRequest) -> tuple[dict[str, str], Masker]:
-        host = self.host
-        env, masker = runtime.base_env, runtime.masker
-        if runtime.config.env_file:
-            # Read at every run so an edited env_file applies without a reload.
-            env = job_environment(runtime.config, host.vault, os.environ)
-            masker = Masker(secret_values(env, runtime.config.secret_env))
-        env = {
-            **env,
-            "WATCHKEEPER_VAULT": str(host.vault),
-            "WATCHKEEPER_JOB": request.job,
-            "WATCHKEEPER_RUN_ID": request.run_id,
-            "WATCHKEEPER_TRIGGER": request.trigger,
-        }
-        if request.files:
-            env.update(files_env(request.files))
-        return env, masker
-
-    def _record(self, request: StartRequest, started_at: datetime) -> RunRecord:
-        host = self.host
-        job = host.config.jobs.get(request.job)
-        return RunRecord(
-            id=request.run_id,
-            job=request.job,
-            project=host.vault.name,
-            started_at=started_at,
-            status="running",
-            trigger=request.trigger,
-            host=host.host,
-            cron=job.cron if job is not None else None,
-            attempt=request.attempt,
-            files=list(request.files),
-        )
 
     # ---- spawn -----------------------------------------------------------------------
 
@@ -340,7 +301,7 @@ class Runs:
         started_at = now
         if request.due_wall is not None:
             started_at = datetime.fromtimestamp(request.due_wall, UTC)
-        record = self._record(request, started_at)
+        record = run_record(request, started_at, host.config, host.vault, host.host)
         record.status, record.completed_at, record.duration_ms, record.error = (
             status,
             max(now, started_at),

@@ -1,0 +1,58 @@
+"""What a run is made of before it starts: its argv, its environment (and the masker
+for its secrets), and its history record."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from core.config import Command, Config
+from core.environment import Masker, job_environment, secret_values
+from core.handover import files_env
+from core.history import RunRecord
+from core.runtime import JobRuntime, StartRequest
+
+
+def argv(command: Command) -> list[str]:
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+def run_env(
+    runtime: JobRuntime, request: StartRequest, vault: Path
+) -> tuple[dict[str, str], Masker]:
+    """Raises EnvFileError for an env_file that cannot be read as one."""
+    env, masker = runtime.base_env, runtime.masker
+    if runtime.config.env_file:
+        # Read at every run so an edited env_file applies without a reload.
+        env = job_environment(runtime.config, vault, os.environ)
+        masker = Masker(secret_values(env, runtime.config.secret_env))
+    env = {
+        **env,
+        "WATCHKEEPER_VAULT": str(vault),
+        "WATCHKEEPER_JOB": request.job,
+        "WATCHKEEPER_RUN_ID": request.run_id,
+        "WATCHKEEPER_TRIGGER": request.trigger,
+    }
+    if request.files:
+        env.update(files_env(request.files))
+    return env, masker
+
+
+def run_record(
+    request: StartRequest, started_at: datetime, config: Config, vault: Path, host: str
+) -> RunRecord:
+    """Its `running` record; a run that never starts gets one too, closed at once."""
+    job = config.jobs.get(request.job)
+    return RunRecord(
+        id=request.run_id,
+        job=request.job,
+        project=vault.name,
+        started_at=started_at,
+        status="running",
+        trigger=request.trigger,
+        host=host,
+        cron=job.cron if job is not None else None,
+        attempt=request.attempt,
+        files=list(request.files),
+    )
