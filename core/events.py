@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,3 +86,11 @@ class EventBus:
         event = Event(kind, data)
         for subscription in self._subscribers:
             subscription.offer(event)
+
+    def lines_of(self, source: str) -> Callable[[str], None]:
+        """A publisher of `log_line` events from `source` (a job's output lines)."""
+
+        def publish(line: str) -> None:
+            self.publish("log_line", source=source, line=line)
+
+        return publish

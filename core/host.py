@@ -4,13 +4,12 @@ for: a Protocol, so the parts import no keeper and a test may bring its own."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from core.config import Config
 from core.events import EventBus
 from core.handover import Handover
-from core.history import RunRecord
 from core.logs import KeeperLog
 from core.quota import Quota
 from core.runtime import JobRuntime, StartRequest
@@ -18,7 +17,6 @@ from core.seams import Clock, History, Store
 from core.state import RuntimeState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from core.outputs import Outputs
 
@@ -62,8 +60,6 @@ class Host(Protocol):
     def submit(self, request: StartRequest) -> str: ...
     def wake(self) -> None: ...
     def files_ready(self, job: str) -> None: ...
-    def job_line(self, job: str) -> Callable[[str], None]: ...
-    def publish_run(self, kind: str, record: RunRecord, **extra: Any) -> None: ...
     def publish_job(self, runtime: JobRuntime) -> None: ...
     def advance_chains(self, succeeded: str, wave: str) -> None: ...
     def count_today(self, status: str) -> None: ...

@@ -364,17 +364,6 @@ class Keeper:
     def count_today(self, status: str) -> None:
         self.day.count(status, self.tz)
 
-    def job_line(self, job: str) -> Callable[[str], None]:
-        def publish(line: str) -> None:
-            self.bus.publish("log_line", source=job, line=line)
-
-        return publish
-
-    def publish_run(self, kind: str, record: RunRecord, **extra: Any) -> None:
-        # Two of these a run: a busy headless keeper skips the stamps and dicts nobody reads.
-        if self.bus.has_subscribers:
-            self.bus.publish(kind, **record.to_json(), **extra)
-
     def publish_job(self, runtime: JobRuntime) -> None:
         self.bus.publish("job_state", **self.job_view(runtime))
 

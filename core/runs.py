@@ -187,7 +187,7 @@ class Runs:
         except (EnvFileError, ValueError) as error:
             self._failed_unstarted(runtime, request, record, str(error), 126)
             return
-        sink = OutputSink(runtime.log, request.run_id, masker, host.tz, host.job_line(job.name))
+        sink = OutputSink(runtime.log, request.run_id, masker, host.tz, host.bus.lines_of(job.name))
         spec = RunSpec(
             request.run_id, argv(job.command), env, cwd, job.timeout, host.config.keeper.kill_grace
         )
@@ -264,8 +264,13 @@ class Runs:
         if request.due_mono is not None:
             lateness_ms = (run.started_mono - request.due_mono) * 1000
         host.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
-        host.publish_run("run_started", record, pid=run.pid, lateness_ms=lateness_ms)
+        self._publish("run_started", record, pid=run.pid, lateness_ms=lateness_ms)
         run.done.add_done_callback(lambda finished: self._ended(active, finished.result()))
+
+    def _publish(self, kind: str, record: RunRecord, **extra: Any) -> None:
+        # Two of these a run: a busy headless keeper skips the stamps and dicts nobody reads.
+        if self.host.bus.has_subscribers:
+            self.host.bus.publish(kind, **record.to_json(), **extra)
 
     def _forget(self, active: ActiveRun) -> None:
         self.active.pop(active.record.id, None)
@@ -411,7 +416,7 @@ class Runs:
             runtime.last = record
         host.count_today(record.status)
         host.outputs.ended(record, ran)
-        host.publish_run("run_finished", record)
+        self._publish("run_finished", record)
         for finished in self.watchers.pop(record.id, ()):
             if not finished.done():
                 finished.set_result(record.to_json())
