@@ -75,6 +75,9 @@ SECTIONS: list[tuple[str, dict[str, Any]]] = [
                     "description": "Write a plan into Plans for each Needs_Action note",
                     "command": "python3 scripts/task_planner.py",
                     "after": ["vault-watcher"],
+                    # A note handed over while a plan is being written is planned next,
+                    # not skipped.
+                    "overlap": "queue",
                     "timeout": "1m",
                     "retries": 2,
                     "retry_delay": "10s",
