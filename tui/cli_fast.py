@@ -67,7 +67,9 @@ class Unsure(Exception):
     """Not plainly one of the quick commands: typer decides."""
 
 
-def _parse(args: list[str], grammar: Grammar, command_follows: bool) -> tuple[dict, list[str]]:
+def _parse(
+    args: list[str], grammar: Grammar, command_follows: bool
+) -> tuple[dict[str, Any], list[str]]:
     """Options and arguments of one level of the command line, and what is left after
     the command name when `command_follows` (click stops at it, as here)."""
     found: dict[str, Any] = {}
@@ -76,9 +78,9 @@ def _parse(args: list[str], grammar: Grammar, command_follows: bool) -> tuple[di
     rest = list(args)
     while rest:
         arg = rest.pop(0)
-        if not arg.startswith("-") or arg == "-":
-            if arg == "-":
-                raise Unsure(arg)
+        if arg == "-":
+            raise Unsure(arg)  # stdin, to click: no quick command takes it
+        if not arg.startswith("-"):
             if command_follows:
                 return found, [arg, *rest]
             positional.append(arg)
