@@ -188,40 +188,21 @@ def test_cli_modules_import_only_the_shared_helpers_never_each_other() -> None:
 
 # ---- import circles -------------------------------------------------------------------
 
-# Type-only imports back into a module that imports the importer (under TYPE_CHECKING, so
-# no circle at run time). The keeper and console splits (issue 15) cut the last of them;
-# one listed here must still exist: strike it when its circle is gone.
-KNOWN_TYPE_ONLY_CIRCLES: set[tuple[str, str]] = set()
 
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    while node in parents:
-        node = parents[node]
-        if isinstance(node, ast.If) and ast.unparse(node.test) in (
-            "TYPE_CHECKING",
-            "typing.TYPE_CHECKING",
-        ):
-            return True
-    return False
-
-
-def import_graph(packages: tuple[str, ...]) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
-    """Every import between modules of `packages`, wherever it stands (top level, in a
-    function, under TYPE_CHECKING): module -> modules it imports; and the edges that are
-    type-only."""
-    paths = {_module_name(path): path for pkg in packages for path in (ROOT / pkg).rglob("*.py")}
+def import_graph(packages: tuple[str, ...], root: Path = ROOT) -> dict[str, set[str]]:
+    """Every import between modules of `packages` (folders in `root`), wherever it stands
+    (top level, in a function, under TYPE_CHECKING): module -> the modules it imports."""
+    paths = {
+        _module_name(path, root): path for pkg in packages for path in (root / pkg).rglob("*.py")
+    }
     graph: dict[str, set[str]] = {name: set() for name in paths}
-    type_only: set[tuple[str, str]] = set()
     for name, path in paths.items():
-        tree = ast.parse(path.read_text(), str(path))
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        runtime: set[str] = set()
-        for node in ast.walk(tree):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -230,12 +211,8 @@ def import_graph(packages: tuple[str, ...]) -> tuple[dict[str, set[str]], set[tu
                 targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
             else:
                 continue
-            found = {target for target in targets if target in paths and target != name}
-            graph[name] |= found
-            if not _under_type_checking(node, parents):
-                runtime |= found
-        type_only |= {(name, target) for target in graph[name] - runtime}
-    return graph, type_only
+            graph[name] |= {target for target in targets if target in paths and target != name}
+    return graph
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -270,26 +247,29 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_circles_finds_a_circle_through_a_function_level_import() -> None:
-    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+def test_a_circle_through_a_function_level_or_type_only_import_is_found(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from pkg import b\n")
+    (package / "b.py").write_text("from pkg.c import g\n")
+    (package / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import f\n"
+    )
+    (package / "d.py").write_text("import pkg.a\n")
+    graph = import_graph(("pkg",), tmp_path)
+    assert graph["pkg.a"] == {"pkg", "pkg.b"} and graph["pkg.c"] == {"pkg.a"}
+    assert circles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_import_circles_in_core_or_tui() -> None:
-    """Walks every import of core/ and tui/ (top level and inside functions): none closes
-    a circle at run time, and none does even for the type checker but the known ones."""
-    graph, type_only = import_graph(("core", "tui"))
-    runtime = {
-        name: {target for target in targets if (name, target) not in type_only}
-        for name, targets in graph.items()
-    }
-    assert circles(runtime) == []
-    assert type_only >= KNOWN_TYPE_ONLY_CIRCLES, "a known circle is gone: strike it from the list"
-    allowed = {
-        name: {t for t in targets if (name, t) not in KNOWN_TYPE_ONLY_CIRCLES}
-        for name, targets in graph.items()
-    }
-    assert circles(allowed) == []
+    """Walks every import of core/ and tui/, wherever it stands (top level, in a function,
+    under TYPE_CHECKING): none closes a circle, not even for the type checker."""
+    graph = import_graph(("core", "tui"))
+    assert circles(graph) == []
     # The control socket stands apart from the keeper: the keeper may use the protocol's
     # shapes, never the server, client or connections; those never import the keeper.
     assert not graph["core.keeper"] & {
