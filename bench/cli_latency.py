@@ -14,7 +14,9 @@ Rounds interleave the commands (round i runs each once), so a box that gets busi
 midway weighs on all of them alike; loadavg before and after is in the output. The
 children may write bytecode (into a temp dir, PYTHONPYCACHEPREFIX), as an installed
 watchkeeper's modules have theirs: what is measured is a user's call, not a compile.
-`pause`/`resume` alternate, so each one changes the state.
+`pause`/`resume` alternate, so each one changes the state. Each figure also has the
+median CPU time of the child (user + system), which a box busy with other work stretches
+far less than the wall time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -62,11 +65,15 @@ def nearest_rank(values: list[float], percent: int) -> float:
     return ordered[max(math.ceil(percent * len(ordered) / 100), 1) - 1]
 
 
-def summary(times: list[float], baseline: float | None = None) -> dict[str, float]:
+def summary(
+    times: list[float], cpu: list[float], baseline: float | None = None
+) -> dict[str, float]:
     median = statistics.median(times)
     result = {"median_ms": round(median, 1), "p90_ms": round(nearest_rank(times, 90), 1)}
     if baseline is not None:
         result["over_python_ms"] = round(median - baseline, 1)
+    # The child's own CPU time (user + system): what a busy box does not stretch.
+    result["cpu_median_ms"] = round(statistics.median(cpu), 1)
     return result
 
 
@@ -80,11 +87,18 @@ class Runner:
             if key not in ("WATCHKEEPER_VAULT", "PYTHONDONTWRITEBYTECODE")
         }
         self.env = {**env, "PYTHONPYCACHEPREFIX": str(scratch / "pycache"), "NO_COLOR": "1"}
+        self.last_cpu = 0.0
 
     def time(self, command: list[str], expect: tuple[int, ...] = (0,)) -> float:
+        """Wall milliseconds of one run of `command`; its CPU milliseconds in last_cpu."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         done = subprocess.run(command, capture_output=True, env=self.env)
         took = (time.perf_counter() - began) * 1000
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last_cpu = 1000 * (
+            after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        )
         if done.returncode not in expect:
             raise RuntimeError(f"{command} exited {done.returncode}: {done.stderr.decode()}")
         return took
@@ -92,14 +106,16 @@ class Runner:
 
 def rounds(runner: Runner, commands: dict[str, Callable[[], float]], count: int) -> dict:
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for measure in commands.values():
         measure()  # warm: bytecode written, page cache filled
     for _ in range(count):
         for name, measure in commands.items():
             times[name].append(measure())
+            cpu[name].append(runner.last_cpu)
     baseline = statistics.median(times["python3 -c pass"])
     return {
-        name: summary(values, None if name == "python3 -c pass" else baseline)
+        name: summary(values, cpu[name], None if name == "python3 -c pass" else baseline)
         for name, values in times.items()
     }
 
@@ -180,17 +196,19 @@ def big_history(runner: Runner, scratch: Path, runs: int, count: int) -> dict[st
     generated = time.perf_counter() - began
     status = [str(CLI), "--status", "--vault", str(vault)]
     first = runner.time(status, (4,))
-    times, python = [], []
+    times, cpu, python, python_cpu = [], [], [], []
     for _ in range(count):
         times.append(runner.time(status, (4,)))
+        cpu.append(runner.last_cpu)
         python.append(runner.time([sys.executable, "-c", "pass"]))
+        python_cpu.append(runner.last_cpu)
     baseline = statistics.median(python)
     return {
         "runs": runs,
         "generated_s": round(generated, 1),
         "first_call_ms": round(first, 1),
-        **summary(times, baseline),
-        "python3 -c pass": summary(python),
+        **summary(times, cpu, baseline),
+        "python3 -c pass": summary(python, python_cpu),
     }
 
 
