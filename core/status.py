@@ -1,4 +1,5 @@
-"""What `--status` and `jobs` report when they read the vault's files directly."""
+"""What `--status` and `jobs` report when they read the vault's files directly (what a
+running keeper says is in core/status_live.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from core.history import RunRecord
 from core.history_scan import parse_line
 from core.history_summary import HistorySummary, quarter_of
 from core.state import load_state
+from core.status_live import folders_view
 from core.triggers import schedules_for, wall_moment
-from core.vault import summarize_all
 
 # Jobs with no run in the last day are looked up further back, up to this many and this
 # far (as when each cost a scan of the history: the answers stay as they were).
@@ -127,10 +128,7 @@ def vault_status(config: Config) -> dict[str, Any]:
         "keeper": keeper_info(config.vault),
         "source": "files",
         "paused": state.paused,
-        "folders": {
-            folder.name: {"count": folder.count, "newest": list(folder.newest)}
-            for folder in summarize_all(config.vault)
-        },
+        "folders": folders_view(config.vault),
         "today": today,
         "jobs": jobs_view(config, last),
         "quota": quota_view(config),
@@ -148,31 +146,3 @@ def quota_view(config: Config) -> list[dict[str, Any]]:
         config.vault / "Logs" / "history", config.keeper.max_runs_per_hour, limits, now
     )
     return usage_view(quota.usage(now))
-
-
-def live_status(config: Config, snapshot: dict[str, Any]) -> dict[str, Any]:
-    """vault_status's shape from a running keeper's snapshot: what it knows (jobs in
-    flight, interval slots, quota) instead of what the files say; no history is read."""
-    return {
-        "vault": str(config.vault),
-        "keeper": {
-            "running": True,
-            "pid": snapshot["pid"],
-            "hostname": snapshot["host"],
-            "started_at": snapshot["started_at"],
-            "uptime_s": snapshot["uptime_s"],
-            "state": snapshot["state"],
-            "runs_in_flight": snapshot["running"],
-            "waiting_for_a_slot": snapshot["waiting"],
-        },
-        "source": "keeper",
-        "paused": snapshot["paused"],
-        "folders": {
-            folder.name: {"count": folder.count, "newest": list(folder.newest)}
-            for folder in summarize_all(config.vault)
-        },
-        "today": snapshot["today"],
-        "jobs": snapshot["jobs"],
-        "quota": snapshot["quota"],
-        "history_bad_lines": 0,
-    }

@@ -144,8 +144,10 @@ def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(
         assert code in (0, 2), args  # cancel of no such run: exit 2
         assert forbidden(modules, NEVER_QUICK, NEVER_QUICK_CORE) == [], args
         assert "tui.cli_app" not in modules, args
-        # history reads the files on its own; the others ask the keeper
+        # history reads the files on its own; the others ask the keeper, and read no
+        # history (but resume, whose plan's wording is the quota's)
         assert ("core.control_client" in modules) == (args[0] != "history"), args
+        assert ("core.history" in modules) == (args[0] in ("history", "resume")), args
 
 
 def test_other_commands_go_to_typer_still_without_asyncio_or_textual(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ FOLLOWED_EVENTS = ["run_started", "run_finished", "log_line"]
 
 
 def outcome_line(record: dict[str, Any], where: str) -> str:
-    from core.history import status_label
+    from core.history_format import status_label
 
     attempt = f" (attempt {record['attempt']})" if record.get("attempt", 1) > 1 else ""
     return (

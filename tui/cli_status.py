@@ -27,15 +27,17 @@ if TYPE_CHECKING:
 def status(config: Config, as_json: bool) -> int:
     """Print the status; EXIT_NO_KEEPER when no keeper holds the vault, so that
     `watchkeeper --status` serves as a health check."""
-    from core.status import live_status, vault_status
-
     connection, unreachable = keeper_link(config.vault)
     data = None
     if connection is not None:
         answer = try_ask(connection, "status")
         if answer is not None:
+            from core.status_live import live_status
+
             data = live_status(config, answer["status"])
     if data is None:
+        from core.status import vault_status  # the files: only with no keeper to ask
+
         data = vault_status(config)
     code = EXIT_OK if data["keeper"]["running"] else EXIT_NO_KEEPER
     if as_json:
@@ -73,7 +75,7 @@ def status(config: Config, as_json: bool) -> int:
 
 
 def jobs_table(views: list[dict], tz: Any) -> None:
-    from core.history import status_label
+    from core.history_format import status_label
 
     rows = []
     for job in views:
@@ -91,8 +93,6 @@ def jobs_table(views: list[dict], tz: Any) -> None:
 
 def jobs(vault: Path | None, as_json: bool = False) -> None:
     """`watchkeeper jobs`; `vault`: the --vault flag."""
-    from core.status import jobs_view
-
     config = open_config(vault, demo=True)
     connection, unreachable = keeper_link(config.vault)
     view, source = None, "no keeper running: from the config, state and history files"
@@ -101,6 +101,8 @@ def jobs(vault: Path | None, as_json: bool = False) -> None:
         if answer is not None:
             view, source = answer["jobs"], through(connection)
     if view is None:
+        from core.status import jobs_view  # the files: only with no keeper to ask
+
         view = jobs_view(config)
         if unreachable:
             source = f"from the files ({unreachable})"
