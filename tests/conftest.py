@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 CLI = Path(sys.executable).parent / "watchkeeper"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell without job control starts `pytest &` (a script, a CI step in the
+    # background) with SIGINT ignored, and every child inherits that: the tests that press
+    # Ctrl-C on a follow (`logs -f`) would wait forever for it to end. A terminal's Ctrl-C
+    # is what they simulate, so the suite takes SIGINT back for itself and its children.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 # Deadlines are what a busy 2-core box (the suite under xdist beside a benchmark) needs,
 # not what a quiet one does: they cost time only when a test is failing anyway.
 PATIENCE = 30.0
