@@ -369,9 +369,11 @@ async def test_console_stays_responsive_while_the_keeper_is_busy(make_vault) -> 
         # post the key as a terminal would and time how long until its effect shows.
         start, flushes = time.monotonic(), app.flushes
         app.simulate_key("p")
-        await until(pilot, lambda: cell(app, "busy", "state") == "⏸ paused", timeout=2)
+        await until(pilot, lambda: cell(app, "busy", "state") == "⏸ paused", timeout=5)
         elapsed = time.monotonic() - start
-        assert elapsed < 1, elapsed
+        # Well under a second on a quiet box (bench/console.py measures it); the bound
+        # leaves room for the suite under xdist beside a benchmark on 2 cores.
+        assert elapsed < 3, elapsed
         # The cell shows the key's effect at once; the keeper's answer follows.
         await until(pilot, lambda: job_view(client, "busy")["paused"])
         # The redraw timer caps frames at ten a second, however many events came in.
