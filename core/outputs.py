@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core import history as hist
+from core import tuning
 from core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
 from core.faults import described
 from core.history import RunRecord
@@ -50,13 +51,6 @@ class Shown(Protocol):
     def sleep_for(self) -> float: ...
     def behind(self) -> bool: ...
 
-# Dashboard.md, metrics.prom and vault counts are rewritten at most this often.
-OUTPUT_INTERVAL = 2.0
-# A write starts right after a slot if the next is at most OUTPUT_GAP away.
-OUTPUT_GAP = 0.1
-# ... waiting out the precise part of that slot's sleep too.
-AFTER_SLOT = 0.002
-
 
 def _newest(records: list[RunRecord]) -> list[RunRecord]:
     """The RECENT_ROWS newest by start; of two records of a run, the later listed."""
@@ -73,7 +67,7 @@ class Outputs:
         self.failures: deque[RunRecord] = deque(maxlen=RECENT_ROWS)
         # The newest runs and failures in the history when this keeper started.
         self._history_seen: tuple[list[RunRecord], list[RunRecord]] = ([], [])
-        self._interval = OUTPUT_INTERVAL
+        self._interval = tuning.OUTPUT_INTERVAL
         # A write that is due, or being gathered.
         self._due: asyncio.Handle | None = None
         # Something changed since the write being gathered took its snapshot.
@@ -121,8 +115,8 @@ class Outputs:
         keeper = self.keeper
         try:
             gap = keeper.sleep_for()
-            if gap < OUTPUT_GAP:
-                await asyncio.sleep(gap + AFTER_SLOT)  # start right after the next slot
+            if gap < tuning.OUTPUT_GAP:
+                await asyncio.sleep(gap + tuning.AFTER_SLOT)  # start right after the next slot
             folders = await asyncio.to_thread(summarize_all, keeper.vault)
             slices = Slices(behind=keeper.behind)
             views = []
@@ -136,7 +130,7 @@ class Outputs:
             texts = [await slices.collect(dashboard), await slices.collect(metrics)]
             await asyncio.to_thread(self._write, *texts)
             # Keep this work to about 5% of the loop's time, however many jobs there are.
-            self._interval = max(OUTPUT_INTERVAL, 20 * slices.busy)
+            self._interval = max(tuning.OUTPUT_INTERVAL, 20 * slices.busy)
         except Exception as error:  # a bad write must not stop the next ones
             keeper.log.error(f"cannot make Dashboard.md / metrics.prom: {described(error)}")
         finally:

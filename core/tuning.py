@@ -55,6 +55,17 @@ WAVES_KEPT = 32
 # costs one folder scan (0cab575).
 VAULT_EVENT_INTERVAL = 0.25
 
+# ---- Dashboard.md and metrics.prom (core/outputs.py) ------------------------------------
+
+# Dashboard.md, metrics.prom and vault counts are rewritten at most this often (and at
+# most 5% of the loop's time: the interval grows with what a write costs, 2ab7de5).
+OUTPUT_INTERVAL = 2.0
+# A write starts right after a slot if the next is at most OUTPUT_GAP away...
+OUTPUT_GAP = 0.1
+# ... waiting out the precise part of that slot's sleep too (74b7c56: every1s_1000 p99
+# no longer swings with the machine's load).
+AFTER_SLOT = 0.002
+
 # ---- the local executor (core/runner.py) ---------------------------------------------
 
 # One read of a run's output pipe, and what a held-back run keeps in memory at most: the

@@ -22,6 +22,7 @@ import pytest
 from conftest import final_records, finish, keeper_log, started_keeper, until, wait_for
 from test_files import drop, file_job, handed, serving
 
+from core.history import HistoryWriter
 from core.vault import ensure_layout
 
 
@@ -73,6 +74,7 @@ async def test_history_a_full_disk_refused_is_written_late_and_in_order(
 
     await hand_one_by_one(vault, out, ["a.md", "b.md", "c.md"], tmp_path / "staging")
     assert await keeper.wait_idle(10)
+    assert isinstance(keeper.history, HistoryWriter)  # the JSONL store's
     assert history_lines(vault) == [] and keeper.history.backlog == 6
     await until(lambda: "cannot write history: No space left on device" in keeper_log(vault))
 

@@ -7,6 +7,7 @@ import errno
 import os
 import random
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from conftest import (
 )
 
 from core import runner, slices, tuning
+from core.config import load_config
 from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import StartRequest
+from core.keeper import Keeper, StartRequest, UnknownJob
 from core.once import run_once
 from core.runner import RunSpec, Spawned, spawn
 from core.runtime import ActiveRun
@@ -562,3 +564,19 @@ async def test_dashboard_and_metrics_are_made_a_slice_at_a_time_and_whole(
     assert sum(line.startswith("| j") for line in jobs.splitlines()) == 300
     assert 'watchkeeper_runs_total{job_name="j007",status="success"} 1\n' in metrics
     assert metrics.splitlines()[-1].startswith("watchkeeper_keeper_start_time_seconds ")
+
+
+def test_a_job_name_not_in_the_config_is_an_unknown_job(make_vault) -> None:
+    vault = make_vault('[jobs.a]\ncommand = ["true"]\n')
+    keeper = Keeper(load_config(vault / "watchkeeper.toml"))
+    calls: list[Callable[[], object]] = [
+        lambda: keeper.pause("nope"),
+        lambda: keeper.resume("nope"),
+        lambda: keeper.resume_plan("nope"),
+        lambda: keeper.run_now("nope"),
+    ]
+    for call in calls:
+        with pytest.raises(UnknownJob) as caught:
+            call()
+        assert isinstance(caught.value, LookupError) and str(caught.value) == "no job named 'nope'"
+    keeper.log.close()

@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import (
     final_records,
     finals,
@@ -24,6 +25,7 @@ from conftest import (
     wait_for,
 )
 
+from core import tuning
 from core.config import load_config
 from core.keeper import Keeper
 from core.lock import acquire
@@ -81,7 +83,9 @@ def test_a_run_the_quota_refused_is_logged_counted_and_shown_as_the_last_result(
     assert process.wait(timeout=20) == 0
 
 
-async def test_a_refusal_reaches_subscribers_and_the_live_outputs(make_vault) -> None:
+async def test_a_refusal_reaches_subscribers_and_the_live_outputs(
+    make_vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vault = make_vault(
         """
         [jobs.limited]
@@ -91,8 +95,8 @@ async def test_a_refusal_reaches_subscribers_and_the_live_outputs(make_vault) ->
         command = ["sleep", "0.5"]
         """
     )
+    monkeypatch.setattr(tuning, "OUTPUT_INTERVAL", 0.05)
     keeper = await started_keeper(vault)
-    keeper.outputs._interval = 0.05
     subscription = keeper.bus.subscribe()
     first = keeper.run_now("limited", trigger="schedule")
     assert await keeper.wait_idle(10)
@@ -111,8 +115,8 @@ async def test_a_refusal_reaches_subscribers_and_the_live_outputs(make_vault) ->
             finished.append((event.data["id"], event.data["status"]))
     assert (refused, "skipped") in finished and (overlapped, "skipped") in finished
     assert (first, "success") in finished and (slow, "success") in finished
-    assert views["limited"]["last"]["id"] == refused
-    assert views["limited"]["last"]["status"] == "skipped"
+    last = views["limited"]["last"]
+    assert last is not None and (last["id"], last["status"]) == (refused, "skipped")
     log = keeper_log(vault)
     assert f"run {refused} of limited (schedule) skipped: quota: " in log
     assert f"run {overlapped} of slow (manual) skipped: run {slow} still running" in log
@@ -156,7 +160,9 @@ async def test_a_refused_cron_slot_carries_its_time_and_no_catch_up_follows_a_re
     assert "catching up" not in keeper_log(vault)
 
 
-async def test_quota_events_count_a_run_as_it_starts(make_vault) -> None:
+async def test_quota_events_count_a_run_as_it_starts(
+    make_vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vault = make_vault(
         """
         [keeper]
@@ -165,8 +171,8 @@ async def test_quota_events_count_a_run_as_it_starts(make_vault) -> None:
         command = ["sleep", "30"]
         """
     )
+    monkeypatch.setattr(tuning, "OUTPUT_INTERVAL", 0.1)
     keeper = await started_keeper(vault)
-    keeper.outputs._interval = 0.1
     subscription = keeper.bus.subscribe()
     run = keeper.run_now("long")
 

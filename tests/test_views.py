@@ -35,9 +35,11 @@ async def test_views_at_the_far_ends_of_the_config(make_vault) -> None:
     keeper = await started_keeper(vault)
     views = {view["name"]: view for view in keeper.snapshot()["jobs"]}
     now = datetime.now().astimezone()
-    yearly = datetime.fromisoformat(views["yearly"]["next_run"])
+    yearly_at, leap_at = views["yearly"]["next_run"], views["leap"]["next_run"]
+    assert yearly_at is not None and leap_at is not None
+    yearly = datetime.fromisoformat(yearly_at)
     assert timedelta(days=365) < yearly - now <= timedelta(days=366, seconds=1)
-    leap = datetime.fromisoformat(views["leap"]["next_run"])
+    leap = datetime.fromisoformat(leap_at)
     assert (leap.month, leap.day) == (2, 29) and leap - now < timedelta(days=8 * 366)
     keeper.outputs.write_now()
     dashboard = (vault / "Dashboard.md").read_text()
