@@ -16,6 +16,7 @@ from core.config import ConfigError, JobConfig, load_config
 from core.firetimes import FireTime
 from core.firetimes import fire_times as next_fire_times
 from core.history import status_label
+from core.jobinfo import config_rows
 from core.units import format_duration
 from tui.model import JobRow
 from tui.screens.details import DetailScreen, Scroll
@@ -91,31 +92,7 @@ class JobScreen(DetailScreen):
         if job is None:
             table.add_row("config", Text("not in the config file"))
         else:
-            command = job.command if isinstance(job.command, str) else " ".join(job.command)
-            rows: list[tuple[str, str]] = [
-                ("command", command),
-                ("trigger", job.trigger_summary),
-                ("enabled", "yes" if job.enabled else "no (runs only when named)"),
-                ("timeout", format_duration(job.timeout) if job.timeout else "none"),
-                ("retries", f"{job.retries} (delay {format_duration(job.retry_delay)})"),
-                ("overlap", job.overlap),
-                ("max per hour", str(job.max_per_hour or "no limit")),
-            ]
-            if job.on_files:
-                rows.append(("settle", format_duration(job.settle)))
-                rows.append(("quarantine after", f"{job.quarantine_after} failed runs"))
-            if job.cwd:
-                rows.append(("cwd", job.cwd))
-            if job.env:
-                rows.append(("env", ", ".join(sorted(job.env))))
-            if job.on_success:
-                rows.append(("on_success", str(job.on_success)))
-            if job.on_failure:
-                rows.append(("on_failure", str(job.on_failure)))
-            if job.description:
-                rows.append(("description", job.description))
-            rows.append(("config line", f"{self.config_path.name}:{job.line}"))
-            for key, value in rows:
+            for key, value in config_rows(job, self.config_path.name):
                 table.add_row(key, Text(value))
         paused = view.get("paused")
         table.add_row("paused", Text("yes" if paused else "no"))
