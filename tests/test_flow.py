@@ -222,8 +222,9 @@ async def test_retries_back_off_with_full_jitter_under_the_cap(make_vault) -> No
         assert 0 <= announced[attempt] <= cap_ms
         gap = at(runs[attempt - 1]["startedAt"]) - at(runs[attempt - 2]["completedAt"])
         gap_ms = gap.total_seconds() * 1000
-        # History stamps are truncated to the millisecond; the loop adds a little latency.
-        assert announced[attempt] - 2 <= gap_ms <= announced[attempt] + 50
+        # History stamps are truncated to the millisecond; the loop adds a little latency,
+        # a busy 2-core box (the suite under xdist beside a benchmark) some hundred ms.
+        assert announced[attempt] - 2 <= gap_ms <= announced[attempt] + 500
 
 
 # ---- 4: chains and waves ----------------------------------------------------------------
