@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import socket
 import threading
 from collections import deque
@@ -21,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core import logsdir, tuning
 from core.chains import Chains
 from core.config import Config, ConfigError, load_config
 from core.control_protocol import JobView, Snapshot, Today
@@ -32,7 +30,7 @@ from core.handover import Handover
 from core.history import RunRecord
 from core.jobtable import JobTable, job_limits
 from core.lock import VaultLock
-from core.logs import KeeperLog
+from core.logs import open_keeper_log
 from core.outputs import Outputs
 from core.pausing import Pauses
 from core.quota import WINDOW, Quota
@@ -53,11 +51,6 @@ from core.watchers import Watches
 __all__ = ["Keeper", "StartRequest", "UnknownJob"]
 
 
-def _fd_limit() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
-
-
 class Keeper:
     def __init__(
         self,
@@ -71,17 +64,12 @@ class Keeper:
         self.clock = clock or SystemClock()
         self.host = socket.gethostname()
         self.bus = EventBus()
-        logs = self.vault / "Logs"
-        for folder in (logs / "jobs", logs / "history"):
-            logsdir.make_folder(folder)
-        changed_modes = logsdir.secure(logs, config.keeper.log_mode)
-        self.log = KeeperLog(
-            logs / "watchkeeper.log", config.keeper.log_max_size, config.keeper.log_backups, self.tz
+        settings = config.keeper
+        self.log = open_keeper_log(
+            self.vault / "Logs",
+            *(settings.log_mode, settings.log_max_size, settings.log_backups, self.tz),
         )
         self.log.listeners.append(self._publish_log_line)
-        if changed_modes:
-            mode = f"{config.keeper.log_mode:o}"
-            self.log.info(f"Logs/: the modes of {changed_modes} file(s) set for log_mode {mode}")
         self.store: Store = store or JsonlStore(self.vault, self.log)
         self.history, self.ledger = self.store.history, self.store.ledger
         self.handover = Handover(self.vault, self.ledger, self.log, self.files_ready)
@@ -92,7 +80,7 @@ class Keeper:
         self.table = JobTable(config, self.slots, self._log_write_failed)
         self.jobs = self.table.jobs
         self.chains = Chains(config)
-        self.runs = Runs(self, executor)
+        self.runs = Runs(self, executor, self.chains)
         self.pauses = Pauses(self)
         self.firing = Firing(self, self.slots, self.runs)
         self.views = Views(self)
@@ -107,9 +95,9 @@ class Keeper:
     async def start(self, catch_up: bool = True, files: bool = True) -> None:
         """Close what a dead keeper left open, learn recent results, lay out the
         schedule, catch up what downtime missed, and find files already waiting."""
-        self._loop = self.runs.loop = self.outputs.loop = asyncio.get_running_loop()
+        self._loop = self.outputs.loop = asyncio.get_running_loop()
+        self.runs.attach(self._loop)
         self._loop_thread = threading.get_ident()
-        self.runs.open_log_limit = max(tuning.OPEN_LOGS_MIN, _fd_limit() // 8)
         self.log.defer = self._defer
         self.store.attach(self._loop)
         previous = self.lock.previous if self.lock else {}
@@ -346,16 +334,6 @@ class Keeper:
         return self.runs.waiting
 
     # ---- what the parts ask of the keeper (core/host.py) -------------------------------
-
-    def advance_chains(self, succeeded: str, wave: str) -> None:
-        for name in self.chains.advance(succeeded, wave, self.jobs):
-            dependent = self.jobs[name]
-            if not dependent.config.enabled:
-                continue
-            if self.state.is_paused(name):
-                dependent.missed_while_paused += 1
-                continue
-            self.submit(StartRequest(name, "after", wave=wave))
 
     @property
     def today(self) -> Today:

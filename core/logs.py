@@ -141,3 +141,15 @@ class KeeperLog:
         self.defer = None
         self.flush()
         self.file.close()
+
+
+def open_keeper_log(logs: Path, mode: int, max_size: int, backups: int, tz: tzinfo) -> KeeperLog:
+    """Logs/ and its folders made and kept private (as `mode` lets a group in), and the
+    keeper's own log in it."""
+    for folder in (logs / "jobs", logs / "history"):
+        logsdir.make_folder(folder)
+    changed = logsdir.secure(logs, mode)
+    log = KeeperLog(logs / "watchkeeper.log", max_size, backups, tz)
+    if changed:
+        log.info(f"Logs/: the modes of {changed} file(s) set for log_mode {mode:o}")
+    return log

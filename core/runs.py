@@ -20,24 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from core import tuning
 from core.admission import decide
+from core.chains import Chains
 from core.config import JobConfig
 from core.environment import EnvFileError, Masker, inside_vault
 from core.faults import described
 from core.history import RunRecord
 from core.hooks import Hooks
 from core.host import Host
-from core.logs import RotatingFile
 from core.output import OutputSink
 from core.runner import RunOutcome, RunSpec
 from core.runprep import argv, run_env, run_record
-from core.runtime import ActiveRun, JobRuntime, StartRequest
+from core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
 from core.seams import Executor, Started, utc
 from core.units import format_duration
 
@@ -50,8 +50,14 @@ def backoff(job: JobConfig, attempt: int) -> float:
 
 
 class Runs:
-    def __init__(self, host: Host, make_executor: Callable[[Callable[..., None]], Executor]):
+    def __init__(
+        self,
+        host: Host,
+        make_executor: Callable[[Callable[..., None]], Executor],
+        chains: Chains,
+    ) -> None:
         self.host = host
+        self.chains = chains
         self.executor = make_executor(self._started)
         self.active: dict[str, ActiveRun] = {}
         self.waiting: deque[StartRequest] = deque()  # for a free place under max_parallel
@@ -64,12 +70,15 @@ class Runs:
         # Runs prepared this loop turn, handed to the executor together (see spawn()).
         self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
         self._ahead = False  # runs prepared now wait for their slot to be spawned
-        self._open_logs: OrderedDict[RotatingFile, None] = OrderedDict()
-        self.open_log_limit = tuning.OPEN_LOGS
+        self.logs = OpenLogs()
         self.loop: asyncio.AbstractEventLoop | None = None
         # Set while no run is in flight or waiting (an Event binds to a loop once awaited).
         self.idle = asyncio.Event()
         self.idle.set()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.logs.fit_to_limit()
 
     # ---- request ---------------------------------------------------------------------
 
@@ -341,7 +350,7 @@ class Runs:
         )
         self._forget(active)
         runtime = active.runtime
-        self._keep_log_open(runtime.log)
+        self.logs.keep_open(runtime.log, self.active.values())
         level = host.log.info if outcome.status == "success" else host.log.warning
         level(
             f"run {record.id} of {record.job} {outcome.status}"
@@ -385,11 +394,22 @@ class Runs:
         if retrying:
             self._retry_later(job, request, record)
         if record.status == "success":
-            host.advance_chains(job.name, request.wave or record.id)
+            self._advance_chains(job.name, request.wave or record.id)
         if runtime.queued and not host.state.is_paused(job.name):
             self.request(runtime.queued.popleft())
         if host.handover.has_pending(job.name):
             self.files_ready(job.name)
+
+    def _advance_chains(self, succeeded: str, wave: str) -> None:
+        host = self.host
+        for name in self.chains.advance(succeeded, wave, host.jobs):
+            dependent = host.jobs[name]
+            if not dependent.config.enabled:
+                continue
+            if host.state.is_paused(name):
+                dependent.missed_while_paused += 1
+                continue
+            self.request(StartRequest(name, "after", wave=wave))
 
     def _retry_later(self, job: JobConfig, request: StartRequest, record: RunRecord) -> None:
         delay = backoff(job, request.attempt)
@@ -420,16 +440,6 @@ class Runs:
         for finished in self.watchers.pop(record.id, ()):
             if not finished.done():
                 finished.set_result(record.to_json())
-
-    def _keep_log_open(self, log: RotatingFile) -> None:
-        """Job logs stay open between runs (an open per run costs more than the run's
-        other writes together); the least recently used are closed past a limit."""
-        self._open_logs[log] = None
-        self._open_logs.move_to_end(log)
-        while len(self._open_logs) > self.open_log_limit:
-            oldest, _ = self._open_logs.popitem(last=False)
-            if not any(active.runtime.log is oldest for active in self.active.values()):
-                oldest.close()
 
     def release_waiting(self) -> None:
         host = self.host
@@ -499,8 +509,7 @@ class Runs:
 
     def close(self) -> None:
         self.executor.shutdown()
-        for log in self._open_logs:
-            log.close()
+        self.logs.close()
         for watchers in self.watchers.values():
             for finished in watchers:
                 finished.cancel()

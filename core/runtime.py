@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import resource
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from core import tuning
 from core.config import JobConfig
 from core.environment import Masker
 from core.history import RunRecord
@@ -81,3 +84,31 @@ class ActiveRun:
             self.stop_asked = (status, reason)  # applied the moment it has started
         else:
             self.run.stop(status, reason)
+
+
+class OpenLogs:
+    """Job logs stay open between runs (an open per run cost more than the run's other
+    writes together); the least recently used are closed past a limit."""
+
+    def __init__(self) -> None:
+        self._logs: OrderedDict[RotatingFile, None] = OrderedDict()
+        self.limit = tuning.OPEN_LOGS
+
+    def fit_to_limit(self) -> None:
+        """Each run holds a pipe and a pidfd besides its log: logs get an eighth of the
+        open-file limit."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        files = 1 << 20 if soft == resource.RLIM_INFINITY else soft
+        self.limit = max(tuning.OPEN_LOGS_MIN, files // 8)
+
+    def keep_open(self, log: RotatingFile, in_flight: Iterable[ActiveRun]) -> None:
+        self._logs[log] = None
+        self._logs.move_to_end(log)
+        while len(self._logs) > self.limit:
+            oldest, _ = self._logs.popitem(last=False)
+            if not any(active.runtime.log is oldest for active in in_flight):
+                oldest.close()
+
+    def close(self) -> None:
+        for log in self._logs:
+            log.close()
