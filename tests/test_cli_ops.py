@@ -144,6 +144,7 @@ def test_logs_follow_across_rotation_until_ctrl_c(vault: Path, cli_process) -> N
     # Exiting takes ~0.1 s alone but seconds on a busy 2-core box (interpreter teardown):
     # a generous deadline, as a hang would still show.
     assert process.wait(timeout=60) == 0
+    assert process.stderr is not None
     stderr = process.stderr.read()
     assert "Traceback" not in stderr and "Aborted" not in stderr
 
