@@ -64,7 +64,7 @@ def test_sigterm_drains_running_runs_then_exits_0(make_vault, tmp_path: Path) ->
     daemon = start_daemon(vault)
     try:
         wait_for(marker.exists)
-        run_id = wait_for(lambda: running_ids(vault) and running_ids(vault)[0])
+        run_id = str(wait_for(lambda: running_ids(vault) and running_ids(vault)[0]))
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
     finally:

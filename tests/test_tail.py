@@ -154,11 +154,15 @@ def test_follow_survives_rotation_by_the_real_writer(tmp_path: Path, follower) -
     wait_for(lambda: seen == ["ready"])
     seen.clear()
     expected = [f"line {index:02d}" for index in range(12)]  # 8 bytes each: many rotations
-    for index, line in enumerate(expected):
+
+    def caught_up(count: int) -> Callable[[], bool]:
+        return lambda: len(seen) == count
+
+    for count, line in enumerate(expected, start=1):
         log.write(f"{line}\n".encode())
         # One write at a time, each seen before the next: rotations never pile up
         # faster than a poll (which `tail -F` cannot survive either).
-        wait_for(lambda index=index: len(seen) == index + 1)
+        wait_for(caught_up(count))
     log.close()
     assert seen == expected
 
