@@ -106,11 +106,12 @@ def malformed_lines(rng: random.Random, count: int) -> list[bytes]:
     return lines
 
 
-def send_malformed(path: str, lines: list[bytes]) -> dict[str, int]:
+def send_malformed(path: str, lines: list[bytes]) -> dict[str, Any]:
     """The lines one after another on a connection; a line the keeper answered and then
     hung up after goes again on a fresh one (it closes a connection after an error it
     cannot read past). A line counts as unanswered only if a fresh connection got nothing."""
     counts = {"sent": 0, "error_answers": 0, "ok_answers": 0, "no_answer": 0}
+    unanswered: list[str] = []
     client: socket.socket | None = None
     reader = None
     for line in lines:
@@ -141,9 +142,11 @@ def send_malformed(path: str, lines: list[bytes]) -> dict[str, int]:
             counts["ok_answers"] += 1
         else:
             counts["no_answer"] += 1
+            if len(unanswered) < 3:
+                unanswered.append(repr(line[:60]))
     if client is not None:
         client.close()
-    return counts
+    return {**counts, "unanswered_examples": unanswered}
 
 
 def oversized(path: str) -> dict[str, int]:
