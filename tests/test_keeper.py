@@ -384,7 +384,11 @@ async def test_a_slots_runs_are_made_ready_before_it_and_started_at_it(
         if record.job == "second":
             assert record.started_at.microsecond < 500_000
     assert any(readied_at[run_id] < (due or 0) for run_id, (due, _) in slots.items())
-    assert {record["status"] for record in finals(vault)} == {"success"}
+    # A slot that comes while the last 100 ms run still goes is skipped (overlap) on a busy
+    # box: it started nothing, so it says nothing about readying; every run that started ended
+    # well.
+    statuses = {record["status"] for record in finals(vault)}
+    assert "success" in statuses and statuses <= {"success", "skipped"}
 
 
 def test_serve_wakes_earlier_for_a_pile_of_slots_at_one_instant() -> None:
