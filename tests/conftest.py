@@ -76,7 +76,9 @@ def pid_alive(pid: int) -> bool:
 def history_lines(vault: Path) -> list[dict]:
     lines = []
     for segment in sorted((vault / "Logs" / "history").glob("*.jsonl")):
-        for raw in segment.read_text().splitlines():
+        # A line the keeper is appending right now is not whole yet: read up to the last newline.
+        whole = segment.read_text().rpartition("\n")[0]
+        for raw in whole.split("\n"):
             if raw.strip():
                 lines.append(json.loads(raw))
     return lines
