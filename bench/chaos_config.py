@@ -39,7 +39,7 @@ from chaos_kit import (
     wait_until,
 )
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 REPLY_WITHIN = 10.0
 COMMAND = ["sh", "-c", "true", MARK]

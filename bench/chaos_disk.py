@@ -31,7 +31,7 @@ from chaos_kit import (
     wait_until,
 )
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 TMPFS_SIZE = "8m"
 

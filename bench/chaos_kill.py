@@ -30,7 +30,7 @@ from chaos_kit import (
     wait_until,
 )
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 GLOBAL_LIMIT = 100_000
 QUOTA_LIMIT = 40

@@ -22,7 +22,7 @@ from typing import Any
 
 from chaos_kit import Daemon, ask, job_command, percentile, tracebacks
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 PROBE_EVERY = 0.1
 PROBE_TIMEOUT = 5.0

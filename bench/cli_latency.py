@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from history_query import generate
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 CLI = Path(sys.executable).parent / "watchkeeper"
 TARGET_MS = 100.0  # each quick command's median, keeper running or not
@@ -96,9 +96,7 @@ class Runner:
         done = subprocess.run(command, capture_output=True, env=self.env)
         took = (time.perf_counter() - began) * 1000
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.last_cpu = 1000 * (
-            after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        )
+        self.last_cpu = 1000 * (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if done.returncode not in expect:
             raise RuntimeError(f"{command} exited {done.returncode}: {done.stderr.decode()}")
         return took

@@ -41,11 +41,11 @@ from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from core.client import InProcessClient
-from core.config import load_config
-from core.lock import acquire
-from core.vault import ensure_layout
-from tui.app import ConsoleApp, make_app
+from watchkeeper.core.client import InProcessClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.lock import acquire
+from watchkeeper.core.vault import ensure_layout
+from watchkeeper.tui.app import ConsoleApp, make_app
 
 STATIC_JOBS = "".join(f'[jobs.job-{index}]\ncommand = ["/bin/true"]\n' for index in range(8))
 PRESSED = "target"

@@ -47,10 +47,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import control_client as control  # noqa: E402
-from core.control_protocol import ControlError, find_socket  # noqa: E402
-from core.stats import nearest_rank  # noqa: E402
-from core.vault import ensure_layout  # noqa: E402
+from watchkeeper.core import control_client as control  # noqa: E402
+from watchkeeper.core.control_protocol import ControlError, find_socket  # noqa: E402
+from watchkeeper.core.stats import nearest_rank  # noqa: E402
+from watchkeeper.core.vault import ensure_layout  # noqa: E402
 
 CLI = Path(sys.executable).parent / "watchkeeper"
 TARGETS = {"status_p99_ms": 5.0, "fanout_p99_ms": 50.0}

@@ -39,13 +39,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import lock as vault_lock
-from core.config import load_config
-from core.events import Event, Subscription
-from core.filewatch import watch
-from core.keeper import Keeper
-from core.stats import nearest_rank
-from core.vault import ensure_layout
+from watchkeeper.core import lock as vault_lock
+from watchkeeper.core.config import load_config
+from watchkeeper.core.events import Event, Subscription
+from watchkeeper.core.filewatch import watch
+from watchkeeper.core.keeper import Keeper
+from watchkeeper.core.stats import nearest_rank
+from watchkeeper.core.vault import ensure_layout
 
 TARGETS = {
     "single_p50_ms": 60.0,

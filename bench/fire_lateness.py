@@ -199,11 +199,11 @@ def headless_check() -> bool:
 async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
     """console: one event subscriber drained as fast as the loop lets it, as an attached
     console would; without it the keeper is the headless daemon."""
-    from core.config import CONFIG_NAME, load_config
-    from core.daemon import freeze_startup, tune_process
-    from core.keeper import Keeper, StartRequest
-    from core.runtime import ActiveRun
-    from core.seams import Started
+    from watchkeeper.core.config import CONFIG_NAME, load_config
+    from watchkeeper.core.daemon import freeze_startup, tune_process
+    from watchkeeper.core.keeper import Keeper, StartRequest
+    from watchkeeper.core.runtime import ActiveRun
+    from watchkeeper.core.seams import Started
 
     vault = Path(tempfile.mkdtemp(prefix="wk-bench-vault-"))
     try:
@@ -282,9 +282,9 @@ async def keeper_fire(plan: Fire, console: bool) -> dict[str, Any]:
 
 
 async def keeper_idle(cron: bool, window: float) -> dict[str, Any]:
-    from core.config import CONFIG_NAME, load_config
-    from core.daemon import freeze_startup, tune_process
-    from core.keeper import Keeper
+    from watchkeeper.core.config import CONFIG_NAME, load_config
+    from watchkeeper.core.daemon import freeze_startup, tune_process
+    from watchkeeper.core.keeper import Keeper
 
     vault = Path(tempfile.mkdtemp(prefix="wk-bench-vault-"))
     try:

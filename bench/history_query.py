@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.history import Query, RunRecord, recent, stats
+from watchkeeper.core.history import Query, RunRecord, recent, stats
 
 FORMAT_VERSION = 2  # bump when the generator changes, so stale caches are not reused
 JOBS = 50

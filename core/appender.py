@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from core import logsdir
+from watchkeeper.core import logsdir
 
 MAX_LINES = 100_000
 MAX_BYTES = 64 * 1024 * 1024

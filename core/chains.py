@@ -7,8 +7,8 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from core import tuning
-from core.config import Config
+from watchkeeper.core import tuning
+from watchkeeper.core.config import Config
 
 
 def dependents_of(config: Config) -> dict[str, list[str]]:

@@ -18,16 +18,16 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from core.config import Config
-from core.control_client import Connection, subscribe
-from core.control_protocol import ControlError, ControlFailed
-from core.control_server import start_control
-from core.daemon import freeze_startup, tune_process
-from core.events import Event
-from core.history import Query, QueryResult, recent
-from core.keeper import Keeper
-from core.lock import VaultLock, holder
-from core.resume import ResumePlan
+from watchkeeper.core.config import Config
+from watchkeeper.core.control_client import Connection, subscribe
+from watchkeeper.core.control_protocol import ControlError, ControlFailed
+from watchkeeper.core.control_server import start_control
+from watchkeeper.core.daemon import freeze_startup, tune_process
+from watchkeeper.core.events import Event
+from watchkeeper.core.history import Query, QueryResult, recent
+from watchkeeper.core.keeper import Keeper
+from watchkeeper.core.lock import VaultLock, holder
+from watchkeeper.core.resume import ResumePlan
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0

@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config_lines import BARE_KEY, KeyLines, KeyPath, syntax_error, unreadable_value
-from core.config_values import (
+from watchkeeper.core.config_lines import (
+    BARE_KEY,
+    KeyLines,
+    KeyPath,
+    syntax_error,
+    unreadable_value,
+)
+from watchkeeper.core.config_values import (
     DEFAULT_LOG_MODE,
     JOB_FIELDS,
     KEEPER_FIELDS,
@@ -67,7 +73,7 @@ class JobConfig:
         if self.cron is not None:
             parts.append(f"cron {self.cron}")
         if self.every is not None:
-            from core.units import format_duration
+            from watchkeeper.core.units import format_duration
 
             parts.append(f"every {format_duration(self.every)}")
         if self.on_files:

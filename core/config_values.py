@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from core.cron import CronSchedule
-from core.units import brief, parse_duration, parse_size
+from watchkeeper.core.cron import CronSchedule
+from watchkeeper.core.units import brief, parse_duration, parse_size
 
 KeyPath = tuple[str, ...]
 Convert = Callable[[object], object]

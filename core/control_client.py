@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.control_protocol import (
+from watchkeeper.core.control_protocol import (
     CLOSED_IDLE,
     ControlFailed,
     ControlUnavailable,

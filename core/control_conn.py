@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.control_protocol import (
+from watchkeeper.core.control_protocol import (
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_REQUEST,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
-from core.lock import holder
+from watchkeeper.core.lock import holder
 
 SOCKET_NAME = "watchkeeper.sock"
 # sun_path holds 108 bytes with the terminating NUL.

@@ -22,9 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from core import history as hist
-from core.control_conn import Connections, Limits, Slot, send
-from core.control_protocol import (
+from watchkeeper.core import history as hist
+from watchkeeper.core.control_conn import Connections, Limits, Slot, send
+from watchkeeper.core.control_protocol import (
     HISTORY_DEPTH,
     HISTORY_LIMIT,
     OPS,
@@ -43,14 +43,14 @@ from core.control_protocol import (
     error_answer,
     socket_path_for,
 )
-from core.events import EVENT_KINDS
+from watchkeeper.core.events import EVENT_KINDS
 
 if TYPE_CHECKING:
-    from core.config import Config
-    from core.events import EventBus
-    from core.lock import VaultLock
-    from core.logs import KeeperLog
-    from core.resume import ResumePlan
+    from watchkeeper.core.config import Config
+    from watchkeeper.core.events import EventBus
+    from watchkeeper.core.lock import VaultLock
+    from watchkeeper.core.logs import KeeperLog
+    from watchkeeper.core.resume import ResumePlan
 
 # Connections waiting to be accepted: a crowd connecting at once is queued, not refused.
 BACKLOG = 512

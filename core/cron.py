@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from core.cron_match import PlainCron
+from watchkeeper.core.cron_match import PlainCron
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo

@@ -17,9 +17,9 @@ import resource
 import signal
 import sys
 
-from core import tuning
-from core.control_server import start_control
-from core.keeper import Keeper
+from watchkeeper.core import tuning
+from watchkeeper.core.control_server import start_control
+from watchkeeper.core.keeper import Keeper
 
 
 def tune_process() -> None:

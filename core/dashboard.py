@@ -13,11 +13,11 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from core.atomic import write_atomic
-from core.history import GLYPHS, RunRecord
-from core.names import shown
-from core.units import format_duration
-from core.vault import FolderSummary
+from watchkeeper.core.atomic import write_atomic
+from watchkeeper.core.history import GLYPHS, RunRecord
+from watchkeeper.core.names import shown
+from watchkeeper.core.units import format_duration
+from watchkeeper.core.vault import FolderSummary
 
 DASHBOARD_NAME = "Dashboard.md"
 RECENT_ROWS = 10

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.names import shown
+from watchkeeper.core.names import shown
 
 
 def described(error: BaseException) -> str:

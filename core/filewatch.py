@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
-from core.vault import FOLDERS, inside_vault, leaves_vault
+from watchkeeper.core.vault import FOLDERS, inside_vault, leaves_vault
 
 # Names that are scratch, not work: hidden files, editor and download temp files, and
 # the quarantine notes the keeper writes itself.

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config import JobConfig
-from core.cron import CronSchedule
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.cron import CronSchedule
 
 FIRE_TIMES = 5
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from core.host import Host
-from core.runs import Runs
-from core.runtime import StartRequest
-from core.slots import Slots
+from watchkeeper.core.host import Host
+from watchkeeper.core.runs import Runs
+from watchkeeper.core.runtime import StartRequest
+from watchkeeper.core.slots import Slots
 
 
 class Firing:

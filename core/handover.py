@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import JobConfig
-from core.filewatch import Settler, compile_glob, is_work_file, scan
-from core.history import RunRecord
-from core.ledger import Ledger, file_digest, unique_destination
-from core.logs import KeeperLog
-from core.names import json_text, shell_word, shown
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.filewatch import Settler, compile_glob, is_work_file, scan
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.ledger import Ledger, file_digest, unique_destination
+from watchkeeper.core.logs import KeeperLog
+from watchkeeper.core.names import json_text, shell_word, shown
 
 # One run's WATCHKEEPER_FILES (and its JSON twin) must stay well under the kernel's
 # 128 KiB limit for a single environment string; files beyond it wait for the next run.

@@ -15,18 +15,18 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import filterfalse
 from pathlib import Path
 
-from core.history_format import FINAL_STATUSES as FINAL_STATUSES
-from core.history_format import GLYPHS as GLYPHS
-from core.history_format import SEGMENT_NAME as SEGMENT_NAME
-from core.history_format import STATUSES as STATUSES
-from core.history_format import RunRecord as RunRecord
-from core.history_format import elapsed_ms as elapsed_ms
-from core.history_format import iso as iso
-from core.history_format import parse_iso as parse_iso
-from core.history_format import segment_path as segment_path
-from core.history_format import status_label as status_label
-from core.history_format import utc_now as utc_now
-from core.history_scan import (
+from watchkeeper.core.history_format import FINAL_STATUSES as FINAL_STATUSES
+from watchkeeper.core.history_format import GLYPHS as GLYPHS
+from watchkeeper.core.history_format import SEGMENT_NAME as SEGMENT_NAME
+from watchkeeper.core.history_format import STATUSES as STATUSES
+from watchkeeper.core.history_format import RunRecord as RunRecord
+from watchkeeper.core.history_format import elapsed_ms as elapsed_ms
+from watchkeeper.core.history_format import iso as iso
+from watchkeeper.core.history_format import parse_iso as parse_iso
+from watchkeeper.core.history_format import segment_path as segment_path
+from watchkeeper.core.history_format import status_label as status_label
+from watchkeeper.core.history_format import utc_now as utc_now
+from watchkeeper.core.history_scan import (
     ID,
     JOB,
     STARTED,
@@ -46,8 +46,8 @@ from core.history_scan import (
     stamp,
     unraw,
 )
-from core.history_writer import HistoryWriter as HistoryWriter
-from core.stats import nearest_rank
+from watchkeeper.core.history_writer import HistoryWriter as HistoryWriter
+from watchkeeper.core.stats import nearest_rank
 
 _FINAL_ORDER = tuple(status for status in STATUSES if status in FINAL_STATUSES)
 

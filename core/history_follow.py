@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from core.history_format import SEGMENT_NAME, RunRecord
+from watchkeeper.core.history_format import SEGMENT_NAME, RunRecord
 
 # A run that started before midnight (UTC) may write its final line to the older segment
 # after the newer one exists: both stay watched.

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, overload
 
-from core.names import json_text
+from watchkeeper.core.names import json_text
 
 STATUSES = ("running", "success", "failure", "timeout", "skipped", "cancelled", "interrupted")
 FINAL_STATUSES = frozenset(STATUSES) - {"running"}

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 
-from core.history_format import FINAL_STATUSES, SEGMENT_NAME, STATUSES, RunRecord, iso
+from watchkeeper.core.history_format import FINAL_STATUSES, SEGMENT_NAME, STATUSES, RunRecord, iso
 
 FIRST_BLOCK = 32 * 1024  # "last 50" fits in one block; later blocks double up to MAX_BLOCK
 MAX_BLOCK = 1024 * 1024

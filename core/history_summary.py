@@ -21,8 +21,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from core.history_format import segment_path
-from core.history_scan import ID, JOB, STARTED, STATUS, Block, Row, Scan, segments, unraw
+from watchkeeper.core.history_format import segment_path
+from watchkeeper.core.history_scan import (
+    ID,
+    JOB,
+    STARTED,
+    STATUS,
+    Block,
+    Row,
+    Scan,
+    segments,
+    unraw,
+)
 
 SUMMARY_NAME = ".summary.json"
 VERSION = 1
@@ -120,7 +130,7 @@ class HistorySummary:
     def save(self) -> None:
         if not self._changed:
             return
-        from core.logsdir import write_file
+        from watchkeeper.core.logsdir import write_file
 
         data = {
             "version": VERSION,

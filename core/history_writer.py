@@ -8,11 +8,11 @@ from datetime import UTC, date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.appender import Appender, Log
-from core.history_format import segment_path
+from watchkeeper.core.appender import Appender, Log
+from watchkeeper.core.history_format import segment_path
 
 if TYPE_CHECKING:
-    from core.history_format import RunRecord
+    from watchkeeper.core.history_format import RunRecord
 
 
 class HistoryWriter:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from core import tuning
-from core.config import Command
-from core.environment import Masker
-from core.history import RunRecord
-from core.host import Host
-from core.output import OutputSink
-from core.runner import RunOutcome, RunSpec
-from core.runprep import argv
-from core.runtime import JobRuntime
-from core.seams import Executor, RunHandle
+from watchkeeper.core import tuning
+from watchkeeper.core.config import Command
+from watchkeeper.core.environment import Masker
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.host import Host
+from watchkeeper.core.output import OutputSink
+from watchkeeper.core.runner import RunOutcome, RunSpec
+from watchkeeper.core.runprep import argv
+from watchkeeper.core.runtime import JobRuntime
+from watchkeeper.core.seams import Executor, RunHandle
 
 
 class Hooks:

@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
-from core.config import Config
-from core.events import EventBus
-from core.handover import Handover
-from core.logs import KeeperLog
-from core.quota import Quota
-from core.runtime import JobRuntime, StartRequest
-from core.seams import Clock, History, Store
-from core.state import RuntimeState
+from watchkeeper.core.config import Config
+from watchkeeper.core.events import EventBus
+from watchkeeper.core.handover import Handover
+from watchkeeper.core.logs import KeeperLog
+from watchkeeper.core.quota import Quota
+from watchkeeper.core.runtime import JobRuntime, StartRequest
+from watchkeeper.core.seams import Clock, History, Store
+from watchkeeper.core.state import RuntimeState
 
 if TYPE_CHECKING:
-
-    from core.outputs import Outputs
+    from watchkeeper.core.outputs import Outputs
 
 
 class Host(Protocol):
@@ -54,6 +53,7 @@ class Host(Protocol):
     def host(self) -> str:
         """This machine's name, in every record."""
         ...
+
     @property
     def state_word(self) -> str: ...
 

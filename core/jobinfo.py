@@ -3,8 +3,8 @@ job screen list."""
 
 from __future__ import annotations
 
-from core.config import JobConfig
-from core.units import format_duration
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.units import format_duration
 
 
 def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:

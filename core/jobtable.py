@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from core.config import Config, JobConfig
-from core.environment import Masker, job_environment, secret_values
-from core.logs import RotatingFile
-from core.runtime import JobRuntime
-from core.slots import Slots
-from core.triggers import schedules_for
+from watchkeeper.core.config import Config, JobConfig
+from watchkeeper.core.environment import Masker, job_environment, secret_values
+from watchkeeper.core.logs import RotatingFile
+from watchkeeper.core.runtime import JobRuntime
+from watchkeeper.core.slots import Slots
+from watchkeeper.core.triggers import schedules_for
 
 
 def same_job(a: JobConfig, b: JobConfig) -> bool:

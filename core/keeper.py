@@ -20,33 +20,33 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.chains import Chains
-from core.config import Config, ConfigError, load_config
-from core.control_protocol import JobView, Snapshot, Today
-from core.events import EventBus
-from core.faults import described
-from core.firing import Firing
-from core.handover import Handover
-from core.history import RunRecord
-from core.jobtable import JobTable, job_limits
-from core.lock import VaultLock
-from core.logs import open_keeper_log
-from core.outputs import Outputs
-from core.pausing import Pauses
-from core.quota import WINDOW, Quota
-from core.recovery import close_interrupted, missed_while_down
-from core.resume import ResumePlan, plan_resume
-from core.runner import LocalExecutor
-from core.runs import Runs
-from core.runtime import ActiveRun, JobRuntime, StartRequest, UnknownJob
-from core.seams import Clock, Executor, Store, SystemClock, utc
-from core.slots import Slots
-from core.state import RuntimeState
-from core.status import last_runs
-from core.store import JsonlStore
-from core.units import format_duration
-from core.views import DayCounts, Views
-from core.watchers import Watches
+from watchkeeper.core.chains import Chains
+from watchkeeper.core.config import Config, ConfigError, load_config
+from watchkeeper.core.control_protocol import JobView, Snapshot, Today
+from watchkeeper.core.events import EventBus
+from watchkeeper.core.faults import described
+from watchkeeper.core.firing import Firing
+from watchkeeper.core.handover import Handover
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.jobtable import JobTable, job_limits
+from watchkeeper.core.lock import VaultLock
+from watchkeeper.core.logs import open_keeper_log
+from watchkeeper.core.outputs import Outputs
+from watchkeeper.core.pausing import Pauses
+from watchkeeper.core.quota import WINDOW, Quota
+from watchkeeper.core.recovery import close_interrupted, missed_while_down
+from watchkeeper.core.resume import ResumePlan, plan_resume
+from watchkeeper.core.runner import LocalExecutor
+from watchkeeper.core.runs import Runs
+from watchkeeper.core.runtime import ActiveRun, JobRuntime, StartRequest, UnknownJob
+from watchkeeper.core.seams import Clock, Executor, Store, SystemClock, utc
+from watchkeeper.core.slots import Slots
+from watchkeeper.core.state import RuntimeState
+from watchkeeper.core.status import last_runs
+from watchkeeper.core.store import JsonlStore
+from watchkeeper.core.units import format_duration
+from watchkeeper.core.views import DayCounts, Views
+from watchkeeper.core.watchers import Watches
 
 __all__ = ["Keeper", "StartRequest", "UnknownJob"]
 

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.appender import Appender, Log
-from core.history import iso, utc_now
-from core.names import json_text
+from watchkeeper.core.appender import Appender, Log
+from watchkeeper.core.history import iso, utc_now
+from watchkeeper.core.names import json_text
 
 LEDGER_NAME = "files.jsonl"
 

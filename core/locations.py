@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.config import CONFIG_NAME
+from watchkeeper.core.config import CONFIG_NAME
 
 APP = "watchkeeper"
 VAULT_ENV = "WATCHKEEPER_VAULT"

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import logsdir
-from core.logsdir import LogsAccessError
+from watchkeeper.core import logsdir
+from watchkeeper.core.logsdir import LogsAccessError
 
 LOCK_NAME = ".watchkeeper.lock"
 PROBE_PATIENCE = 0.2

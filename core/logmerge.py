@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from core.logs import rotated_name
-from core.tail import last_lines
+from watchkeeper.core.logs import rotated_name
+from watchkeeper.core.tail import last_lines
 
 KEEPER_SOURCE = "(keeper)"  # parentheses: no job can be named so
 KEEPER_LOG = "watchkeeper.log"

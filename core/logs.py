@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from core import logsdir
+from watchkeeper.core import logsdir
 
 
 def rotated_name(path: Path, index: int) -> Path:

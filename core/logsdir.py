@@ -16,7 +16,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from core.atomic import write_atomic
+from watchkeeper.core.atomic import write_atomic
 
 PRIVATE = 0o700
 

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.logsdir import write_file
-from core.stats import nearest_rank
-from core.vault import FolderSummary
+from watchkeeper.core.logsdir import write_file
+from watchkeeper.core.stats import nearest_rank
+from watchkeeper.core.vault import FolderSummary
 
 METRICS_NAME = "metrics.prom"
 PREFIX = "watchkeeper_"

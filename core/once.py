@@ -14,11 +14,11 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from core.config import Config, JobConfig
-from core.filewatch import scan
-from core.keeper import Keeper, StartRequest
-from core.ledger import LEDGER_NAME, Ledger, file_digest
-from core.state import RuntimeState, load_state
+from watchkeeper.core.config import Config, JobConfig
+from watchkeeper.core.filewatch import scan
+from watchkeeper.core.keeper import Keeper, StartRequest
+from watchkeeper.core.ledger import LEDGER_NAME, Ledger, file_digest
+from watchkeeper.core.state import RuntimeState, load_state
 
 
 @dataclass(frozen=True)

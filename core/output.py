@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
-from core.environment import Masker
-from core.logs import RotatingFile
+from watchkeeper.core.environment import Masker
+from watchkeeper.core.logs import RotatingFile
 
 # A child that never prints a newline still gets its output written in pieces about this
 # big (never cut inside a secret, so a little more is held when one may straddle the cut).

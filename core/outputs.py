@@ -11,23 +11,23 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core import history as hist
-from core import tuning
-from core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
-from core.faults import described
-from core.history import RunRecord
-from core.metrics import Metrics, write_metrics
-from core.slices import Slices, text_of
-from core.vault import FolderSummary, summarize_all
+from watchkeeper.core import history as hist
+from watchkeeper.core import tuning
+from watchkeeper.core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
+from watchkeeper.core.faults import described
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.metrics import Metrics, write_metrics
+from watchkeeper.core.slices import Slices, text_of
+from watchkeeper.core.vault import FolderSummary, summarize_all
 
 if TYPE_CHECKING:
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from core.control_protocol import JobView, Snapshot
-    from core.events import EventBus
-    from core.logs import KeeperLog
-    from core.runtime import JobRuntime
+    from watchkeeper.core.control_protocol import JobView, Snapshot
+    from watchkeeper.core.events import EventBus
+    from watchkeeper.core.logs import KeeperLog
+    from watchkeeper.core.runtime import JobRuntime
 
 
 class Shown(Protocol):

@@ -3,10 +3,10 @@ what a resume releases of what piled up meanwhile (core/resume.py plans it)."""
 
 from __future__ import annotations
 
-from core.host import Host
-from core.resume import waking_jobs
-from core.runtime import StartRequest, UnknownJob
-from core.state import RuntimeState
+from watchkeeper.core.host import Host
+from watchkeeper.core.resume import waking_jobs
+from watchkeeper.core.runtime import StartRequest, UnknownJob
+from watchkeeper.core.state import RuntimeState
 
 
 class Pauses:

@@ -27,8 +27,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from core.history import RunRecord, Start, starts_since
-from core.units import format_duration
+from watchkeeper.core.history import RunRecord, Start, starts_since
+from watchkeeper.core.units import format_duration
 
 WINDOW = 3600.0
 GLOBAL = "global"  # the scope name of the global quota

@@ -7,14 +7,14 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from core import history as hist
-from core.history import RunRecord
-from core.logs import KeeperLog
-from core.processes import end_leftovers
-from core.runtime import JobRuntime
-from core.seams import Clock, Store, utc
-from core.slots import Slots
-from core.state import RuntimeState
+from watchkeeper.core import history as hist
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.logs import KeeperLog
+from watchkeeper.core.processes import end_leftovers
+from watchkeeper.core.runtime import JobRuntime
+from watchkeeper.core.seams import Clock, Store, utc
+from watchkeeper.core.slots import Slots
+from watchkeeper.core.state import RuntimeState
 
 
 async def close_interrupted(

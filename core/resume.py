@@ -12,18 +12,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.quota import GLOBAL, WINDOW
-from core.state import RuntimeState
-from core.units import format_duration
+from watchkeeper.core.quota import GLOBAL, WINDOW
+from watchkeeper.core.state import RuntimeState
+from watchkeeper.core.units import format_duration
 
 if TYPE_CHECKING:  # the quick CLI reads plans without the keeper's modules
     from collections.abc import Mapping
 
-    from core.config import Config
-    from core.handover import Handover
-    from core.quota import Quota
-    from core.runtime import JobRuntime
-    from core.seams import Clock
+    from watchkeeper.core.config import Config
+    from watchkeeper.core.handover import Handover
+    from watchkeeper.core.quota import Quota
+    from watchkeeper.core.runtime import JobRuntime
+    from watchkeeper.core.seams import Clock
 
 
 class Resumable(Protocol):

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import tuning
-from core.history_format import elapsed_ms
-from core.units import format_duration
+from watchkeeper.core import tuning
+from watchkeeper.core.history_format import elapsed_ms
+from watchkeeper.core.units import format_duration
 
 
 @dataclass(frozen=True)

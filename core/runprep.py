@@ -7,11 +7,11 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from core.config import Command, Config
-from core.environment import Masker, job_environment, secret_values
-from core.handover import files_env
-from core.history import RunRecord
-from core.runtime import JobRuntime, StartRequest
+from watchkeeper.core.config import Command, Config
+from watchkeeper.core.environment import Masker, job_environment, secret_values
+from watchkeeper.core.handover import files_env
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.runtime import JobRuntime, StartRequest
 
 
 def argv(command: Command) -> list[str]:

@@ -25,21 +25,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from core import tuning
-from core.admission import decide
-from core.chains import Chains
-from core.config import JobConfig
-from core.environment import EnvFileError, Masker, inside_vault
-from core.faults import described
-from core.history import RunRecord
-from core.hooks import Hooks
-from core.host import Host
-from core.output import OutputSink
-from core.runner import RunOutcome, RunSpec
-from core.runprep import argv, run_env, run_record
-from core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
-from core.seams import Executor, Started, utc
-from core.units import format_duration
+from watchkeeper.core import tuning
+from watchkeeper.core.admission import decide
+from watchkeeper.core.chains import Chains
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.environment import EnvFileError, Masker, inside_vault
+from watchkeeper.core.faults import described
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.hooks import Hooks
+from watchkeeper.core.host import Host
+from watchkeeper.core.output import OutputSink
+from watchkeeper.core.runner import RunOutcome, RunSpec
+from watchkeeper.core.runprep import argv, run_env, run_record
+from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
+from watchkeeper.core.seams import Executor, Started, utc
+from watchkeeper.core.units import format_duration
 
 RunWatch = asyncio.Future[dict[str, Any]]
 
@@ -514,4 +514,3 @@ class Runs:
             for finished in watchers:
                 finished.cancel()
         self.watchers.clear()
-

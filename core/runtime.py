@@ -9,14 +9,14 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from core import tuning
-from core.config import JobConfig
-from core.environment import Masker
-from core.history import RunRecord
-from core.logs import RotatingFile
-from core.output import OutputSink
-from core.seams import RunHandle
-from core.triggers import Schedule
+from watchkeeper.core import tuning
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.environment import Masker
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.logs import RotatingFile
+from watchkeeper.core.output import OutputSink
+from watchkeeper.core.seams import RunHandle
+from watchkeeper.core.triggers import Schedule
 
 
 class UnknownJob(LookupError):

@@ -9,8 +9,8 @@ from typing import Any
 
 import tomli_w
 
-from core.config import CONFIG_NAME
-from core.vault import ensure_layout
+from watchkeeper.core.config import CONFIG_NAME
+from watchkeeper.core.vault import ensure_layout
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_SCRIPTS = ("watcher.py", "task_planner.py", "archive.py", "sample_notes.py")

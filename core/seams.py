@@ -18,11 +18,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.history import RunRecord
-from core.ledger import Ledger
-from core.precise import sleep_until
-from core.runner import RunOutcome, RunSpec
-from core.state import RuntimeState
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.ledger import Ledger
+from watchkeeper.core.precise import sleep_until
+from watchkeeper.core.runner import RunOutcome, RunSpec
+from watchkeeper.core.state import RuntimeState
 
 # ---- Clock ---------------------------------------------------------------------------
 
@@ -127,9 +127,7 @@ class Executor(Protocol):
         (token, Started or the exception) on the loop, in batches."""
         ...
 
-    def watch(
-        self, spec: RunSpec, started: Any, on_output: Callable[[bytes], None]
-    ) -> RunHandle:
+    def watch(self, spec: RunSpec, started: Any, on_output: Callable[[bytes], None]) -> RunHandle:
         """Follow a started run: stream its output, report its end. Raises OSError when
         it cannot be watched (the run is ended then)."""
         ...

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from core.config import KeeperConfig
+from watchkeeper.core.config import KeeperConfig
 
 SYSTEMCTL = ("systemctl", "--user")
 # What the keeper itself may still need after its drain: its own wait once the runs'
@@ -58,8 +58,7 @@ def launcher(argv0: str | None = None, python: str | None = None) -> list[str]:
     """The absolute command that starts watchkeeper, for ExecStart.
 
     The running `watchkeeper` script if that is what was started, else the one beside
-    the interpreter (a venv's bin/), else the interpreter importing the CLI from where
-    this package lives: the unit starts in the vault, not in a source checkout.
+    the interpreter (a venv's bin/), else the interpreter running the CLI's module.
     """
     argv0 = sys.argv[0] if argv0 is None else argv0
     python = sys.executable if python is None else python
@@ -70,9 +69,8 @@ def launcher(argv0: str | None = None, python: str | None = None) -> list[str]:
     beside = shutil.which("watchkeeper", path=str(Path(python).parent))
     if beside is not None:
         return [os.path.abspath(beside)]
-    root = str(Path(__file__).resolve().parent.parent)
-    code = f"import sys; sys.path.insert(0, {root!r}); from tui.cli import main; main()"
-    return [os.path.abspath(python), "-c", code]
+    # -P: the unit starts in the vault, whose own folders must not shadow the package.
+    return [os.path.abspath(python), "-P", "-m", "watchkeeper.tui.cli.main"]
 
 
 def stop_timeout(keeper: KeeperConfig) -> int:

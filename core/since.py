@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
 
-from core.units import parse_duration
+from watchkeeper.core.units import parse_duration
 
 EXAMPLES = "a duration like 24h or 7d, or a date/time like 2026-12-01 or 2026-12-01T08:00"
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Protocol
 
-from core import tuning
-from core.seams import Clock
-from core.triggers import Schedule
+from watchkeeper.core import tuning
+from watchkeeper.core.seams import Clock
+from watchkeeper.core.triggers import Schedule
 
 # (due, push order, job, index of the job's schedule)
 Entry = tuple[float, int, str, int]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import logsdir
-from core.logsdir import LogsAccessError
+from watchkeeper.core import logsdir
+from watchkeeper.core.logsdir import LogsAccessError
 
 STATE_NAME = "state.toml"
 

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core import history as hist
-from core import lock
-from core.config import Config, JobConfig
-from core.history import RunRecord
-from core.history_scan import parse_line
-from core.history_summary import HistorySummary, quarter_of
-from core.state import load_state
-from core.status_live import folders_view
-from core.triggers import schedules_for, wall_moment
+from watchkeeper.core import history as hist
+from watchkeeper.core import lock
+from watchkeeper.core.config import Config, JobConfig
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.history_scan import parse_line
+from watchkeeper.core.history_summary import HistorySummary, quarter_of
+from watchkeeper.core.state import load_state
+from watchkeeper.core.status_live import folders_view
+from watchkeeper.core.triggers import schedules_for, wall_moment
 
 # Jobs with no run in the last day are looked up further back, up to this many and this
 # far (as when each cost a scan of the history: the answers stay as they were).
@@ -138,7 +138,7 @@ def vault_status(config: Config) -> dict[str, Any]:
 
 def quota_view(config: Config) -> list[dict[str, Any]]:
     """Used/limit per scope over the sliding hour, rebuilt from history like the keeper's."""
-    from core.quota import Quota, usage_view
+    from watchkeeper.core.quota import Quota, usage_view
 
     limits = {name: job.max_per_hour for name, job in config.jobs.items() if job.max_per_hour}
     now = time.time()

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.vault import summarize_all
+from watchkeeper.core.vault import summarize_all
 
 if TYPE_CHECKING:
-    from core.config import Config
-    from core.control_protocol import Snapshot
+    from watchkeeper.core.config import Config
+    from watchkeeper.core.control_protocol import Snapshot
 
 
 def folders_view(vault: Path) -> dict[str, dict[str, Any]]:

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from core import history as hist
-from core.appender import Log
-from core.history import HistoryWriter, RunRecord
-from core.ledger import LEDGER_NAME, Ledger
-from core.quota import started
-from core.state import RuntimeState, load_state, update_state
+from watchkeeper.core import history as hist
+from watchkeeper.core.appender import Log
+from watchkeeper.core.history import HistoryWriter, RunRecord
+from watchkeeper.core.ledger import LEDGER_NAME, Ledger
+from watchkeeper.core.quota import started
+from watchkeeper.core.state import RuntimeState, load_state, update_state
 
 
 class JsonlStore:

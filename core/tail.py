@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.logs import rotated_name
+from watchkeeper.core.logs import rotated_name
 
 BLOCK = 64 * 1024
 MAX_LINE = 1024 * 1024

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from core.config import JobConfig
-from core.cron import CronSchedule
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.cron import CronSchedule
 
 ClockName = Literal["wall", "mono"]
 

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import logsdir
-from core.names import shown
+from watchkeeper.core import logsdir
+from watchkeeper.core.names import shown
 
 FOLDERS = ("Inbox", "Needs_Action", "Plans", "Done")
 

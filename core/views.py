@@ -11,15 +11,22 @@ from pathlib import Path
 from typing import Protocol, cast
 from zoneinfo import ZoneInfo
 
-from core.control_protocol import JobView, QuotaUsage, RunJson, RunningView, Snapshot, Today
-from core.handover import Handover
-from core.history import iso
-from core.quota import Quota, ScopeUsage, usage_view
-from core.runtime import JobRuntime
-from core.seams import Clock
-from core.slots import Slots
-from core.state import RuntimeState
-from core.triggers import wall_moment
+from watchkeeper.core.control_protocol import (
+    JobView,
+    QuotaUsage,
+    RunJson,
+    RunningView,
+    Snapshot,
+    Today,
+)
+from watchkeeper.core.handover import Handover
+from watchkeeper.core.history import iso
+from watchkeeper.core.quota import Quota, ScopeUsage, usage_view
+from watchkeeper.core.runtime import JobRuntime
+from watchkeeper.core.seams import Clock
+from watchkeeper.core.slots import Slots
+from watchkeeper.core.state import RuntimeState
+from watchkeeper.core.triggers import wall_moment
 
 
 def job_view(

@@ -19,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from core import tuning
-from core.config import Config
-from core.events import EventBus
-from core.faults import described
-from core.filewatch import (
+from watchkeeper.core import tuning
+from watchkeeper.core.config import Config
+from watchkeeper.core.events import EventBus
+from watchkeeper.core.faults import described
+from watchkeeper.core.filewatch import (
     FAST_STEP_MS,
     IDLE_STEP_MS,
     glob_root,
@@ -32,12 +32,12 @@ from core.filewatch import (
     watch,
     watch_paths,
 )
-from core.handover import Handover
-from core.logs import KeeperLog
-from core.names import shown
-from core.slices import Slices
-from core.units import format_duration
-from core.vault import FOLDERS, summarize_all
+from watchkeeper.core.handover import Handover
+from watchkeeper.core.logs import KeeperLog
+from watchkeeper.core.names import shown
+from watchkeeper.core.slices import Slices
+from watchkeeper.core.units import format_duration
+from watchkeeper.core.vault import FOLDERS, summarize_all
 
 
 class _Changes(Protocol):
@@ -62,6 +62,7 @@ class Watched(Protocol):
     @property
     def outputs(self) -> _Changes: ...
     def reload(self, reason: str) -> bool: ...
+
 
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0

@@ -18,7 +18,7 @@ from typing import Any
 import tomli_w
 from hypothesis import strategies as st
 
-from core.config_values import JOB_FIELDS, KEEPER_FIELDS
+from watchkeeper.core.config_values import JOB_FIELDS, KEEPER_FIELDS
 
 DAY = 86400.0
 # (section, key) -> (lowest, highest) as README's "Configuration" states them; durations in

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 if TYPE_CHECKING:
     import asyncio
 
-    from core.keeper import Keeper
+    from watchkeeper.core.keeper import Keeper
 
 CLI = Path(sys.executable).parent / "watchkeeper"
 
@@ -193,9 +193,9 @@ def daemon(daemons: Daemons) -> Callable[..., subprocess.Popen]:
 
 async def started_keeper(vault: Path) -> Keeper:
     """A keeper on `vault`, holding its lock, started (not serving)."""
-    from core.config import load_config
-    from core.keeper import Keeper
-    from core.lock import acquire
+    from watchkeeper.core.config import load_config
+    from watchkeeper.core.keeper import Keeper
+    from watchkeeper.core.lock import acquire
 
     keeper = Keeper(load_config(vault / "watchkeeper.toml"), acquire(vault))
     await keeper.start()

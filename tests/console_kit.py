@@ -14,11 +14,11 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from core.client import InProcessClient
-from core.config import load_config
-from core.lock import acquire, holder
-from tui.app import ConsoleApp, make_app
-from tui.themes import shipped_dir
+from watchkeeper.core.client import InProcessClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.lock import acquire, holder
+from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.themes import shipped_dir
 
 JOBS = """
 [jobs.quick]

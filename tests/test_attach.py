@@ -14,16 +14,16 @@ from conftest import pilot_until as until
 from console_kit import cell
 from textual.widgets import DataTable
 
-from core.client import InProcessClient, SocketClient
-from core.config import load_config
-from core.lock import acquire, holder
-from core.state import load_state
-from tui.app import ConsoleApp, make_app
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.resume import ResumeScreen
-from tui.themes import shipped_dir
-from tui.widgets.header import HeaderBar
-from tui.widgets.jobs_pane import JobsPane
+from watchkeeper.core.client import InProcessClient, SocketClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.lock import acquire, holder
+from watchkeeper.core.state import load_state
+from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.screens.confirm import ConfirmScreen
+from watchkeeper.tui.screens.resume import ResumeScreen
+from watchkeeper.tui.themes import shipped_dir
+from watchkeeper.tui.widgets.header import HeaderBar
+from watchkeeper.tui.widgets.jobs_pane import JobsPane
 
 JOBS = """
 [jobs.tick]

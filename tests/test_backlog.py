@@ -9,9 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from core.appender import Appender
-from core.ledger import Ledger
-from core.logs import KeeperLog
+from watchkeeper.core.appender import Appender
+from watchkeeper.core.ledger import Ledger
+from watchkeeper.core.logs import KeeperLog
 
 ROOT = Path(__file__).parent.parent
 
@@ -53,8 +53,8 @@ def test_a_write_the_disk_cut_short_is_finished_when_room_returns(tmp_path: Path
         import resource, signal, sys
         from datetime import UTC, datetime, timedelta
         from pathlib import Path
-        from core.history import HistoryWriter, RunRecord
-        from core.logs import KeeperLog
+        from watchkeeper.core.history import HistoryWriter, RunRecord
+        from watchkeeper.core.logs import KeeperLog
 
         history, log_path = Path(sys.argv[1]), Path(sys.argv[2])
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a core dump
@@ -99,8 +99,8 @@ def test_ledger_lines_wait_for_the_disk_and_count_meanwhile(tmp_path: Path) -> N
         """
         import os, resource, signal, sys
         from pathlib import Path
-        from core.ledger import Ledger
-        from core.logs import KeeperLog
+        from watchkeeper.core.ledger import Ledger
+        from watchkeeper.core.logs import KeeperLog
 
         path, log_path = Path(sys.argv[1]), Path(sys.argv[2])
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

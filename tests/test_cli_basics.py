@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import final_records, run_cli
 
-from core.history import RunRecord, segment_path
-from core.units import format_duration
+from watchkeeper.core.history import RunRecord, segment_path
+from watchkeeper.core.units import format_duration
 
 NO_VAULT = "no watchkeeper.toml here or above; pass --vault"
 

@@ -1,4 +1,4 @@
-"""The quick path (tui/cli_fast.py) against typer (tui/cli_app.py): the same commands give
+"""The quick path (tui/cli/fast.py) against typer (tui/cli/app.py): the same commands give
 the same output and exit codes, whatever the quick path does not plainly understand goes
 to typer, and tables printed without rich are byte for byte rich's."""
 
@@ -18,10 +18,10 @@ from conftest import CLI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.history import RunRecord
-from core.vault import ensure_layout
-from tui.cli_common import PLAIN_CELLS, TABLE_WIDTH, plain_cell, plain_table
-from tui.cli_fast import quick
+from watchkeeper.core.history import RunRecord
+from watchkeeper.core.vault import ensure_layout
+from watchkeeper.tui.cli.common import PLAIN_CELLS, TABLE_WIDTH, plain_cell, plain_table
+from watchkeeper.tui.cli.fast import quick
 
 CONFIG = """
     [jobs.tick]
@@ -36,12 +36,8 @@ CONFIG = """
     command = ["true"]
     every = "1h"
     """
-# typer's side alone: the app tui/cli.py falls back to, run as the real command is.
-TYPER = (
-    "import sys; sys.argv[0] = 'watchkeeper'\n"
-    "from tui.cli_app import app\n"
-    "app()\n"
-)
+# typer's side alone: the app tui/cli/main.py falls back to, run as the real command is.
+TYPER = "import sys; sys.argv[0] = 'watchkeeper'\nfrom watchkeeper.tui.cli.app import app\napp()\n"
 
 
 def vault_with_history(folder: Path) -> Path:
@@ -81,6 +77,7 @@ def run(argv: list[str], vault: Path, through_typer: bool) -> tuple[int, str, st
     done = subprocess.run(
         [*command, *argv], capture_output=True, text=True, env=env, cwd=vault, timeout=120
     )
+
     # What differs between two runs of the same command: its run ids, how long it took,
     # the keeper's uptime, and `stats` reporting when its window starts.
     def same(text: str) -> str:
@@ -208,7 +205,7 @@ def test_the_console_goes_to_typer_in_a_terminal(tmp_path: Path) -> None:
 
     vault = vault_with_history(tmp_path)
     script = (
-        "import sys\nfrom tui.cli_fast import quick\n"
+        "import sys\nfrom tui.cli.fast import quick\n"
         f"print('quick' if quick(['--vault', {str(vault)!r}]) is not None else 'typer')\n"
     )
     parent, child = pty.openpty()

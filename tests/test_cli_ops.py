@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import CLI, pid_alive, run_cli, wait_for
 
-from core.lock import holder
+from watchkeeper.core.lock import holder
 
 CONFIG = """\
 [jobs.nightly-report]
@@ -221,7 +221,7 @@ FAKE_KEEPER = textwrap.dedent(
     """\
     import signal, sys, time
     from pathlib import Path
-    from core.lock import acquire
+    from watchkeeper.core.lock import acquire
 
     vault, marker, catch = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "catch"
     if catch:

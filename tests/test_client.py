@@ -7,11 +7,11 @@ from pathlib import Path
 
 from conftest import wait_for
 
-from core.client import InProcessClient
-from core.config import load_config
-from core.events import Event
-from core.history import Query
-from core.lock import acquire, holder
+from watchkeeper.core.client import InProcessClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.events import Event
+from watchkeeper.core.history import Query
+from watchkeeper.core.lock import acquire, holder
 
 
 def test_owner_client_runs_pauses_cancels_and_reports(make_vault) -> None:

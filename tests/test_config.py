@@ -15,7 +15,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.config import (
+from watchkeeper.core.config import (
     CONFIG_NAME,
     ConfigError,
     ConfigIssue,
@@ -24,8 +24,8 @@ from core.config import (
     load_config,
     parse_config,
 )
-from core.config_lines import KeyLines
-from core.cron import CronSchedule
+from watchkeeper.core.config_lines import KeyLines
+from watchkeeper.core.cron import CronSchedule
 
 # Copied from DESIGN.md ("Config" section).
 DESIGN_EXAMPLE = """\

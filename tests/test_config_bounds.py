@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from config_fuzz import BOUNDS, KEYS, structural_documents
 
-from core.config import CONFIG_NAME, INTERNAL, ConfigError, ConfigIssue, load_config
-from core.config_values import JOB_FIELDS
+from watchkeeper.core.config import CONFIG_NAME, INTERNAL, ConfigError, ConfigIssue, load_config
+from watchkeeper.core.config_values import JOB_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 

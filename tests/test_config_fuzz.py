@@ -16,7 +16,7 @@ from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.config import CONFIG_NAME, INTERNAL, Config, ConfigError, load_config
+from watchkeeper.core.config import CONFIG_NAME, INTERNAL, Config, ConfigError, load_config
 
 
 def check(path: Path, text: str) -> Config | None:

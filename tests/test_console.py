@@ -18,22 +18,22 @@ from console_kit import JOBS, cell, console, job_view, screen_text, select_job
 from rich.text import Text
 from textual.widgets import DataTable, Input
 
-from core.history import Query, RunRecord
-from core.lock import acquire, holder
-from core.state import load_state
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.help import HelpScreen
-from tui.screens.job_details import JobScreen
-from tui.screens.quit import QuitScreen
-from tui.screens.run_output import RunOutputScreen
-from tui.screens.vault_file import VaultFileScreen
-from tui.themes import shipped_dir
-from tui.widgets.header import HeaderBar
-from tui.widgets.history_pane import HistoryPane
-from tui.widgets.jobs_pane import JobsPane
-from tui.widgets.log_pane import LogPane
-from tui.widgets.log_view import LogView
-from tui.widgets.pane import Pane
+from watchkeeper.core.history import Query, RunRecord
+from watchkeeper.core.lock import acquire, holder
+from watchkeeper.core.state import load_state
+from watchkeeper.tui.screens.confirm import ConfirmScreen
+from watchkeeper.tui.screens.help import HelpScreen
+from watchkeeper.tui.screens.job_details import JobScreen
+from watchkeeper.tui.screens.quit import QuitScreen
+from watchkeeper.tui.screens.run_output import RunOutputScreen
+from watchkeeper.tui.screens.vault_file import VaultFileScreen
+from watchkeeper.tui.themes import shipped_dir
+from watchkeeper.tui.widgets.header import HeaderBar
+from watchkeeper.tui.widgets.history_pane import HistoryPane
+from watchkeeper.tui.widgets.jobs_pane import JobsPane
+from watchkeeper.tui.widgets.log_pane import LogPane
+from watchkeeper.tui.widgets.log_view import LogView
+from watchkeeper.tui.widgets.pane import Pane
 
 # ---- keys that act on the keeper ------------------------------------------------------
 

@@ -26,12 +26,12 @@ from rich.style import Style
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from core.client import InProcessClient
-from core.config import load_config
-from core.lock import acquire
-from core.state import load_state, save_state
-from tui.app import ConsoleApp, make_app
-from tui.themes import discover, shipped_dir
+from watchkeeper.core.client import InProcessClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.lock import acquire
+from watchkeeper.core.state import load_state, save_state
+from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.themes import discover, shipped_dir
 
 JOBS = """
 [jobs.good]

@@ -13,9 +13,9 @@ from console_kit import JOBS, console, header, log_key, screen_text, select_job
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from core.config import load_config
-from tui.app import ConsoleApp, make_app
-from tui.themes import shipped_dir
+from watchkeeper.core.config import load_config
+from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.themes import shipped_dir
 
 TICKER = """
 [jobs.ticker]

@@ -12,12 +12,12 @@ from conftest import pilot_until as until
 from console_kit import console, screen_text, select_job
 from textual.widgets import DataTable
 
-from core.history import HistoryWriter, Query, RunRecord
-from tui.app import ConsoleApp
-from tui.main_screen import MainScreen
-from tui.screens.help import HelpScreen, all_keys
-from tui.widgets.log_view import LogView
-from tui.widgets.table import Table
+from watchkeeper.core.history import HistoryWriter, Query, RunRecord
+from watchkeeper.tui.app import ConsoleApp
+from watchkeeper.tui.main_screen import MainScreen
+from watchkeeper.tui.screens.help import HelpScreen, all_keys
+from watchkeeper.tui.widgets.log_view import LogView
+from watchkeeper.tui.widgets.table import Table
 
 MANY_JOBS = "".join(
     f'[jobs.job-{index:02d}]\ncommand = ["true"]\nmax_per_hour = {index + 1}\n'
@@ -278,8 +278,10 @@ async def test_capital_r_runs_a_failed_runs_job_again(make_vault) -> None:
         history = app.main.history_pane
         await until(
             pilot,
-            lambda: history.by_id.get(failed, {}).get("status") == "failure"
-            and history.by_id.get(fine, {}).get("status") == "success",
+            lambda: (
+                history.by_id.get(failed, {}).get("status") == "failure"
+                and history.by_id.get(fine, {}).get("status") == "success"
+            ),
         )
         await pilot.press("3")
         history.table.move_to_key(fine)

@@ -18,11 +18,11 @@ from console_kit import console, screen_text
 from rich.cells import cell_len
 from textual.widgets import DataTable
 
-from tui.app import ConsoleApp
-from tui.main_screen import PANE_ORDER
-from tui.model import Model
-from tui.text import Clock
-from tui.widgets.header import HeaderBar, short_path
+from watchkeeper.tui.app import ConsoleApp
+from watchkeeper.tui.main_screen import PANE_ORDER
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.text import Clock
+from watchkeeper.tui.widgets.header import HeaderBar, short_path
 
 # The newcomer's realistic vault: cron, every, on_files, an `after` chain, a failing job
 # with retries, quotas.
@@ -101,6 +101,7 @@ async def test_quota_scope_column_takes_the_room_the_pane_has(make_vault) -> Non
         client.run_now("nightly-report")
         table = app.main.query_one("#quota", DataTable)
         await until(pilot, lambda: "nightly-report" in table.rows)
+
         def scope_takes_the_rest() -> bool:
             widths = {key.value: column.width for key, column in table.columns.items()}
             room = table.scrollable_content_region.width

@@ -12,14 +12,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.widgets.data_table import Column
 
-from core.events import Event
-from tui.messages import KeeperBridge, LogLines, Resync, RunStarted
-from tui.model import Model
-from tui.operations import editor_command
-from tui.runlog import run_output
-from tui.text import Clock, log_display, run_time
-from tui.widgets.log_view import cuts
-from tui.widgets.vault_pane import items_shown
+from watchkeeper.core.events import Event
+from watchkeeper.tui.messages import KeeperBridge, LogLines, Resync, RunStarted
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.operations import editor_command
+from watchkeeper.tui.runlog import run_output
+from watchkeeper.tui.text import Clock, log_display, run_time
+from watchkeeper.tui.widgets.log_view import cuts
+from watchkeeper.tui.widgets.vault_pane import items_shown
 
 NOW = datetime(2030, 1, 9, 12, 0, 0, tzinfo=UTC)
 
@@ -161,5 +161,3 @@ def test_clock_frozen_from_the_environment(monkeypatch) -> None:
     clock = Clock.from_env(UTC)
     assert clock.now() == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert clock.short(clock.now() - timedelta(days=1)) == "01-01 03:04"
-
-

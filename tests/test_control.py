@@ -27,9 +27,9 @@ from conftest import Daemons, final_records, keeper_log, lock_record, pid_alive,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import control_client
-from core.control_client import Connection
-from core.control_protocol import (
+from watchkeeper.core import control_client
+from watchkeeper.core.control_client import Connection
+from watchkeeper.core.control_protocol import (
     HISTORY_LIMIT,
     MAX_REQUEST,
     OPS,
@@ -37,10 +37,10 @@ from core.control_protocol import (
     ControlUnavailable,
     find_socket,
 )
-from core.events import EVENT_KINDS
-from core.history import STATUSES
-from core.state import load_state
-from core.vault import ensure_layout
+from watchkeeper.core.events import EVENT_KINDS
+from watchkeeper.core.history import STATUSES
+from watchkeeper.core.state import load_state
+from watchkeeper.core.vault import ensure_layout
 
 # ---- daemons ------------------------------------------------------------------------------
 

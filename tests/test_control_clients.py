@@ -24,16 +24,16 @@ from typing import Any
 import pytest
 from conftest import Daemons, final_records, lock_record, wait_for
 
-from core import control_client
-from core.client import SocketClient
-from core.config import load_config
-from core.control_client import Connection
-from core.control_conn import Limits
-from core.control_protocol import CLOSED_IDLE, MAX_CONNECTIONS, ControlFailed
-from core.control_server import ControlServer, start_control
-from core.events import Event
-from core.keeper import Keeper
-from core.lock import acquire
+from watchkeeper.core import control_client
+from watchkeeper.core.client import SocketClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.control_client import Connection
+from watchkeeper.core.control_conn import Limits
+from watchkeeper.core.control_protocol import CLOSED_IDLE, MAX_CONNECTIONS, ControlFailed
+from watchkeeper.core.control_server import ControlServer, start_control
+from watchkeeper.core.events import Event
+from watchkeeper.core.keeper import Keeper
+from watchkeeper.core.lock import acquire
 
 CONFIG = """
     [keeper]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from conftest import Daemons, wait_for
 
-from core import control_client
-from core.control_client import Connection
-from core.control_protocol import (
+from watchkeeper.core import control_client
+from watchkeeper.core.control_client import Connection
+from watchkeeper.core.control_protocol import (
     CancelAnswer,
     ErrorAnswer,
     EventMessage,
@@ -30,7 +30,7 @@ from core.control_protocol import (
     Snapshot,
     Today,
 )
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 CONFIG = """
     [jobs.shape]

@@ -8,7 +8,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.cron_match import PlainCron
+from watchkeeper.core.cron_match import PlainCron
 
 SPANS = {
     "second": (0, 59),
@@ -66,7 +66,7 @@ def test_schedules_of_plain_numbers_never_import_croniter() -> None:
 
     script = (
         "import sys\nfrom datetime import datetime, UTC\nfrom zoneinfo import ZoneInfo\n"
-        "from core.cron import CronSchedule\n"
+        "from watchkeeper.core.cron import CronSchedule\n"
         "s = CronSchedule.parse('*/5 9-17 * * mon-fri')\n"
         "s.upcoming(datetime.now(UTC), ZoneInfo('Europe/Berlin'), 50)\n"
         "print('croniter' in sys.modules)\n"

@@ -139,7 +139,7 @@ def test_a_status_probe_never_makes_a_starting_keeper_give_up(tmp_path: Path) ->
     # holder() holds the lock for microseconds while it looks (`--status` does); acquire()
     # outwaits that instead of reporting another keeper. Threads probe here: they meet
     # the acquiring thread in the lock far more often than another process would.
-    from core.lock import acquire, holder
+    from watchkeeper.core.lock import acquire, holder
 
     vault = tmp_path / "vault"
     acquire(vault).release()

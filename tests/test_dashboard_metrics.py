@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.atomic import write_atomic
-from core.dashboard import dashboard_lines, write_dashboard
-from core.history import RunRecord, iso
-from core.metrics import Metrics, write_metrics
-from core.slices import text_of
-from core.vault import FolderSummary
+from watchkeeper.core.atomic import write_atomic
+from watchkeeper.core.dashboard import dashboard_lines, write_dashboard
+from watchkeeper.core.history import RunRecord, iso
+from watchkeeper.core.metrics import Metrics, write_metrics
+from watchkeeper.core.slices import text_of
+from watchkeeper.core.vault import FolderSummary
 
 NOW = datetime(2025, 3, 30, 8, 0, 0, tzinfo=UTC)
 KOLKATA = ZoneInfo("Asia/Kolkata")  # +05:30 all year: local times are easy to predict

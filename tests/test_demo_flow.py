@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import final_records, keeper_log, run_cli, wait_for
 
-from core.config import load_config
+from watchkeeper.core.config import load_config
 
 # The demo's jobs take DEMO_PACE seconds when they have work, so they show RUNNING.
 SEEN_RUNNING_MS = 1000

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_config
-from core.environment import EnvFileError, job_environment
+from watchkeeper.core.config import load_config
+from watchkeeper.core.environment import EnvFileError, job_environment
 
 
 def _vault(tmp_path: Path) -> Path:

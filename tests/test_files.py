@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import final_records, finals, finish, run_cli, started_keeper, until
 
-from core.keeper import Keeper
+from watchkeeper.core.keeper import Keeper
 
 # Appends one JSON line a run: [[vault-relative path, size in bytes], ...] as the job saw
 # them through WATCHKEEPER_FILES.
@@ -401,7 +401,7 @@ def test_once_hands_waiting_files_and_exits_0(make_vault, tmp_path: Path) -> Non
 
 
 def test_files_env_quotes_names_that_could_pose_as_another_path() -> None:
-    from core.handover import files_env
+    from watchkeeper.core.handover import files_env
 
     names = ["Inbox/a b.md", "Inbox/x\nDashboard.md", '"q.md', "Inbox/tab\there.md"]
     env = files_env(names)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from conftest import final_records, keeper_log, run_cli, wait_for
 
-from core.config import load_config
-from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import Keeper, StartRequest
-from core.lock import acquire
-from core.once import run_once
+from watchkeeper.core.config import load_config
+from watchkeeper.core.history import HistoryWriter, RunRecord, utc_now
+from watchkeeper.core.keeper import Keeper, StartRequest
+from watchkeeper.core.lock import acquire
+from watchkeeper.core.once import run_once
 
 # ---- helpers ----------------------------------------------------------------------------
 

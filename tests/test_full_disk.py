@@ -22,8 +22,8 @@ import pytest
 from conftest import final_records, finish, keeper_log, started_keeper, until, wait_for
 from test_files import drop, file_job, handed, serving
 
-from core.history import HistoryWriter
-from core.vault import ensure_layout
+from watchkeeper.core.history import HistoryWriter
+from watchkeeper.core.vault import ensure_layout
 
 
 def segment_names() -> list[str]:

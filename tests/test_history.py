@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.history import (
+from watchkeeper.core.history import (
     FINAL_STATUSES,
     HistoryWriter,
     Query,
@@ -26,8 +26,8 @@ from core.history import (
     runs_since,
     stats,
 )
-from core.history_scan import FIRST_BLOCK
-from core.logs import KeeperLog
+from watchkeeper.core.history_scan import FIRST_BLOCK
+from watchkeeper.core.logs import KeeperLog
 
 T0 = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 KEYS = [

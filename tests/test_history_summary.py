@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.config import load_config
-from core.history import RunRecord, runs_since, starts_since
-from core.history_format import segment_path
-from core.history_summary import SUMMARY_NAME
-from core.quota import started
-from core.status import last_runs
-from core.vault import ensure_layout
+from watchkeeper.core.config import load_config
+from watchkeeper.core.history import RunRecord, runs_since, starts_since
+from watchkeeper.core.history_format import segment_path
+from watchkeeper.core.history_summary import SUMMARY_NAME
+from watchkeeper.core.quota import started
+from watchkeeper.core.status import last_runs
+from watchkeeper.core.vault import ensure_layout
 
 JOBS = ["tick", "tock", "rare", "never"]
 FAILED = ("failure", "timeout", "interrupted")
@@ -57,8 +57,9 @@ def random_runs(rng: random.Random, now: datetime, count: int) -> list[tuple[dat
         if started + took > now:
             continue  # still running
         record.completed_at = started + took
-        record.status = rng.choice(["success"] * 6 + ["failure", "timeout", "skipped",
-                                                     "cancelled", "interrupted"])
+        record.status = rng.choice(
+            ["success"] * 6 + ["failure", "timeout", "skipped", "cancelled", "interrupted"]
+        )
         record.duration_ms = int(took.total_seconds() * 1000)
         record.exit_code = 1 if record.status == "failure" else None
         lines.append((record.completed_at, record.to_line()))
@@ -151,8 +152,15 @@ def test_a_rewritten_replaced_or_torn_segment_is_read_again(tmp_path: Path) -> N
     assert summarised(vault)[:2] == by_hand(directory, now)
     # A line being written: counted as unreadable, and read once it is whole.
     final = RunRecord(
-        id="late", job="tock", project="p", started_at=now, status="success",
-        trigger="manual", host="h", completed_at=now, duration_ms=0,
+        id="late",
+        job="tock",
+        project="p",
+        started_at=now,
+        status="success",
+        trigger="manual",
+        host="h",
+        completed_at=now,
+        duration_ms=0,
     ).to_line()
     with today.open("ab") as out:
         out.write(final[:40])

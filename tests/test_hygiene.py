@@ -9,23 +9,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import core
+import watchkeeper.core
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_core_never_imports_textual_or_rich() -> None:
     modules = sorted(
-        f"core.{info.name}"
-        for info in pkgutil.walk_packages(core.__path__)
+        f"watchkeeper.core.{info.name}"
+        for info in pkgutil.walk_packages(watchkeeper.core.__path__)
         if not info.name.startswith("demo")
     )
-    assert "core.keeper" in modules and "core.runner" in modules
+    assert "watchkeeper.core.keeper" in modules and "watchkeeper.core.runner" in modules
     script = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
-        "ui = ('textual', 'rich', 'tui')\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ui)))\n"
+        "ui = ('textual', 'rich', 'watchkeeper.tui')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(ui))))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
@@ -39,18 +39,29 @@ def test_no_core_source_names_textual() -> None:
         for path in (ROOT / "core").rglob("*.py")
         for line in path.read_text().splitlines()
         if line.strip().startswith(
-            ("import textual", "from textual", "import rich", "from rich", "from tui", "import tui")
+            (
+                "import textual",
+                "from textual",
+                "import rich",
+                "from rich",
+                "from watchkeeper.tui",
+                "import watchkeeper.tui",
+            )
         )
     ]
     assert offenders == []
 
 
-# The quick commands shell hooks and health checks call often (tui/cli_fast.py) start
+# The quick commands shell hooks and health checks call often (tui/cli/fast.py) start
 # without typer (and the pydantic and click under it), rich, the event loop machinery or
 # the console: each of these costs tens of milliseconds at every call.
 # croniter (and dateutil under it) too: cron_match finds a plain expression's next times.
 NEVER_QUICK = ("typer", "click", "rich", "pydantic", "asyncio", "textual", "croniter", "dateutil")
-NEVER_QUICK_CORE = ("core.keeper", "core.control_server", "core.events")
+NEVER_QUICK_CORE = (
+    "watchkeeper.core.keeper",
+    "watchkeeper.core.control_server",
+    "watchkeeper.core.events",
+)
 QUICK_WITHOUT_KEEPER = [
     ["--status"],
     ["--status", "--json"],
@@ -112,7 +123,7 @@ def forbidden(modules: set[str], packages: tuple[str, ...], names: tuple[str, ..
 
 
 def quick_vault(tmp_path: Path) -> Path:
-    from core.vault import ensure_layout
+    from watchkeeper.core.vault import ensure_layout
 
     vault = tmp_path / "vault"
     ensure_layout(vault)
@@ -126,11 +137,13 @@ def test_quick_commands_without_a_keeper_import_no_typer_rich_or_asyncio(tmp_pat
         code, modules = imported_by_cli([*args, "--vault", str(vault)], tmp_path)
         assert code in (0, 2, 4), args  # cancel with no keeper: exit 2
         assert forbidden(modules, NEVER_QUICK, NEVER_QUICK_CORE) == [], args
-        assert "tui.cli_fast" in modules and "tui.cli_app" not in modules, args
+        assert "watchkeeper.tui.cli.fast" in modules and "watchkeeper.tui.cli.app" not in modules, (
+            args
+        )
     # A local run is the keeper's work in this process, asyncio and all; still no typer.
     code, modules = imported_by_cli(["run", "sweeper", "--vault", str(vault)], tmp_path)
     assert code == 0
-    assert "core.keeper" in modules and "asyncio" in modules
+    assert "watchkeeper.core.keeper" in modules and "asyncio" in modules
     assert forbidden(modules, ("typer", "click", "rich", "pydantic", "textual"), ()) == []
 
 
@@ -143,11 +156,11 @@ def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(
         code, modules = imported_by_cli([*args, "--vault", str(vault)], tmp_path)
         assert code in (0, 2), args  # cancel of no such run: exit 2
         assert forbidden(modules, NEVER_QUICK, NEVER_QUICK_CORE) == [], args
-        assert "tui.cli_app" not in modules, args
+        assert "watchkeeper.tui.cli.app" not in modules, args
         # history reads the files on its own; the others ask the keeper, and read no
         # history (but resume, whose plan's wording is the quota's)
-        assert ("core.control_client" in modules) == (args[0] != "history"), args
-        assert ("core.history" in modules) == (args[0] in ("history", "resume")), args
+        assert ("watchkeeper.core.control_client" in modules) == (args[0] != "history"), args
+        assert ("watchkeeper.core.history" in modules) == (args[0] in ("history", "resume")), args
 
 
 def test_other_commands_go_to_typer_still_without_asyncio_or_textual(tmp_path: Path) -> None:
@@ -155,34 +168,39 @@ def test_other_commands_go_to_typer_still_without_asyncio_or_textual(tmp_path: P
     for args in (["logs", "-n", "5", "--vault", str(vault)], ["--version"], ["jobs", "-h"]):
         code, modules = imported_by_cli(args, tmp_path)
         assert code == 0, args
-        assert "tui.cli_app" in modules, args
-        assert forbidden(modules, ("asyncio", "textual"), ("core.keeper",)) == [], args
+        assert "watchkeeper.tui.cli.app" in modules, args
+        assert forbidden(modules, ("asyncio", "textual"), ("watchkeeper.core.keeper",)) == [], args
 
 
 # The entry point and the two parsers of the command line, which dispatch to the command
 # modules; what each of them may import of tui's command line.
 CLI_DISPATCH = {
-    "cli.py": {"tui.cli_common", "tui.cli_fast", "tui.cli_app"},
-    "cli_app.py": {"tui.cli_common", "tui.cli_options"},
-    "cli_fast.py": {"tui.cli_common"},
+    "main.py": {
+        "watchkeeper.tui.cli.common",
+        "watchkeeper.tui.cli.fast",
+        "watchkeeper.tui.cli.app",
+    },
+    "app.py": {"watchkeeper.tui.cli.common", "watchkeeper.tui.cli.options"},
+    "fast.py": {"watchkeeper.tui.cli.common"},
 }
-SHARED = {"tui.cli_common", "tui.cli_options"}
+SHARED = {"watchkeeper.tui.cli.common", "watchkeeper.tui.cli.options"}
 
 
 def test_cli_modules_import_only_the_shared_helpers_never_each_other() -> None:
-    """tui/cli_app.py (typer) and tui/cli_fast.py (the quick path) dispatch to the command
-    modules; those share tui/cli_common.py and tui/cli_options.py and never import tui.cli,
-    a parser or one another, and nothing takes a private name from another module."""
-    for path in sorted((ROOT / "tui").glob("cli*.py")):
+    """tui/cli/app.py (typer) and tui/cli/fast.py (the quick path) dispatch to the command
+    modules; those share tui/cli/common.py and tui/cli/options.py and never import the
+    package's entry point, a parser or one another, and nothing takes a private name from
+    another module."""
+    for path in sorted((ROOT / "tui" / "cli").glob("*.py")):
         allowed = CLI_DISPATCH.get(path.name, SHARED)
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if not isinstance(node, ast.ImportFrom) or node.module is None:
                 continue
-            if node.module == "tui":  # `from tui import cli_x`: dispatch, by the parsers only
-                assert path.name in ("cli_app.py", "cli_fast.py"), (path, node.names[0].name)
+            if node.module == "watchkeeper.tui.cli":  # `from ..cli import x`: dispatch
+                assert path.name in ("app.py", "fast.py"), (path, node.names[0].name)
                 continue
-            if node.module.startswith("tui.cli"):
+            if node.module.startswith("watchkeeper.tui.cli"):
                 assert node.module in allowed, (path, node.module)
             private = [alias.name for alias in node.names if alias.name.startswith("_")]
             assert private == [], (path, node.module, private)
@@ -191,16 +209,20 @@ def test_cli_modules_import_only_the_shared_helpers_never_each_other() -> None:
 # ---- import circles -------------------------------------------------------------------
 
 
-def _module_name(path: Path, root: Path) -> str:
+def _module_name(path: Path, root: Path, prefix: str) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return prefix + ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(packages: tuple[str, ...], root: Path = ROOT) -> dict[str, set[str]]:
+def import_graph(
+    packages: tuple[str, ...], root: Path = ROOT, prefix: str = "watchkeeper."
+) -> dict[str, set[str]]:
     """Every import between modules of `packages` (folders in `root`), wherever it stands
     (top level, in a function, under TYPE_CHECKING): module -> the modules it imports."""
     paths = {
-        _module_name(path, root): path for pkg in packages for path in (root / pkg).rglob("*.py")
+        _module_name(path, root, prefix): path
+        for pkg in packages
+        for path in (root / pkg).rglob("*.py")
     }
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
@@ -261,7 +283,7 @@ def test_a_circle_through_a_function_level_or_type_only_import_is_found(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import f\n"
     )
     (package / "d.py").write_text("import pkg.a\n")
-    graph = import_graph(("pkg",), tmp_path)
+    graph = import_graph(("pkg",), tmp_path, prefix="")
     assert graph["pkg.a"] == {"pkg", "pkg.b"} and graph["pkg.c"] == {"pkg.a"}
     assert circles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
@@ -274,10 +296,10 @@ def test_no_import_circles_in_core_or_tui() -> None:
     assert circles(graph) == []
     # The control socket stands apart from the keeper: the keeper may use the protocol's
     # shapes, never the server, client or connections; those never import the keeper.
-    assert not graph["core.keeper"] & {
-        "core.control_server",
-        "core.control_client",
-        "core.control_conn",
+    assert not graph["watchkeeper.core.keeper"] & {
+        "watchkeeper.core.control_server",
+        "watchkeeper.core.control_client",
+        "watchkeeper.core.control_conn",
     }
-    control = {name for name in graph if name.startswith("core.control")}
-    assert not {"core.keeper"} & set().union(*(graph[name] for name in control))
+    control = {name for name in graph if name.startswith("watchkeeper.core.control")}
+    assert not {"watchkeeper.core.keeper"} & set().union(*(graph[name] for name in control))

@@ -22,17 +22,17 @@ from conftest import (
     until,
 )
 
-from core import runner, slices, tuning
-from core.config import load_config
-from core.history import HistoryWriter, RunRecord, utc_now
-from core.keeper import Keeper, StartRequest, UnknownJob
-from core.once import run_once
-from core.runner import RunSpec, Spawned, spawn
-from core.runtime import ActiveRun
-from core.seams import ManualClock, Started
-from core.slots import Slots
-from core.state import load_state
-from core.tuning import FINE_WAIT, READY_EACH, READY_MAX
+from watchkeeper.core import runner, slices, tuning
+from watchkeeper.core.config import load_config
+from watchkeeper.core.history import HistoryWriter, RunRecord, utc_now
+from watchkeeper.core.keeper import Keeper, StartRequest, UnknownJob
+from watchkeeper.core.once import run_once
+from watchkeeper.core.runner import RunSpec, Spawned, spawn
+from watchkeeper.core.runtime import ActiveRun
+from watchkeeper.core.seams import ManualClock, Started
+from watchkeeper.core.slots import Slots
+from watchkeeper.core.state import load_state
+from watchkeeper.core.tuning import FINE_WAIT, READY_EACH, READY_MAX
 
 
 async def test_interval_job_runs_repeatedly_with_records(make_vault) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import CLI, run_cli
 
-from core.vault import ensure_layout
+from watchkeeper.core.vault import ensure_layout
 
 
 def nobody() -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.logs import KeeperLog, RotatingFile
+from watchkeeper.core.logs import KeeperLog, RotatingFile
 
 
 def test_rotation_at_the_limit_keeps_n_backups(tmp_path: Path) -> None:

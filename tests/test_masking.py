@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import final_records, keeper_log
 
-from core.config import load_config
-from core.environment import MIN_SECRET_LENGTH, EnvFileError, Masker, read_env_file
-from core.keeper import Keeper
-from core.lock import acquire
-from core.logs import RotatingFile
-from core.output import MAX_PENDING, OutputSink
+from watchkeeper.core.config import load_config
+from watchkeeper.core.environment import MIN_SECRET_LENGTH, EnvFileError, Masker, read_env_file
+from watchkeeper.core.keeper import Keeper
+from watchkeeper.core.lock import acquire
+from watchkeeper.core.logs import RotatingFile
+from watchkeeper.core.output import MAX_PENDING, OutputSink
 
 
 def pem(label: str = "PRIVATE KEY") -> str:

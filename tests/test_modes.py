@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import finals, finish, run_cli, started_keeper, until
 
-from core import logsdir
-from core.atomic import write_atomic
-from core.state import RuntimeState, save_state, update_state
+from watchkeeper.core import logsdir
+from watchkeeper.core.atomic import write_atomic
+from watchkeeper.core.state import RuntimeState, save_state, update_state
 
 JOB = """
 [jobs.tick]

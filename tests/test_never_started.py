@@ -25,10 +25,10 @@ from conftest import (
     wait_for,
 )
 
-from core import tuning
-from core.config import load_config
-from core.keeper import Keeper
-from core.lock import acquire
+from watchkeeper.core import tuning
+from watchkeeper.core.config import load_config
+from watchkeeper.core.keeper import Keeper
+from watchkeeper.core.lock import acquire
 
 SKIPPED_SERIES = 'watchkeeper_runs_total{job_name="limited",status="skipped"}'
 

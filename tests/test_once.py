@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import final_records, run_cli
 
-from core.state import RuntimeState, save_state
+from watchkeeper.core.state import RuntimeState, save_state
 
 CHAINS = """
 [jobs.a]

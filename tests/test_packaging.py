@@ -1,4 +1,6 @@
-"""The wheel alone gives a working `watchkeeper`: core/, tui/, themes/ and the demo ship."""
+"""The wheel alone gives a working `watchkeeper`: core/, tui/, themes/ and the demo ship,
+as `watchkeeper.core`, `watchkeeper.tui` and `watchkeeper.themes`, never as top-level
+packages another distribution's `core` could collide with."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +55,8 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
         [
             str(python),
             "-c",
-            "import core, tui, themes; print(core.__file__, tui.__file__, themes.__file__)",
+            "import watchkeeper.core as c, watchkeeper.tui as t, watchkeeper.themes as h;"
+            "print(c.__file__, t.__file__, h.__file__)",
         ],
         capture_output=True,
         text=True,
@@ -60,7 +64,15 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
         cwd=tmp_path,
         env=env,
     ).stdout.split()
-    assert all(path.startswith(site) for path in where), where
+    assert all(path.startswith(f"{site}/watchkeeper/") for path in where), where
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    assert tops == {"watchkeeper", wheel.name.split("-py3")[0] + ".dist-info"}, tops
+    for top in ("core", "tui", "themes"):
+        found = subprocess.run(
+            [str(python), "-c", f"import {top}"], capture_output=True, cwd=tmp_path, env=env
+        )
+        assert found.returncode == 1 and b"ModuleNotFoundError" in found.stderr, top
     command = venv / "bin" / "watchkeeper"
     vault = tmp_path / "vault"
     subprocess.run(

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from conftest import finish, run_cli, started_keeper, until, wait_for
 
-from core import control_client as control
-from core.config import load_config
-from core.state import RuntimeState, save_state
-from core.status import jobs_view
+from watchkeeper.core import control_client as control
+from watchkeeper.core.config import load_config
+from watchkeeper.core.state import RuntimeState, save_state
+from watchkeeper.core.status import jobs_view
 
 
 def jobs_json(vault: Path) -> dict[str, dict]:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from core import precise
-from core.precise import PR_GET_TIMERSLACK, sleep_until
+from watchkeeper.core import precise
+from watchkeeper.core.precise import PR_GET_TIMERSLACK, sleep_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="timer slack is Linux's")
 

@@ -11,8 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from core.history import HistoryWriter, RunRecord
-from core.quota import WINDOW, Quota, Refusal, ScopeUsage
+from watchkeeper.core.history import HistoryWriter, RunRecord
+from watchkeeper.core.quota import WINDOW, Quota, Refusal, ScopeUsage
 
 # T + 3600 crosses 2**31 and rounds, so (T + 3600) - 3600 != T: a slot must still free at
 # exactly the next_free reported, whichever way the window's edge is computed.

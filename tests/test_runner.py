@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from conftest import pid_alive
 
-from core import runner, tuning
-from core.runner import Run, RunSpec, Spawned, Spawner, SpawnResult
+from watchkeeper.core import runner, tuning
+from watchkeeper.core.runner import Run, RunSpec, Spawned, Spawner, SpawnResult
 
 
 async def gone(pid: int, timeout: float = 5.0) -> bool:

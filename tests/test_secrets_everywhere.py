@@ -18,7 +18,7 @@ from pathlib import Path
 
 from conftest import Daemons, final_records, keeper_log, lock_record, run_cli, wait_for
 
-from core import control_client as control
+from watchkeeper.core import control_client as control
 
 LEAK = """\
 import os, sys, time

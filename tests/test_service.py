@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import CLI, run_cli
 
-from core import service
-from core.config import load_config
+from watchkeeper.core import service
+from watchkeeper.core.config import load_config
 
 CONFIG = """\
 [keeper]
@@ -382,7 +382,7 @@ def test_launcher_finds_the_script_else_imports_the_cli(tmp_path: Path, monkeypa
     assert service.launcher("-c", str(tmp_path / "bin" / "python")) == [str(script)]
 
     fallback = service.launcher("-c", str(tmp_path / "empty" / "python3"))
-    assert fallback[1] == "-c"
+    assert fallback[1:] == ["-P", "-m", "watchkeeper.tui.cli.main"]
     # The fallback must itself start the CLI, from a folder that is not the repo.
     fallback[0] = sys.executable
     shown = subprocess.run(

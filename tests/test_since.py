@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from core.since import parse_since
+from watchkeeper.core.since import parse_since
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -12,16 +12,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core import tuning
-from core.admission import decide
-from core.chains import wave_complete
-from core.config import JobConfig
-from core.cron import CronSchedule
-from core.quota import WINDOW, Quota
-from core.runs import backoff
-from core.seams import ManualClock
-from core.slots import Slot, Slots
-from core.triggers import CronTrigger, EverySchedule, Schedule
+from watchkeeper.core import tuning
+from watchkeeper.core.admission import decide
+from watchkeeper.core.chains import wave_complete
+from watchkeeper.core.config import JobConfig
+from watchkeeper.core.cron import CronSchedule
+from watchkeeper.core.quota import WINDOW, Quota
+from watchkeeper.core.runs import backoff
+from watchkeeper.core.seams import ManualClock
+from watchkeeper.core.slots import Slot, Slots
+from watchkeeper.core.triggers import CronTrigger, EverySchedule, Schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -16,17 +16,17 @@ from conftest import pilot_until as until
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from core.client import InProcessClient
-from core.config import load_config
-from core.history import HistoryWriter, RunRecord
-from core.lock import acquire, holder
-from core.vault import ensure_layout
-from tui.app import ConsoleApp, make_app
-from tui.screens.help import HelpScreen
-from tui.screens.job_details import JobScreen
-from tui.themes import shipped_dir
-from tui.widgets.history_pane import HistoryPane
-from tui.widgets.log_pane import LogPane
+from watchkeeper.core.client import InProcessClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.history import HistoryWriter, RunRecord
+from watchkeeper.core.lock import acquire, holder
+from watchkeeper.core.vault import ensure_layout
+from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.screens.help import HelpScreen
+from watchkeeper.tui.screens.job_details import JobScreen
+from watchkeeper.tui.themes import shipped_dir
+from watchkeeper.tui.widgets.history_pane import HistoryPane
+from watchkeeper.tui.widgets.log_pane import LogPane
 
 # Before the keeper starts, so the uptime reads "up 0s"; the history below is that day.
 FROZEN = datetime(2020, 1, 2, 12, 0, 0, tzinfo=UTC)
@@ -93,9 +93,7 @@ def write_vault(vault: Path) -> Path:
 
 
 @pytest.fixture
-def console(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[], ConsoleApp]]:
+def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], ConsoleApp]]:
     """Builds the app on a fresh vault of its own; checks afterwards that the keeper
     stopped. The header shows the vault's path: with HOME at the test's own folder it
     reads ~/vault in every run, on every xdist worker."""

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.state import load_state, update_state
+from watchkeeper.core.state import load_state, update_state
 
 WRITER = """
 import sys
 from pathlib import Path
-from core.state import update_state
+from watchkeeper.core.state import update_state
 
 vault, what, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for index in range(count):

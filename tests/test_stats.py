@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from core.stats import nearest_rank
+from watchkeeper.core.stats import nearest_rank
 
 
 def test_nearest_rank_is_the_smallest_value_covering_the_percent() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
-CTRL_C_TEST = '''
+CTRL_C_TEST = """
 import signal, subprocess, sys
 
 SLEEPER = "import time; print(1, flush=True); time.sleep(60)"
@@ -26,7 +26,7 @@ def test_ctrl_c_ends_a_child():
     assert child.stdout.readline() == b"1\\n"
     child.send_signal(signal.SIGINT)
     assert child.wait(timeout=30) != 0  # KeyboardInterrupt, not the minute of sleep
-'''
+"""
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

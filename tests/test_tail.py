@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from core.logs import RotatingFile
-from core.tail import MAX_LINE, follow, last_lines
+from watchkeeper.core.logs import RotatingFile
+from watchkeeper.core.tail import MAX_LINE, follow, last_lines
 
 
 def write(path: Path, *lines: str) -> None:

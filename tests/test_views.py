@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from conftest import finish, keeper_log, started_keeper
 
-from core.config import load_config
-from core.status import vault_status
+from watchkeeper.core.config import load_config
+from watchkeeper.core.status import vault_status
 
 EXTREMES = """
 [keeper]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import final_records, finish, keeper_log, started_keeper, until, wait_for
 
-from core.watchers import Supervised
+from watchkeeper.core.watchers import Supervised
 
 # Appends WATCHKEEPER_FILES to $OUT as bytes: a name need not be UTF-8.
 HANDED = (

@@ -32,32 +32,32 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input
 
-from core import history as hist
-from core.client import InProcessClient, KeeperClient
-from core.config import Config
-from core.locations import user_themes_dir
-from core.state import load_state, update_state
-from tui.commands import screen_commands
-from tui.main_screen import MainScreen
-from tui.messages import MESSAGES, KeeperBridge, KeeperMessage, LogLines
-from tui.model import Model
-from tui.operations import Operations
-from tui.readers import Readers
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.help import HelpScreen
-from tui.screens.job_details import JobScreen, job_view
-from tui.screens.quit import QuitScreen, runs_are
-from tui.screens.run_output import RunOutputScreen
-from tui.screens.vault_file import VaultFileScreen
-from tui.session import KeeperSession, connect, one_malloc_arena
-from tui.text import Clock
-from tui.themes import DEFAULT_THEME, discover, shipped_dir
-from tui.widgets.cells import palette_from
-from tui.widgets.history_pane import HistoryPane
-from tui.widgets.jobs_pane import JobsPane
-from tui.widgets.log_pane import LogPane
-from tui.widgets.pane import FilterChanged
-from tui.widgets.vault_pane import VaultPane
+from watchkeeper.core import history as hist
+from watchkeeper.core.client import InProcessClient, KeeperClient
+from watchkeeper.core.config import Config
+from watchkeeper.core.locations import user_themes_dir
+from watchkeeper.core.state import load_state, update_state
+from watchkeeper.tui.commands import screen_commands
+from watchkeeper.tui.main_screen import MainScreen
+from watchkeeper.tui.messages import MESSAGES, KeeperBridge, KeeperMessage, LogLines
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.operations import Operations
+from watchkeeper.tui.readers import Readers
+from watchkeeper.tui.screens.confirm import ConfirmScreen
+from watchkeeper.tui.screens.help import HelpScreen
+from watchkeeper.tui.screens.job_details import JobScreen, job_view
+from watchkeeper.tui.screens.quit import QuitScreen, runs_are
+from watchkeeper.tui.screens.run_output import RunOutputScreen
+from watchkeeper.tui.screens.vault_file import VaultFileScreen
+from watchkeeper.tui.session import KeeperSession, connect, one_malloc_arena
+from watchkeeper.tui.text import Clock
+from watchkeeper.tui.themes import DEFAULT_THEME, discover, shipped_dir
+from watchkeeper.tui.widgets.cells import palette_from
+from watchkeeper.tui.widgets.history_pane import HistoryPane
+from watchkeeper.tui.widgets.jobs_pane import JobsPane
+from watchkeeper.tui.widgets.log_pane import LogPane
+from watchkeeper.tui.widgets.pane import FilterChanged
+from watchkeeper.tui.widgets.vault_pane import VaultPane
 
 REDRAW_INTERVAL = 0.1
 """Dirty panes are redrawn at most this often: ten frames a second at the very most."""
@@ -468,6 +468,7 @@ class ConsoleApp(App[int]):
         yield SystemCommand("Theme", "The console's colours (kept in state.toml)", self.pick_theme)
         yield SystemCommand("Help", "Every key on one screen (?)", self.action_help)
         yield SystemCommand("Quit", "Quit; asks first if runs are in flight (q)", self.action_quit)
+
 
 def make_app(config: Config, client: KeeperClient | None = None, **options: Any) -> ConsoleApp:
     """The console for `config`'s vault. Without a client it takes the vault's lock

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from textual.app import SystemCommand
 from textual.binding import Binding
 
-from tui.main_screen import MainScreen
-from tui.widgets.jobs_pane import JobsPane
+from watchkeeper.tui.main_screen import MainScreen
+from watchkeeper.tui.widgets.jobs_pane import JobsPane
 
 NOT_IN_PALETTE = ("tab", "shift+tab", "1", "2", "3", "4", "5", "enter")
 

@@ -11,10 +11,10 @@ from typing import Any, Protocol
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-from core.client import KeeperClient
-from core.config import Config
-from tui.model import Model
-from tui.text import Clock
+from watchkeeper.core.client import KeeperClient
+from watchkeeper.core.config import Config
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.text import Clock
 
 
 class ConsoleHost(Protocol):

@@ -17,17 +17,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 
-from tui.model import Model
-from tui.operations import Operations
-from tui.text import Clock
-from tui.widgets.footer import QuietFooter
-from tui.widgets.header import HeaderBar
-from tui.widgets.history_pane import HistoryPane
-from tui.widgets.jobs_pane import JobsPane
-from tui.widgets.log_pane import LogPane
-from tui.widgets.pane import Pane
-from tui.widgets.quota_pane import QuotaPane
-from tui.widgets.vault_pane import VaultPane
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.operations import Operations
+from watchkeeper.tui.text import Clock
+from watchkeeper.tui.widgets.footer import QuietFooter
+from watchkeeper.tui.widgets.header import HeaderBar
+from watchkeeper.tui.widgets.history_pane import HistoryPane
+from watchkeeper.tui.widgets.jobs_pane import JobsPane
+from watchkeeper.tui.widgets.log_pane import LogPane
+from watchkeeper.tui.widgets.pane import Pane
+from watchkeeper.tui.widgets.quota_pane import QuotaPane
+from watchkeeper.tui.widgets.vault_pane import VaultPane
 
 PANE_ORDER = ("jobs-pane", "vault-pane", "history-pane", "log-pane", "quota-pane")
 FAILED = ("failure", "timeout", "interrupted")

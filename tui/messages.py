@@ -19,7 +19,7 @@ from typing import Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from core.events import Event
+from watchkeeper.core.events import Event
 
 
 class KeeperMessage(Message):

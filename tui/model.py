@@ -15,8 +15,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from core.quota import GLOBAL
-from tui.text import parse_time
+from watchkeeper.core.quota import GLOBAL
+from watchkeeper.tui.text import parse_time
 
 LOG_BACKLOG = 1000
 """Live log lines kept between two redraws; more than a screen can show anyway."""

@@ -13,12 +13,12 @@ from typing import Any
 
 from textual.app import SuspendNotSupported
 
-from core.resume import ResumePlan
-from tui.host import ConsoleHost
-from tui.readers import Readers
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.resume import ResumeScreen
-from tui.screens.vault_file import VaultFileScreen
+from watchkeeper.core.resume import ResumePlan
+from watchkeeper.tui.host import ConsoleHost
+from watchkeeper.tui.readers import Readers
+from watchkeeper.tui.screens.confirm import ConfirmScreen
+from watchkeeper.tui.screens.resume import ResumeScreen
+from watchkeeper.tui.screens.vault_file import VaultFileScreen
 
 FAILED = ("failure", "timeout", "interrupted")
 

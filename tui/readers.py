@@ -10,12 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core import history as hist
-from core.config import ConfigError, load_config
-from core.quota import started as run_counted
-from core.tail import last_lines
-from core.vault import summarize_all
-from tui.host import ConsoleHost
+from watchkeeper.core import history as hist
+from watchkeeper.core.config import ConfigError, load_config
+from watchkeeper.core.quota import started as run_counted
+from watchkeeper.core.tail import last_lines
+from watchkeeper.core.vault import summarize_all
+from watchkeeper.tui.host import ConsoleHost
 
 LOG_TAIL = 500
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from core.logs import rotated_name
-from core.output import run_tag
+from watchkeeper.core.logs import rotated_name
+from watchkeeper.core.output import run_tag
 
 BLOCK = 256 * 1024
 MAX_SCAN = 256 * 1024 * 1024

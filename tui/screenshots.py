@@ -1,4 +1,5 @@
-"""Export SVG screenshots of the console for the README: `python -m tui.screenshots [DIR]`.
+"""Export SVG screenshots of the console for the README:
+`python -m watchkeeper.tui.screenshots [DIR]`.
 
 Drives the real app with Textual's Pilot over a real keeper on a fresh demo vault (the
 one `watchkeeper init` writes), so the pictures show what an operator sees: the demo's
@@ -18,14 +19,14 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from core.client import InProcessClient
-from core.config import load_config
-from core.lock import acquire
-from core.scaffold import init_vault
-from tui.app import ConsoleApp, make_app
-from tui.screens.help import HelpScreen
-from tui.screens.quit import QuitScreen
-from tui.screens.run_output import RunOutputScreen
+from watchkeeper.core.client import InProcessClient
+from watchkeeper.core.config import load_config
+from watchkeeper.core.lock import acquire
+from watchkeeper.core.scaffold import init_vault
+from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.screens.help import HelpScreen
+from watchkeeper.tui.screens.quit import QuitScreen
+from watchkeeper.tui.screens.run_output import RunOutputScreen
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "screenshots"
 WAIT = 90.0

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.client import InProcessClient, KeeperClient, SocketClient
-from core.config import Config, ConfigError, load_config
-from core.control_protocol import ControlUnavailable
-from core.events import Event
-from core.lock import LockHeld, acquire, holder
+from watchkeeper.core.client import InProcessClient, KeeperClient, SocketClient
+from watchkeeper.core.config import Config, ConfigError, load_config
+from watchkeeper.core.control_protocol import ControlUnavailable
+from watchkeeper.core.events import Event
+from watchkeeper.core.lock import LockHeld, acquire, holder
 
 START_WAIT = 60.0
 TAKEOVER_WAIT = 10.0
@@ -117,7 +117,6 @@ class KeeperSession:
         self.closed = self._closing = self.started = False
         self._close_done.clear()
         self.begin()
-
 
 
 def one_malloc_arena() -> None:

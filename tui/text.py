@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from core.units import format_duration
+from watchkeeper.core.units import format_duration
 
 LEVELS = ("INFO", "WARN", "ERROR")
 STATE_GLYPHS = {"RUNNING": "●", "PAUSED": "⏸", "STOPPING": "◌", "STOPPED": "■"}

@@ -139,7 +139,7 @@ def load_theme(path: Path) -> Theme:
 
 
 def shipped_dir() -> Path:
-    return Path(str(resources.files("themes")))
+    return Path(str(resources.files("watchkeeper.themes")))
 
 
 def discover(folders: list[Path]) -> tuple[list[Theme], list[ThemeProblem]]:

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
-from tui.screens.details import DetailScreen, Scroll
+from watchkeeper.tui.screens.details import DetailScreen, Scroll
 
 Section = tuple[str, list[tuple[str, str]]]
 

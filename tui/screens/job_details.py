@@ -12,15 +12,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Footer, Static
 
-from core.config import ConfigError, JobConfig, load_config
-from core.firetimes import FireTime
-from core.firetimes import fire_times as next_fire_times
-from core.history import status_label
-from core.jobinfo import config_rows
-from core.units import format_duration
-from tui.model import JobRow
-from tui.screens.details import DetailScreen, Scroll
-from tui.text import Clock, parse_time
+from watchkeeper.core.config import ConfigError, JobConfig, load_config
+from watchkeeper.core.firetimes import FireTime
+from watchkeeper.core.firetimes import fire_times as next_fire_times
+from watchkeeper.core.history import status_label
+from watchkeeper.core.jobinfo import config_rows
+from watchkeeper.core.units import format_duration
+from watchkeeper.tui.model import JobRow
+from watchkeeper.tui.screens.details import DetailScreen, Scroll
+from watchkeeper.tui.text import Clock, parse_time
 
 FIRE_TIMES = 5
 

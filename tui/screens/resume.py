@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from core.resume import ResumePlan, describe
+from watchkeeper.core.resume import ResumePlan, describe
 
 
 class ResumeScreen(ModalScreen[str | None]):

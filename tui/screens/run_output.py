@@ -10,12 +10,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Footer, Static
 
-from core.history import status_label
-from core.names import shown
-from tui.runlog import run_output
-from tui.screens.details import DetailScreen
-from tui.text import Clock, compact_stamp, duration_text, parse_time
-from tui.widgets.log_view import LogView
+from watchkeeper.core.history import status_label
+from watchkeeper.core.names import shown
+from watchkeeper.tui.runlog import run_output
+from watchkeeper.tui.screens.details import DetailScreen
+from watchkeeper.tui.text import Clock, compact_stamp, duration_text, parse_time
+from watchkeeper.tui.widgets.log_view import LogView
 
 
 class RunOutputScreen(DetailScreen):

@@ -9,8 +9,8 @@ from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Footer, Markdown, Static
 
-from core.vault import inside_vault
-from tui.screens.details import DetailScreen, Scroll
+from watchkeeper.core.vault import inside_vault
+from watchkeeper.tui.screens.details import DetailScreen, Scroll
 
 PREVIEW_LIMIT = 512 * 1024
 """Bytes of a vault file shown: the preview is for reading notes, not for huge dumps."""

@@ -12,9 +12,9 @@ from typing import Any
 
 from rich.text import Text
 
-from core.history import status_label
-from core.units import format_duration
-from tui.text import status_class
+from watchkeeper.core.history import status_label
+from watchkeeper.core.units import format_duration
+from watchkeeper.tui.text import status_class
 
 
 @dataclass(frozen=True)

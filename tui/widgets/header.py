@@ -10,9 +10,9 @@ from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
-from tui.model import Model
-from tui.text import STATE_GLYPHS, Clock, home_short
-from tui.widgets.cells import whole_seconds
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.text import STATE_GLYPHS, Clock, home_short
+from watchkeeper.tui.widgets.cells import whole_seconds
 
 ELLIPSIS = "…/"
 

@@ -12,12 +12,12 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import DataTable, Input
 
-from core.history import STATUSES
-from tui.text import Clock, duration_text, parse_time, run_time
-from tui.widgets.cells import Palette, plain, status_cell
-from tui.widgets.filter_input import FilterInput
-from tui.widgets.pane import FilterChanged, Pane
-from tui.widgets.table import ColumnSpec, Table
+from watchkeeper.core.history import STATUSES
+from watchkeeper.tui.text import Clock, duration_text, parse_time, run_time
+from watchkeeper.tui.widgets.cells import Palette, plain, status_cell
+from watchkeeper.tui.widgets.filter_input import FilterInput
+from watchkeeper.tui.widgets.pane import FilterChanged, Pane
+from watchkeeper.tui.widgets.table import ColumnSpec, Table
 
 HISTORY_MARGIN = 20
 """Rows read beyond what the History pane shows, so a little scrolling needs no read."""

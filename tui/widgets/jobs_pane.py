@@ -11,12 +11,12 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import DataTable, Input
 
-from tui.model import JobRow, Model
-from tui.text import Clock, parse_time
-from tui.widgets.cells import Palette, plain, status_cell, whole_seconds
-from tui.widgets.filter_input import FilterInput
-from tui.widgets.pane import FilterChanged, Pane
-from tui.widgets.table import ColumnSpec, Table
+from watchkeeper.tui.model import JobRow, Model
+from watchkeeper.tui.text import Clock, parse_time
+from watchkeeper.tui.widgets.cells import Palette, plain, status_cell, whole_seconds
+from watchkeeper.tui.widgets.filter_input import FilterInput
+from watchkeeper.tui.widgets.pane import FilterChanged, Pane
+from watchkeeper.tui.widgets.table import ColumnSpec, Table
 
 # At 80 columns: 15 + 16 + 11 + 20 + 10 characters, each with its gap, and the scrollbar.
 COLUMNS = [

@@ -17,10 +17,10 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import Input
 
-from tui.text import Clock, compact_stamp, log_display
-from tui.widgets.filter_input import FilterInput
-from tui.widgets.log_view import LogView
-from tui.widgets.pane import Pane
+from watchkeeper.tui.text import Clock, compact_stamp, log_display
+from watchkeeper.tui.widgets.filter_input import FilterInput
+from watchkeeper.tui.widgets.log_view import LogView
+from watchkeeper.tui.widgets.pane import Pane
 
 LOG_LINES = 2000
 

@@ -9,11 +9,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Sparkline, Static
 
-from tui.model import Model
-from tui.text import Clock, parse_time
-from tui.widgets.cells import plain, whole_seconds
-from tui.widgets.pane import Pane
-from tui.widgets.table import ColumnSpec, Table
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.text import Clock, parse_time
+from watchkeeper.tui.widgets.cells import plain, whole_seconds
+from watchkeeper.tui.widgets.pane import Pane
+from watchkeeper.tui.widgets.table import ColumnSpec, Table
 
 COLUMNS = [
     ColumnSpec("scope", "SCOPE", 9, flex=1),
@@ -25,9 +25,7 @@ KEYS = tuple(spec.key for spec in COLUMNS)
 
 def shown_order(quota: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Global first, then the scopes with a limit (what can refuse a run), then the rest."""
-    return sorted(
-        quota, key=lambda usage: (usage["scope"] != "global", not usage.get("limit"))
-    )
+    return sorted(quota, key=lambda usage: (usage["scope"] != "global", not usage.get("limit")))
 
 
 class QuotaPane(Pane):

@@ -11,11 +11,11 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import DataTable
 
-from core.vault import FOLDERS
-from tui.model import Model
-from tui.widgets.cells import plain
-from tui.widgets.pane import Pane
-from tui.widgets.table import ColumnSpec, Table
+from watchkeeper.core.vault import FOLDERS
+from watchkeeper.tui.model import Model
+from watchkeeper.tui.widgets.cells import plain
+from watchkeeper.tui.widgets.pane import Pane
+from watchkeeper.tui.widgets.table import ColumnSpec, Table
 
 COLUMNS = [ColumnSpec("item", "FOLDER / NEWEST", 12, flex=1), ColumnSpec("count", "#", 5)]
 

@@ -1,9 +1,9 @@
 """What every `watchkeeper` command shares: exit codes, printing, finding and loading the
 vault, the way times, durations and tables are printed, and the link to a running
 keeper. Command modules import from here (typer's shared options are in cli_options),
-never from each other or from tui.cli.
+never from each other or from watchkeeper.tui.cli.
 
-No typer, rich or asyncio here: the quick commands (tui/cli_fast.py) run on this module
+No typer, rich or asyncio here: the quick commands (tui/cli/fast.py) run on this module
 alone. A command ends with `raise fail(...)` or `raise SystemExit(code)`, which typer lets
 through as it does its own Exit."""
 
@@ -18,15 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config import CONFIG_NAME, Config, ConfigError, load_config
-from core.locations import default_vault, find_vault
-from core.names import json_text
+from watchkeeper.core.config import CONFIG_NAME, Config, ConfigError, load_config
+from watchkeeper.core.locations import default_vault, find_vault
+from watchkeeper.core.names import json_text
 
 if TYPE_CHECKING:
     import typer
 
-    from core.control_client import Connection
-    from core.lock import VaultLock
+    from watchkeeper.core.control_client import Connection
+    from watchkeeper.core.lock import VaultLock
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_NO_KEEPER = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130  # Ctrl-C while waiting, as shells report SIGINT
@@ -58,7 +58,7 @@ def note(message: str) -> None:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    from core.suggest import did_you_mean as suggest  # difflib: only on a mistake
+    from watchkeeper.core.suggest import did_you_mean as suggest  # difflib: only on a mistake
 
     return suggest(word, choices)
 
@@ -98,7 +98,7 @@ def open_config(flag: Path | None, demo: bool = False, hint: str = "pass --vault
     if not config_file.exists():
         if source != "default":
             raise fail(f"no {CONFIG_NAME} in {path} (from {source}): run `watchkeeper init {path}`")
-        from core.scaffold import init_vault
+        from watchkeeper.core.scaffold import init_vault
 
         init_vault(path)
         note(f"created the demo vault at {path}")
@@ -130,7 +130,7 @@ def check_choice(option: str, value: str, choices: Iterable[str]) -> None:
 
 
 def since_option(value: str, config: Config) -> datetime:
-    from core.since import parse_since
+    from watchkeeper.core.since import parse_since
 
     try:
         return parse_since(value, config.keeper.tz)
@@ -156,7 +156,7 @@ def duration_text(ms: float | None) -> str:
     """A run's duration as every command prints it: 850ms, 12s, 4m05s."""
     if ms is None:
         return "—"
-    from core.units import format_duration
+    from watchkeeper.core.units import format_duration
 
     return format_duration(ms / 1000)
 
@@ -175,8 +175,7 @@ def plain_cell(cell: str) -> bool:
     if "[" in cell or not PLAIN_CELLS.issuperset(cell):
         return False
     return all(
-        name.isdigit() and name not in _DIGIT_EMOJI
-        for _, name, _ in _EMOJI_CODE.findall(cell)
+        name.isdigit() and name not in _DIGIT_EMOJI for _, name, _ in _EMOJI_CODE.findall(cell)
     )
 
 
@@ -231,7 +230,7 @@ def detach_stdout() -> None:
 
 
 def acquire_lock(vault: Path) -> VaultLock:
-    from core.lock import LockHeld, acquire
+    from watchkeeper.core.lock import LockHeld, acquire
 
     try:
         return acquire(vault)
@@ -244,13 +243,13 @@ def acquire_lock(vault: Path) -> VaultLock:
 def keeper_link(vault: Path) -> tuple[Connection | None, str | None]:
     """A connection to the keeper running on this vault. (None, None): no keeper runs,
     act locally. (None, why): one holds the vault but cannot be reached."""
-    from core.lock import holder
+    from watchkeeper.core.lock import holder
 
     if holder(vault) is None:
         return None, None
     # Only now: the control client is not needed when no keeper runs.
-    from core.control_client import Connection
-    from core.control_protocol import ControlUnavailable
+    from watchkeeper.core.control_client import Connection
+    from watchkeeper.core.control_protocol import ControlUnavailable
 
     try:
         return Connection(vault), None
@@ -261,7 +260,7 @@ def keeper_link(vault: Path) -> tuple[Connection | None, str | None]:
 def try_ask(connection: Connection, op: str) -> dict[str, Any] | None:
     """The keeper's answer, or None when it refuses or goes away (then the caller reads
     the vault's files instead). The connection is closed either way."""
-    from core.control_protocol import ControlError
+    from watchkeeper.core.control_protocol import ControlError
 
     with connection:
         try:
@@ -279,7 +278,7 @@ def ask(
 ) -> dict[str, Any]:
     """One request to the keeper; a refusal, or a keeper gone mid-request, ends the command
     with its reason (exit 2)."""
-    from core.control_protocol import ControlError
+    from watchkeeper.core.control_protocol import ControlError
 
     try:
         return connection.request(op, timeout=timeout, **args)

@@ -112,8 +112,8 @@ def _parse(
 
 def _bare(options: dict[str, Any]) -> int | None:
     """No command: --status, or the status a pipe gets; the console is typer's."""
-    from tui import cli_status
-    from tui.cli_common import open_config
+    from watchkeeper.tui.cli import status as cli_status
+    from watchkeeper.tui.cli.common import open_config
 
     if not options.get("status") and sys.stdout.isatty():
         return None
@@ -127,31 +127,31 @@ def _command(name: str, options: dict[str, Any]) -> None:
     `jobs`, nor asyncio by anything but a local run."""
     vault = options.pop("vault", None)
     if name == "jobs":
-        from tui import cli_status
+        from watchkeeper.tui.cli import status as cli_status
 
         cli_status.jobs(vault, **options)
     elif name == "history":
-        from tui import cli_history
+        from watchkeeper.tui.cli import history as cli_history
 
         cli_history.history(vault, **options)
     elif name == "stats":
-        from tui import cli_history
+        from watchkeeper.tui.cli import history as cli_history
 
         cli_history.stats(vault, **options)
     elif name == "pause":
-        from tui import cli_ops
+        from watchkeeper.tui.cli import ops as cli_ops
 
         cli_ops.pause(vault, **options)
     elif name == "resume":
-        from tui import cli_ops
+        from watchkeeper.tui.cli import ops as cli_ops
 
         cli_ops.resume(vault, **options)
     elif name == "run":
-        from tui import cli_run
+        from watchkeeper.tui.cli import run as cli_run
 
         cli_run.run(vault, **options)
     else:
-        from tui import cli_run
+        from watchkeeper.tui.cli import run as cli_run
 
         cli_run.cancel(vault, **options)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     EXIT_JOB_FAILED,
     EXIT_OK,
     FAILED_STATUSES,
@@ -16,12 +16,12 @@ from tui.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from watchkeeper.core.config import Config
 
 
 def dry_run(config: Config) -> int:
     """What --once would run, from the same plan --once follows."""
-    from core.once import dry_run as plan_lines
+    from watchkeeper.core.once import dry_run as plan_lines
 
     for line in plan_lines(config):
         echo(line)
@@ -31,9 +31,9 @@ def dry_run(config: Config) -> int:
 def once(config: Config) -> int:
     import asyncio
 
-    from core.history import status_label
-    from core.keeper import Keeper
-    from core.once import run_once
+    from watchkeeper.core.history import status_label
+    from watchkeeper.core.keeper import Keeper
+    from watchkeeper.core.once import run_once
 
     lock = acquire_lock(config.vault)
     keeper = Keeper(config, lock)
@@ -68,8 +68,8 @@ def daemon(config: Config) -> int:
     import asyncio
     import os
 
-    from core.daemon import run_daemon
-    from core.keeper import Keeper
+    from watchkeeper.core.daemon import run_daemon
+    from watchkeeper.core.keeper import Keeper
 
     lock = acquire_lock(config.vault)
     keeper = Keeper(config, lock)

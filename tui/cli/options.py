@@ -1,5 +1,5 @@
 """The options typer declares alike on many commands. Only the typer side of the command
-line imports this (tui/cli_app.py and the command modules that register with typer)."""
+line imports this (tui/cli/app.py and the command modules that register with typer)."""
 
 from __future__ import annotations
 

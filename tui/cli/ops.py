@@ -1,18 +1,18 @@
 """`watchkeeper pause [JOB]` and `resume [JOB] [--preview] [--skip-missed]`: through
 the running keeper, else in the vault's state file. No typer here: the quick commands
-run it (tui/cli_fast.py); tui/cli_app.py declares the options."""
+run it (tui/cli/fast.py); tui/cli/app.py declares the options."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.cli_common import ask, echo, keeper_link, open_config, through, unknown_job
+from watchkeeper.tui.cli.common import ask, echo, keeper_link, open_config, through, unknown_job
 
 if TYPE_CHECKING:
-    from core.config import JobConfig
-    from core.control_client import Connection
-    from core.state import RuntimeState
+    from watchkeeper.core.config import JobConfig
+    from watchkeeper.core.control_client import Connection
+    from watchkeeper.core.state import RuntimeState
 
 
 def pause(vault: Path | None, job: str | None = None) -> None:
@@ -30,8 +30,8 @@ def pause(vault: Path | None, job: str | None = None) -> None:
             else:
                 echo(f"paused {job or 'everything'} ({through(connection)})")
             return
-    from core.lock import ask_keeper_to_reload
-    from core.state import load_state, save_state
+    from watchkeeper.core.lock import ask_keeper_to_reload
+    from watchkeeper.core.state import load_state, save_state
 
     state = load_state(config.vault)
     if job is None:
@@ -61,8 +61,8 @@ def resume(
         with connection:
             _resume_through(connection, job, preview, skip_missed)
             return
-    from core.lock import ask_keeper_to_reload
-    from core.state import RuntimeState, load_state, save_state
+    from watchkeeper.core.lock import ask_keeper_to_reload
+    from watchkeeper.core.state import RuntimeState, load_state, save_state
 
     state = load_state(config.vault)
     # A paused name no longer in the config may still be resumed, to clear it from the state.
@@ -102,7 +102,7 @@ def resume(
 
 
 def _resume_through(connection: Connection, job: str | None, preview: bool, skip: bool) -> None:
-    from core.resume import ResumePlan, describe
+    from watchkeeper.core.resume import ResumePlan, describe
 
     answer = ask(connection, "resume", job=job, preview=preview, missed=not skip)
     plan = ResumePlan.from_json(answer["plan"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     EXIT_OK,
     detach_stdout,
     fail,
@@ -17,10 +17,10 @@ from tui.cli_common import (
     unknown_job,
     vault_flag,
 )
-from tui.cli_options import VaultOption
+from watchkeeper.tui.cli.options import VaultOption
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from watchkeeper.core.config import Config
 
 POLL = 0.2
 
@@ -73,8 +73,8 @@ def logs(
 
 
 def _one(config: Config, job: str | None, lines: int, follow: bool) -> None:
-    from core import tail
-    from core.logs import rotated_name
+    from watchkeeper.core import tail
+    from watchkeeper.core.logs import rotated_name
 
     logs_dir = config.vault / "Logs"
     if job is None:
@@ -105,7 +105,7 @@ def _one(config: Config, job: str | None, lines: int, follow: bool) -> None:
 def _all(logs_dir: Path, lines: int, follow: bool) -> None:
     import time
 
-    from core.logmerge import LogsFollower, log_sources, merged_tail
+    from watchkeeper.core.logmerge import LogsFollower, log_sources, merged_tail
 
     # The follower notes where each file ends before the backlog is read: a line written
     # in between shows twice rather than not at all.

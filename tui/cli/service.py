@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     EXIT_JOB_FAILED,
     HELP_OPTIONS,
     fail,
@@ -18,7 +18,7 @@ from tui.cli_common import (
     vault_flag,
     vault_path,
 )
-from tui.cli_options import VaultOption
+from watchkeeper.tui.cli.options import VaultOption
 
 # Exit 1 is the design's "something failed" code; here systemd or the disk did.
 EXIT_FAILED = EXIT_JOB_FAILED
@@ -98,8 +98,8 @@ def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOptio
 
     Installing again rewrites a unit that differs and leaves an identical one alone.
     """
-    from core import service
-    from core.atomic import write_atomic
+    from watchkeeper.core import service
+    from watchkeeper.core.atomic import write_atomic
 
     config = open_config(vault_flag(ctx, vault))
     root = config.vault.resolve()
@@ -154,7 +154,7 @@ def uninstall(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOpt
 
     Needs no valid config: a broken or deleted vault can still be uninstalled.
     """
-    from core import service
+    from watchkeeper.core import service
 
     root: Path = vault_path(vault_flag(ctx, vault)).resolve()
     name = service.unit_name(root)

@@ -1,13 +1,13 @@
 """`watchkeeper run JOB [--wait] [--follow]` and `cancel RUN_ID`: through the running
 keeper when there is one, else (run) in this process. No typer here: the quick commands
-run it (tui/cli_fast.py); tui/cli_app.py declares the options."""
+run it (tui/cli/fast.py); tui/cli/app.py declares the options."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_JOB_FAILED,
     EXIT_LOCKED,
@@ -25,14 +25,14 @@ from tui.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from core.config import Config
-    from core.control_client import Connection
+    from watchkeeper.core.config import Config
+    from watchkeeper.core.control_client import Connection
 
 FOLLOWED_EVENTS = ["run_started", "run_finished", "log_line"]
 
 
 def outcome_line(record: dict[str, Any], where: str) -> str:
-    from core.history_format import status_label
+    from watchkeeper.core.history_format import status_label
 
     attempt = f" (attempt {record['attempt']})" if record.get("attempt", 1) > 1 else ""
     return (
@@ -92,9 +92,7 @@ class RunFollower:
                 return False
             return True
         elif kind == "resync":
-            echo(
-                "watchkeeper: fell behind the keeper's events; lines may be missing", err=True
-            )
+            echo("watchkeeper: fell behind the keeper's events; lines may be missing", err=True)
         return False
 
 
@@ -119,7 +117,7 @@ def run(vault: Path | None, job: str, wait: bool = False, follow: bool = False) 
 def _run_locally(config: Config, job: str, follow: bool) -> int:
     import asyncio
 
-    from core.keeper import Keeper
+    from watchkeeper.core.keeper import Keeper
 
     lock = acquire_lock(config.vault)
     keeper = Keeper(config, lock)
@@ -172,8 +170,8 @@ def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
 
 def _follow_through(connection: Connection, config: Config, job: str) -> NoReturn:
     """Subscribe first, then start the run: every event of the run is in the stream."""
-    from core.control_client import subscribe
-    from core.control_protocol import ControlError
+    from watchkeeper.core.control_client import subscribe
+    from watchkeeper.core.control_protocol import ControlError
 
     where = through(connection)
     try:

@@ -1,12 +1,12 @@
 """`watchkeeper --status` and `jobs`: from the running keeper when there is one, else
-from the vault's files. No typer here: the quick commands run it (tui/cli_fast.py)."""
+from the vault's files. No typer here: the quick commands run it (tui/cli/fast.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     EXIT_NO_KEEPER,
     EXIT_OK,
     echo,
@@ -21,7 +21,7 @@ from tui.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from watchkeeper.core.config import Config
 
 
 def status(config: Config, as_json: bool) -> int:
@@ -32,11 +32,11 @@ def status(config: Config, as_json: bool) -> int:
     if connection is not None:
         answer = try_ask(connection, "status")
         if answer is not None:
-            from core.status_live import live_status
+            from watchkeeper.core.status_live import live_status
 
             data = live_status(config, answer["status"])
     if data is None:
-        from core.status import vault_status  # the files: only with no keeper to ask
+        from watchkeeper.core.status import vault_status  # the files: only with no keeper to ask
 
         data = vault_status(config)
     code = EXIT_OK if data["keeper"]["running"] else EXIT_NO_KEEPER
@@ -46,7 +46,7 @@ def status(config: Config, as_json: bool) -> int:
     tz = config.keeper.tz
     keeper = data["keeper"]
     if keeper["running"]:
-        from core.units import format_duration
+        from watchkeeper.core.units import format_duration
 
         uptime = format_duration(keeper["uptime_s"]) if keeper["uptime_s"] is not None else "?"
         line = f"keeper: up, pid {keeper['pid']} on {keeper['hostname']}, uptime {uptime}"
@@ -75,7 +75,7 @@ def status(config: Config, as_json: bool) -> int:
 
 
 def jobs_table(views: list[dict], tz: Any) -> None:
-    from core.history_format import status_label
+    from watchkeeper.core.history_format import status_label
 
     rows = []
     for job in views:
@@ -101,7 +101,7 @@ def jobs(vault: Path | None, as_json: bool = False) -> None:
         if answer is not None:
             view, source = answer["jobs"], through(connection)
     if view is None:
-        from core.status import jobs_view  # the files: only with no keeper to ask
+        from watchkeeper.core.status import jobs_view  # the files: only with no keeper to ask
 
         view = jobs_view(config)
         if unreachable:

@@ -1,7 +1,7 @@
 """The `watchkeeper` command line as typer knows it: the bare command (console, --once,
 --daemon, --status, --version), the options of the quick commands (whose work is done in
-typer-free modules, also run by tui/cli_fast.py) and the registration of every other
-command group, one module each. tui/cli.py builds this only for what the quick path
+typer-free modules, also run by tui/cli/fast.py) and the registration of every other
+command group, one module each. tui/cli/main.py builds this only for what the quick path
 leaves to it: other commands, -h, and every usage error."""
 
 from __future__ import annotations
@@ -11,18 +11,23 @@ from typing import Annotated
 
 import typer
 
-from tui import (
-    cli_describe,
-    cli_history,
-    cli_logs,
-    cli_ops,
-    cli_run,
-    cli_service,
-    cli_status,
-    cli_vault,
+from watchkeeper.tui.cli import describe as cli_describe
+from watchkeeper.tui.cli import history as cli_history
+from watchkeeper.tui.cli import logs as cli_logs
+from watchkeeper.tui.cli import ops as cli_ops
+from watchkeeper.tui.cli import run as cli_run
+from watchkeeper.tui.cli import service as cli_service
+from watchkeeper.tui.cli import status as cli_status
+from watchkeeper.tui.cli import vault as cli_vault
+from watchkeeper.tui.cli.common import (
+    EXIT_LOCKED,
+    HELP_OPTIONS,
+    fail,
+    locate_vault,
+    open_config,
+    vault_flag,
 )
-from tui.cli_common import EXIT_LOCKED, HELP_OPTIONS, fail, locate_vault, open_config, vault_flag
-from tui.cli_options import JsonOption, VaultOption
+from watchkeeper.tui.cli.options import JsonOption, VaultOption
 
 app = typer.Typer(
     name="watchkeeper",
@@ -88,12 +93,12 @@ def main_command(
     if dry_run and not once:
         raise fail("--dry-run goes with --once")
     if once:
-        from tui import cli_keeper
+        from watchkeeper.tui.cli import keeper as cli_keeper
 
         config = open_config(vault)
         raise typer.Exit(cli_keeper.dry_run(config) if dry_run else cli_keeper.once(config))
     if daemon:
-        from tui import cli_keeper
+        from watchkeeper.tui.cli import keeper as cli_keeper
 
         raise typer.Exit(cli_keeper.daemon(open_config(vault)))
     if status:
@@ -108,8 +113,8 @@ def main_command(
     found, source = locate_vault(vault, demo=True)
     first_run = source == "default" and not (found / "watchkeeper.toml").exists()
     config = open_config(vault, demo=True)
-    from core.control_protocol import ControlUnavailable
-    from tui.app import run_console
+    from watchkeeper.core.control_protocol import ControlUnavailable
+    from watchkeeper.tui.app import run_console
 
     notices = [f"created the demo vault at {config.vault}"] if first_run else []
     try:

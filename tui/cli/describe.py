@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     keeper_link,
     local_time,
     open_config,
@@ -16,7 +16,7 @@ from tui.cli_common import (
     unknown_job,
     vault_flag,
 )
-from tui.cli_options import JsonOption, VaultOption
+from watchkeeper.tui.cli.options import JsonOption, VaultOption
 
 
 def register(app: typer.Typer) -> None:
@@ -37,9 +37,9 @@ def describe(
     from dataclasses import asdict
     from datetime import datetime
 
-    from core.firetimes import fire_times
-    from core.history import status_label
-    from core.units import format_duration
+    from watchkeeper.core.firetimes import fire_times
+    from watchkeeper.core.history import status_label
+    from watchkeeper.core.units import format_duration
 
     config = open_config(vault_flag(ctx, vault))
     spec = config.jobs.get(job)
@@ -65,7 +65,7 @@ def describe(
             }
         )
         return
-    from core.jobinfo import config_rows
+    from watchkeeper.core.jobinfo import config_rows
 
     rows = config_rows(spec, config.path.name)
     rows.append(("paused", "yes" if view.get("paused") else "no"))
@@ -102,6 +102,6 @@ def _view(config: Any, job: str) -> dict[str, Any]:
             for view in answer["jobs"]:
                 if view["name"] == job:
                     return dict(view)
-    from core.status import jobs_view
+    from watchkeeper.core.status import jobs_view
 
     return next((view for view in jobs_view(config) if view["name"] == job), {})

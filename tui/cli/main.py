@@ -1,8 +1,8 @@
 """The `watchkeeper` command. Exit codes: 0 ok, 1 a job failed, 2 usage or config error,
 3 another keeper holds the vault, 4 no keeper running (--status).
 
-The quick commands (tui/cli_fast.py) run without typer; everything else builds the typer
-app (tui/cli_app.py), which registers one module per command group. tests/test_hygiene.py
+The quick commands (tui/cli/fast.py) run without typer; everything else builds the typer
+app (tui/cli/app.py), which registers one module per command group. tests/test_hygiene.py
 holds each quick command to what it may not import."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sys
 
 
 def main() -> None:
-    from core.logsdir import LogsAccessError
-    from tui.cli_common import detach_stdout, fail
-    from tui.cli_fast import quick
+    from watchkeeper.core.logsdir import LogsAccessError
+    from watchkeeper.tui.cli.common import detach_stdout, fail
+    from watchkeeper.tui.cli.fast import quick
 
     try:
         try:
@@ -26,10 +26,14 @@ def main() -> None:
             detach_stdout()  # the reader went away (`| head`); click exits 1 likewise
             code = 1
         if code is None:
-            from tui.cli_app import app
+            from watchkeeper.tui.cli.app import app
 
             app()
     except LogsAccessError as error:
         # Another user's private Logs/, or a disk that refuses: which file, not a traceback.
         raise fail(str(error)) from None
     raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tui.cli_common import NO_VAULT, fail, open_config, read_config, vault_flag
-from tui.cli_options import VaultOption
+from watchkeeper.tui.cli.common import NO_VAULT, fail, open_config, read_config, vault_flag
+from watchkeeper.tui.cli.options import VaultOption
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def init(
     path: Annotated[Path | None, typer.Argument(help="Folder for the new vault.")] = None,
 ) -> None:
     """Create a vault: folders, demo scripts and a commented example config."""
-    from core.scaffold import init_vault
+    from watchkeeper.core.scaffold import init_vault
 
     target = (path or Path.cwd()).expanduser().absolute()
     created = init_vault(target)
@@ -44,7 +44,7 @@ def validate(
     vault: VaultOption = None,
 ) -> None:
     """Check a config; each error names file:line and key. Exit 0 valid, 2 not."""
-    from core.config import CONFIG_NAME
+    from watchkeeper.core.config import CONFIG_NAME
 
     if file is None:
         config = open_config(vault_flag(ctx, vault), hint="pass --vault or a path")
@@ -66,11 +66,11 @@ def requeue(
     vault: VaultOption = None,
 ) -> None:
     """Put a quarantined file back where it came from, to be handed over again."""
-    from core.handover import requeue as put_back
-    from core.ledger import LEDGER_NAME, Ledger
-    from core.locations import find_vault, nearest_vault
-    from core.lock import ask_keeper_to_reload
-    from core.names import shown
+    from watchkeeper.core.handover import requeue as put_back
+    from watchkeeper.core.ledger import LEDGER_NAME, Ledger
+    from watchkeeper.core.locations import find_vault, nearest_vault
+    from watchkeeper.core.lock import ask_keeper_to_reload
+    from watchkeeper.core.names import shown
 
     absolute = path if path.is_absolute() else Path.cwd() / path
     if find_vault(vault_flag(ctx, vault))[1] == "default":

@@ -1,12 +1,12 @@
 """`watchkeeper history [-f]` and `stats`: runs as the history files record them. No typer
-here: the quick commands run it (tui/cli_fast.py); tui/cli_app.py declares the options."""
+here: the quick commands run it (tui/cli/fast.py); tui/cli/app.py declares the options."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui.cli_common import (
+from watchkeeper.tui.cli.common import (
     EXIT_OK,
     FAILED_STATUSES,
     check_choice,
@@ -23,9 +23,9 @@ from tui.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from core.config import Config
-    from core.history import RunRecord
-    from core.history_follow import HistoryFollower
+    from watchkeeper.core.config import Config
+    from watchkeeper.core.history import RunRecord
+    from watchkeeper.core.history_follow import HistoryFollower
 
 HEADERS = ["STARTED", "JOB", "STATUS", "DURATION", "TRIGGER", "RUN ID", "ERROR"]
 # Fixed widths for followed rows, which are printed before later ones are known:
@@ -35,7 +35,7 @@ POLL = 0.2
 
 
 def _row(record: RunRecord, tz: Any) -> list[str]:
-    from core.history import status_label
+    from watchkeeper.core.history import status_label
 
     return [
         local_time(record.to_json()["startedAt"], tz),
@@ -58,7 +58,7 @@ def history(
     as_json: bool = False,
 ) -> None:
     """`watchkeeper history`; `vault`: the --vault flag."""
-    from core import history as hist
+    from watchkeeper.core import history as hist
 
     config = open_config(vault)
     if status is not None:
@@ -70,7 +70,7 @@ def history(
     if follow:
         # Where following starts is fixed before the backlog is read: a record written
         # in between shows twice rather than not at all.
-        from core.history_follow import HistoryFollower
+        from watchkeeper.core.history_follow import HistoryFollower
 
         follower = HistoryFollower(history_dir)
     result = hist.recent(history_dir, hist.Query(job=job, status=status, since=start, limit=limit))
@@ -102,7 +102,7 @@ def _follow(
     import json
     import time
 
-    from core.names import json_text
+    from watchkeeper.core.names import json_text
 
     widths = dict(FOLLOW_WIDTHS, JOB=max([3, *(len(name) for name in config.jobs)]))
 
@@ -130,7 +130,7 @@ def _follow(
 
 def stats(vault: Path | None, since: str = "24h", as_json: bool = False) -> None:
     """`watchkeeper stats`; `vault`: the --vault flag."""
-    from core import history as hist
+    from watchkeeper.core import history as hist
 
     config = open_config(vault)
     start = since_option(since, config)
