@@ -9,17 +9,17 @@
        ▼
     running ──► ended ──► close: record, hooks, retry, `after` chains, the next in line
 
-Each arrow is a method here (request, _prepare, _spawn, _started, _ended, _close); a
-run that never starts goes through never_started() and is recorded like one that ran.
-Observers (tests, benchmarks) hear about runs through `on_readied` (about to be
-prepared), `on_started` (back from the executor, started) and `on_never_started`
-instead of patching these methods.
+The first arrows are methods here (request, _prepare, spawn, _started, _running); the
+end of a run, from `ended` on, is core/run_end.py's. A run that never starts goes
+through RunEnd.never_started() and is recorded like one that ran. Observers (tests,
+benchmarks) hear about runs through `on_readied` (about to be prepared), `on_started`
+(back from the executor, started) and `on_never_started` instead of patching these
+methods.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,25 +28,16 @@ from typing import Any
 from watchkeeper.core import tuning
 from watchkeeper.core.admission import decide
 from watchkeeper.core.chains import Chains
-from watchkeeper.core.config import JobConfig
-from watchkeeper.core.environment import EnvFileError, Masker, inside_vault
+from watchkeeper.core.environment import EnvFileError, inside_vault
 from watchkeeper.core.faults import described
-from watchkeeper.core.history import RunRecord
 from watchkeeper.core.hooks import Hooks
 from watchkeeper.core.host import Host
 from watchkeeper.core.output import OutputSink
-from watchkeeper.core.runner import RunOutcome, RunSpec
+from watchkeeper.core.run_end import RunEnd, publish_run
+from watchkeeper.core.runner import RunSpec
 from watchkeeper.core.runprep import argv, run_env, run_record
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
 from watchkeeper.core.seams import Executor, Started, utc
-from watchkeeper.core.units import format_duration
-
-RunWatch = asyncio.Future[dict[str, Any]]
-
-
-def backoff(job: JobConfig, attempt: int) -> float:
-    """Exponential backoff with full jitter: spreads retries of many failing jobs."""
-    return random.uniform(0, min(job.max_retry_delay, job.retry_delay * 2 ** (attempt - 1)))
 
 
 class Runs:
@@ -57,16 +48,16 @@ class Runs:
         chains: Chains,
     ) -> None:
         self.host = host
-        self.chains = chains
         self.executor = make_executor(self._started)
         self.active: dict[str, ActiveRun] = {}
         self.waiting: deque[StartRequest] = deque()  # for a free place under max_parallel
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries, held-back file runs
         self.hooks = Hooks(host, self.executor, self._update_idle)
-        self.watchers: dict[str, list[RunWatch]] = {}
+        self.end = RunEnd(host, chains, self)
+        self.watchers = self.end.watchers  # a run's final record, as JSON, when it ends
         self.on_readied: list[Callable[[StartRequest], None]] = []
         self.on_started: list[Callable[[ActiveRun, Started], None]] = []
-        self.on_never_started: list[Callable[[StartRequest, str, str], None]] = []
+        self.on_never_started = self.end.on_never_started
         # Runs prepared this loop turn, handed to the executor together (see spawn()).
         self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
         self._ahead = False  # runs prepared now wait for their slot to be spawned
@@ -107,7 +98,7 @@ class Runs:
         elif verdict.action == "absorbed":
             runtime.file_request = False
         else:
-            self.never_started(request, "skipped", verdict.reason)
+            self.end.never_started(request, "skipped", verdict.reason)
         return request.run_id
 
     def files_ready(self, job: str) -> None:
@@ -151,7 +142,7 @@ class Runs:
             host.quota.record(request.job, now)
             host.outputs.changed()  # the quota it used goes out soon, not once it ends
             return True
-        self.never_started(request, "skipped", refusal.message(now))
+        self.end.never_started(request, "skipped", refusal.message(now))
         if request.files:
             # The files stay in line and go once the quota frees a slot.
             host.handover.settle_run(
@@ -194,7 +185,7 @@ class Runs:
             cwd = inside_vault(host.vault, job.cwd, "cwd") if job.cwd else host.vault
             env, masker = run_env(runtime, request, host.vault)
         except (EnvFileError, ValueError) as error:
-            self._failed_unstarted(runtime, request, record, str(error), 126)
+            self.end.failed_unstarted(runtime, request, record, str(error), 126)
             return
         sink = OutputSink(runtime.log, request.run_id, masker, host.tz, host.bus.lines_of(job.name))
         spec = RunSpec(
@@ -247,8 +238,8 @@ class Runs:
             error = result
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             exit_code = 127 if isinstance(error, FileNotFoundError) else 126
-            self._forget(active)
-            self._failed_unstarted(
+            self.end.forget(active)
+            self.end.failed_unstarted(
                 runtime, request, record, f"cannot start {spec.argv[0]}: {reason}", exit_code
             )
             return
@@ -261,8 +252,8 @@ class Runs:
         try:
             run = self.executor.watch(spec, result, active.sink.feed)
         except OSError as error:
-            self._forget(active)
-            self._failed_unstarted(
+            self.end.forget(active)
+            self.end.failed_unstarted(
                 runtime, request, record, f"cannot watch the run: {error.strerror}", 126
             )
             return
@@ -273,173 +264,8 @@ class Runs:
         if request.due_mono is not None:
             lateness_ms = (run.started_mono - request.due_mono) * 1000
         host.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
-        self._publish("run_started", record, pid=run.pid, lateness_ms=lateness_ms)
-        run.done.add_done_callback(lambda finished: self._ended(active, finished.result()))
-
-    def _publish(self, kind: str, record: RunRecord, **extra: Any) -> None:
-        # Two of these a run: a busy headless keeper skips the stamps and dicts nobody reads.
-        if self.host.bus.has_subscribers:
-            self.host.bus.publish(kind, **record.to_json(), **extra)
-
-    def _forget(self, active: ActiveRun) -> None:
-        self.active.pop(active.record.id, None)
-        active.runtime.active.pop(active.record.id, None)
-
-    # ---- the end ---------------------------------------------------------------------
-
-    def _failed_unstarted(
-        self,
-        runtime: JobRuntime,
-        request: StartRequest,
-        record: RunRecord,
-        error: str,
-        exit_code: int,
-    ) -> None:
-        host = self.host
-        record.status, record.error, record.exit_code = "failure", error, exit_code
-        record.completed_at = utc(host.clock)
-        record.duration_ms = 0
-        host.history.append(record)
-        host.log.error(f"run {record.id} of {record.job}: {error}")
-        self._close(runtime, request, record, None)
-        self.release_waiting()
-
-    def never_started(self, request: StartRequest, status: str, reason: str) -> None:
-        """A run that never started (refused by the quota, skipped by overlap, cancelled
-        while it waited): recorded, logged and counted like one that ran. A slot's run
-        carries the slot's time, so a restart sees that slot taken care of."""
-        host = self.host
-        for observe in self.on_never_started:
-            observe(request, status, reason)
-        now = utc(host.clock)
-        started_at = now
-        if request.due_wall is not None:
-            started_at = datetime.fromtimestamp(request.due_wall, UTC)
-        record = run_record(request, started_at, host.config, host.vault, host.host)
-        record.status, record.completed_at, record.duration_ms, record.error = (
-            status,
-            max(now, started_at),
-            0,
-            reason,
-        )
-        host.outputs.recent.append(record)
-        host.history.append(record)
-        level = host.log.warning if status == "skipped" else host.log.info
-        level(f"run {record.id} of {record.job} ({request.trigger}) {status}: {reason}")
-        runtime = host.jobs.get(request.job)  # None once a reload dropped the job
-        if runtime is not None and request.trigger == "file":
-            runtime.file_request = False
-        self._account(runtime, record, ran=False)
-
-    def _ended(self, active: ActiveRun, outcome: RunOutcome) -> None:
-        host = self.host
-        record = active.record
-        record.status = outcome.status
-        record.exit_code = outcome.exit_code
-        record.error = outcome.error
-        record.duration_ms = outcome.duration_ms
-        record.completed_at = utc(host.clock)
-        host.history.append(record)
-        active.sink.close(
-            lambda: (
-                f"■ {outcome.status}"
-                + (f": {outcome.error}" if outcome.error else "")
-                + f" after {format_duration(outcome.duration_ms / 1000)}"
-            ),
-            quiet_ok=outcome.status == "success",
-        )
-        self._forget(active)
-        runtime = active.runtime
-        self.logs.keep_open(runtime.log, self.active.values())
-        level = host.log.info if outcome.status == "success" else host.log.warning
-        level(
-            f"run {record.id} of {record.job} {outcome.status}"
-            + (f" ({outcome.error})" if outcome.error else "")
-            + f" in {format_duration(outcome.duration_ms / 1000)}"
-        )
-        assert active.run is not None  # it ended, so it had started
-        self._close(runtime, active.request, record, (active.run.spec.env, active.sink.masker))
-        self.release_waiting()
-
-    def _close(
-        self,
-        runtime: JobRuntime,
-        request: StartRequest,
-        record: RunRecord,
-        ran_with: tuple[dict[str, str], Masker] | None,
-    ) -> None:
-        """Everything that follows a run's final record. `ran_with` is the environment
-        and masker of a run that started (its hooks get the same)."""
-        host = self.host
-        job = runtime.config
-        self._account(runtime, record, ran=True)
-        failed = record.status in ("failure", "timeout")
-        current = host.jobs.get(job.name) is runtime
-        retrying = failed and request.attempt <= job.retries and not host.stopping and current
-        if request.files:
-            back_in_line = host.handover.settle_run(
-                job.name, record.id, request.files, record.status, record.error, retrying
-            )
-            if back_in_line and failed and not retrying:
-                runtime.files_not_before = host.clock.monotonic() + backoff(job, request.attempt)
-        if ran_with is not None:
-            # on_failure once the last attempt failed, not for each attempt retried.
-            hook = job.on_success if record.status == "success" else None
-            if failed and not retrying:
-                hook = job.on_failure
-            if hook is not None and self.hooks.start(runtime, record, hook, *ran_with):
-                self.idle.clear()
-        if host.stopping or not current:
-            return
-        if retrying:
-            self._retry_later(job, request, record)
-        if record.status == "success":
-            self._advance_chains(job.name, request.wave or record.id)
-        if runtime.queued and not host.state.is_paused(job.name):
-            self.request(runtime.queued.popleft())
-        if host.handover.has_pending(job.name):
-            self.files_ready(job.name)
-
-    def _advance_chains(self, succeeded: str, wave: str) -> None:
-        host = self.host
-        for name in self.chains.advance(succeeded, wave, host.jobs):
-            dependent = host.jobs[name]
-            if not dependent.config.enabled:
-                continue
-            if host.state.is_paused(name):
-                dependent.missed_while_paused += 1
-                continue
-            self.request(StartRequest(name, "after", wave=wave))
-
-    def _retry_later(self, job: JobConfig, request: StartRequest, record: RunRecord) -> None:
-        delay = backoff(job, request.attempt)
-        retry = StartRequest(
-            job.name, "retry", request.attempt + 1, list(request.files), wave=request.wave
-        )
-        self.host.log.info(
-            f"{job.name}: attempt {request.attempt} {record.status}; "
-            f"retry {retry.attempt} of {job.retries + 1} in {format_duration(delay)}"
-        )
-        assert self.loop is not None
-        self.timers[retry.run_id] = self.loop.call_later(delay, self._retry, retry)
-
-    def _retry(self, request: StartRequest) -> None:
-        self.timers.pop(request.run_id, None)
-        if request.job in self.host.jobs:
-            self.request(request)
-
-    def _account(self, runtime: JobRuntime | None, record: RunRecord, ran: bool) -> None:
-        """What every final record goes through: the job's last result, today's counts,
-        metrics, Dashboard.md, the event and whoever waits for the run."""
-        host = self.host
-        if runtime is not None:
-            runtime.last = record
-        host.count_today(record.status)
-        host.outputs.ended(record, ran)
-        self._publish("run_finished", record)
-        for finished in self.watchers.pop(record.id, ()):
-            if not finished.done():
-                finished.set_result(record.to_json())
+        publish_run(host, "run_started", record, pid=run.pid, lateness_ms=lateness_ms)
+        run.done.add_done_callback(lambda finished: self.end.ended(active, finished.result()))
 
     def release_waiting(self) -> None:
         host = self.host
@@ -472,7 +298,7 @@ class Runs:
             for request in queue:
                 if request.run_id == run_id:
                     queue.remove(request)
-                    self.never_started(request, "cancelled", reason)
+                    self.end.never_started(request, "cancelled", reason)
                     return True
         timer = self.timers.pop(run_id, None)
         if timer is not None:
@@ -487,7 +313,7 @@ class Runs:
         for request in [*waiting, *runtime.queued]:
             if request in self.waiting:
                 self.waiting.remove(request)
-            self.never_started(request, "skipped", "job removed from the config")
+            self.end.never_started(request, "skipped", "job removed from the config")
         runtime.queued.clear()
         self._update_idle()
 
@@ -496,10 +322,10 @@ class Runs:
             timer.cancel()
         self.timers.clear()
         while self.waiting:
-            self.never_started(self.waiting.popleft(), "skipped", reason)
+            self.end.never_started(self.waiting.popleft(), "skipped", reason)
         for runtime in self.host.jobs.values():
             while runtime.queued:
-                self.never_started(runtime.queued.popleft(), "skipped", reason)
+                self.end.never_started(runtime.queued.popleft(), "skipped", reason)
 
     def hurry(self) -> None:
         """End every run (and hook) in flight now instead of waiting out the drain."""
@@ -510,7 +336,4 @@ class Runs:
     def close(self) -> None:
         self.executor.shutdown()
         self.logs.close()
-        for watchers in self.watchers.values():
-            for finished in watchers:
-                finished.cancel()
-        self.watchers.clear()
+        self.end.close()

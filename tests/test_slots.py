@@ -18,7 +18,7 @@ from watchkeeper.core.chains import wave_complete
 from watchkeeper.core.config import JobConfig
 from watchkeeper.core.cron import CronSchedule
 from watchkeeper.core.quota import WINDOW, Quota
-from watchkeeper.core.runs import backoff
+from watchkeeper.core.run_end import backoff
 from watchkeeper.core.seams import ManualClock
 from watchkeeper.core.slots import Slot, Slots
 from watchkeeper.core.triggers import CronTrigger, EverySchedule, Schedule
