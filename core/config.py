@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
 from watchkeeper.core.config_lines import (
     BARE_KEY,
     KeyLines,
@@ -61,6 +62,8 @@ class JobConfig:
     on_success: Command | None = None
     on_failure: Command | None = None
     description: str = ""
+    # "keeper" (the leader's host), "any" worker, or labels a worker must all have.
+    runs_on: tuple[str, ...] = ON_KEEPER
     line: int = 0
 
     @property
@@ -108,6 +111,8 @@ class Config:
     path: Path
     keeper: KeeperConfig
     jobs: dict[str, JobConfig]
+    # Present: cluster mode (core/cluster/); absent: one keeper, no database.
+    cluster: ClusterConfig | None = None
 
     @property
     def vault(self) -> Path:
@@ -225,7 +230,7 @@ def _iana_name(text: str) -> str:
     return text.rsplit("zoneinfo/", 1)[-1]
 
 
-_TOP_LEVEL = ("keeper", "jobs")
+_TOP_LEVEL = ("keeper", "jobs", "cluster")
 # A job name becomes Logs/jobs/<name>.log, so it must be a plain file name.
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -290,9 +295,30 @@ class _Checker:
                 self.add((key,), f"unknown {kind} {key!r}{where or hint(key, _TOP_LEVEL)}")
         keeper = self.keeper(data.get("keeper", {}))
         jobs = self.jobs(data.get("jobs", {}))
+        cluster = self.cluster(data.get("cluster"))
         if keeper is None or jobs is None:
             return None
-        return Config(self.path, keeper, jobs)
+        if cluster is None:
+            for name, job in jobs.items():
+                if job.runs_on != ON_KEEPER:
+                    self.add(
+                        ("jobs", name, "runs_on"),
+                        "runs on workers only in cluster mode: add a [cluster] table",
+                    )
+        return Config(self.path, keeper, jobs, cluster)
+
+    def cluster(self, value: object) -> ClusterConfig | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.add(("cluster",), f"expected a table [cluster], got {show(value)}")
+            return None
+        try:
+            return parse_cluster(value, self.path.parent.name)
+        except Problems as exc:
+            for inner, message in exc.problems:
+                self.add(("cluster", *inner), message)
+            return None
 
     def keeper(self, value: object) -> KeeperConfig | None:
         if not isinstance(value, dict):

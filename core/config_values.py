@@ -101,7 +101,7 @@ def span(seconds: float) -> str:
     return f"{seconds * 1000:g}ms" if seconds else "0s"
 
 
-def _duration(low: float, high: float) -> Convert:
+def duration_between(low: float, high: float) -> Convert:
     def convert(value: object) -> float:
         seconds = parse_duration(value)
         if not low <= seconds <= high:
@@ -257,6 +257,33 @@ def _timezone(value: object) -> ZoneInfo:
     return found
 
 
+# A label names a queue (procrastinate's queue names are plain text, but they show in
+# `cluster status` and in unit files): the characters of a job's name.
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Subsets of a worker's labels become queues it listens on: eight labels are 256 queues.
+MAX_LABELS = 8
+
+
+def runs_on(value: object) -> tuple[str, ...]:
+    """"keeper", "any", or the labels a worker must all have (sorted, no repeats)."""
+    if value in ("keeper", "any"):
+        return (str(value),)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'expected "keeper", "any" or a list of labels, got {show(value)}')
+    bad = [label for label in value if not isinstance(label, str) or not LABEL.fullmatch(label)]
+    if bad:
+        raise ValueError(f"bad label {show(bad[0])}: use letters, digits, '_', '.' and '-'")
+    labels = tuple(sorted(set(value)))
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(labels)}")
+    if set(labels) & {"keeper", "any"}:
+        raise ValueError('"keeper" and "any" stand alone, not in a list of labels')
+    return labels
+
+
+
 KEEPER_FIELDS: dict[str, Convert] = {
     "timezone": _timezone,
     "max_runs_per_hour": _integer(0, 1_000_000),
@@ -266,24 +293,24 @@ KEEPER_FIELDS: dict[str, Convert] = {
     "log_mode": _log_mode,
     "history_retention_days": _integer(1, 36_500),
     "catch_up": _choice("once", "none"),
-    "kill_grace": _duration(0, HOUR),
-    "shutdown_grace": _duration(0, DAY),
+    "kill_grace": duration_between(0, HOUR),
+    "shutdown_grace": duration_between(0, DAY),
 }
 
 JOB_FIELDS: dict[str, Convert] = {
     "command": _command,
     "cron": _cron,
-    "every": _duration(MIN_INTERVAL, LONGEST),
+    "every": duration_between(MIN_INTERVAL, LONGEST),
     "on_files": _globs,
     "after": _strings,
     "enabled": _boolean,
-    "timeout": _duration(MIN_TIMEOUT, LONGEST),
+    "timeout": duration_between(MIN_TIMEOUT, LONGEST),
     "retries": _integer(0, 100),
-    "retry_delay": _duration(0, LONGEST),
-    "max_retry_delay": _duration(0, LONGEST),
+    "retry_delay": duration_between(0, LONGEST),
+    "max_retry_delay": duration_between(0, LONGEST),
     "max_per_hour": _integer(0, 1_000_000),
     "overlap": _choice("skip", "queue", "allow"),
-    "settle": _duration(0, DAY),
+    "settle": duration_between(0, DAY),
     "quarantine_after": _integer(1, 1000),
     "secret_env": _strings,
     "env": _env,
@@ -292,6 +319,7 @@ JOB_FIELDS: dict[str, Convert] = {
     "on_success": _command,
     "on_failure": _command,
     "description": _string,
+    "runs_on": runs_on,
 }
 
 # Keys whose path the checker follows through symlinks, which must end inside the vault.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pgserver import pg_dsn, pg_server  # noqa: F401  (fixtures for the cluster tests)
 
 from watchkeeper.core.vault import ensure_layout
 
