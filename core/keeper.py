@@ -16,13 +16,12 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from watchkeeper.core.chains import Chains
 from watchkeeper.core.config import Config, ConfigError, load_config
-from watchkeeper.core.control_protocol import JobView, Snapshot, Today
+from watchkeeper.core.control_protocol import JobView, Snapshot
 from watchkeeper.core.events import EventBus
 from watchkeeper.core.faults import described
 from watchkeeper.core.firing import Firing
@@ -44,7 +43,6 @@ from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
 from watchkeeper.core.status import last_runs
 from watchkeeper.core.store import JsonlStore
-from watchkeeper.core.units import format_duration
 from watchkeeper.core.views import DayCounts, Views
 from watchkeeper.core.watchers import Watches
 
@@ -186,11 +184,8 @@ class Keeper:
     ) -> tuple[str, asyncio.Future[dict[str, Any]]]:
         """Start a run now; the future gets its final record (as JSON) when it ends."""
         self._known(job)
-        assert self._loop is not None
         request = StartRequest(job, trigger)
-        # Watched before it is submitted: a run refused at once is final within submit().
-        finished: asyncio.Future[dict[str, Any]] = self._loop.create_future()
-        self.runs.watchers.setdefault(request.run_id, []).append(finished)
+        finished = self.runs.watch(request)
         self.submit(request)
         self.wake()
         return request.run_id, finished
@@ -264,17 +259,7 @@ class Keeper:
         if self._watches is not None:
             self._watches.stop()
         self.handover.settler.cancel()
-        self.runs.skip_all_waiting("keeper stopped first")
-        hooks = self.runs.hooks.running
-        if self.active or hooks:
-            self.log.info(
-                f"stopping: waiting up to {format_duration(grace)} for {len(self.active)} run(s)"
-                f" and {len(hooks)} hook(s)"
-            )
-            await self.wait_idle(grace)
-        if self.active or hooks:
-            self.hurry()
-            await self.wait_idle(self.config.keeper.kill_grace + 5)
+        await self.runs.drain(grace, self.config.keeper.kill_grace)
         if self._watches is not None:
             await self._watches.close()
         await self.outputs.close()
@@ -295,15 +280,8 @@ class Keeper:
         self.runs.hurry()
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
-        """True once no run is in flight or waiting for a slot, and every record is on
-        disk (a run's final line is written a loop turn after the run has closed)."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self.runs.idle.wait()
-        except TimeoutError:
-            return False
-        self.history.flush()
-        return True
+        """True once no run is in flight or waiting, and every record is on disk."""
+        return await self.runs.wait_idle(timeout)
 
     # ---- views -------------------------------------------------------------------------
 
@@ -313,16 +291,11 @@ class Keeper:
             return "STOPPING"
         return "PAUSED" if self.state.paused else "RUNNING"
 
-    def next_run(self, runtime: JobRuntime) -> datetime | None:
-        return self.views.next_run(runtime)
-
     def job_view(self, runtime: JobRuntime) -> JobView:
         return self.views.job(runtime)
 
     def snapshot(self) -> Snapshot:
-        head = self.views.head()
-        head["jobs"] = [self.views.job(runtime) for runtime in self.jobs.values()]
-        return head
+        return self.views.snapshot()
 
     def snapshot_head(self) -> Snapshot:
         """The snapshot with its job views left out."""
@@ -334,10 +307,6 @@ class Keeper:
         return self.runs.waiting
 
     # ---- what the parts ask of the keeper (core/host.py) -------------------------------
-
-    @property
-    def today(self) -> Today:
-        return self.day.counts
 
     def count_today(self, status: str) -> None:
         self.day.count(status, self.tz)

@@ -33,11 +33,12 @@ from watchkeeper.core.faults import described
 from watchkeeper.core.hooks import Hooks
 from watchkeeper.core.host import Host
 from watchkeeper.core.output import OutputSink
-from watchkeeper.core.run_end import RunEnd, publish_run
+from watchkeeper.core.run_end import RunEnd, RunWatch, publish_run
 from watchkeeper.core.runner import RunSpec
 from watchkeeper.core.runprep import argv, run_env, run_record
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
 from watchkeeper.core.seams import Executor, Started, utc
+from watchkeeper.core.units import format_duration
 
 
 class Runs:
@@ -332,6 +333,40 @@ class Runs:
         for active in list(self.active.values()):
             active.stop("cancelled", "keeper stopped")
         self.hooks.hurry()
+
+    async def drain(self, grace: float, kill_grace: float) -> None:
+        """As the keeper stops: what waits is skipped, what is in flight (runs and hooks)
+        gets `grace` to end, then is ended."""
+        self.skip_all_waiting("keeper stopped first")
+        hooks = self.hooks.running
+        if self.active or hooks:
+            self.host.log.info(
+                f"stopping: waiting up to {format_duration(grace)} for {len(self.active)} run(s)"
+                f" and {len(hooks)} hook(s)"
+            )
+            await self.wait_idle(grace)
+        if self.active or hooks:
+            self.hurry()
+            await self.wait_idle(kill_grace + 5)
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """True once no run is in flight or waiting for a slot, and every record is on
+        disk (a run's final line is written a loop turn after the run has closed)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.idle.wait()
+        except TimeoutError:
+            return False
+        self.host.history.flush()
+        return True
+
+    def watch(self, request: StartRequest) -> RunWatch:
+        """A future for the run's final record (as JSON). Watch before requesting it: a
+        run refused at once is final within request()."""
+        assert self.loop is not None
+        finished: RunWatch = self.loop.create_future()
+        self.watchers.setdefault(request.run_id, []).append(finished)
+        return finished
 
     def close(self) -> None:
         self.executor.shutdown()

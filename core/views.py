@@ -143,6 +143,8 @@ class Viewed(Protocol):
     @property
     def day(self) -> DayCounts: ...
     @property
+    def jobs(self) -> Mapping[str, JobRuntime]: ...
+    @property
     def started_at(self) -> datetime: ...
     @property
     def started_mono(self) -> float: ...
@@ -187,3 +189,8 @@ class Views:
             quota_view(keeper.quota.usage(now)),
             keeper.quota.runs_last_hour(now),
         )
+
+    def snapshot(self) -> Snapshot:
+        head = self.head()
+        head["jobs"] = [self.job(runtime) for runtime in self.keeper.jobs.values()]
+        return head
