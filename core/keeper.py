@@ -26,7 +26,6 @@ from watchkeeper.core.events import EventBus
 from watchkeeper.core.faults import described
 from watchkeeper.core.firing import Firing
 from watchkeeper.core.handover import Handover
-from watchkeeper.core.history import RunRecord
 from watchkeeper.core.jobtable import JobTable, job_limits
 from watchkeeper.core.lock import VaultLock
 from watchkeeper.core.logs import open_keeper_log
@@ -41,7 +40,6 @@ from watchkeeper.core.runtime import ActiveRun, JobRuntime, StartRequest, Unknow
 from watchkeeper.core.seams import Clock, Executor, Store, SystemClock, utc
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
-from watchkeeper.core.status import last_runs
 from watchkeeper.core.store import JsonlStore
 from watchkeeper.core.views import DayCounts, Views
 from watchkeeper.core.watchers import Watches
@@ -105,8 +103,11 @@ class Keeper:
         )
         now = self.clock.time()
         self.quota.rebuild(self.store.starts_since(now - WINDOW), now)
-        self.outputs.read_history()
-        last = self._load_recent()
+        self.outputs.read_history(self.store)
+        recent = self.store.last_runs(self.jobs, self.tz)
+        self.views.learn(recent)
+        if recent.bad_lines:
+            self.log.warning(f"history: skipped {recent.bad_lines} unreadable line(s)")
         self.table.lay_out()
         pruned = self.store.prune(keeper.history_retention_days, utc(self.clock).date())
         if pruned:
@@ -116,7 +117,7 @@ class Keeper:
         )
         self.bus.publish("keeper_state", state=self.state_word)
         if catch_up and keeper.catch_up == "once":
-            for name in missed_while_down(self.jobs, last, self.slots, self.state):
+            for name in missed_while_down(self.jobs, recent.last, self.slots, self.state):
                 self.log.info(f"{name}: a slot passed since its last run; catching up once")
                 self.submit(StartRequest(name, "catch_up"))
         self.ledger.load()
@@ -124,16 +125,6 @@ class Keeper:
         self.handover.cut_off(interrupted)
         if files:
             self._rescan()
-
-    def _load_recent(self) -> dict[str, RunRecord]:
-        last, today, bad = last_runs(self.config)
-        for name, record in last.items():
-            if name in self.jobs:
-                self.jobs[name].last = record
-        self.day.start({"ok": today["ok"], "failed": today["failed"]}, self.tz)
-        if bad:
-            self.log.warning(f"history: skipped {bad} unreadable line(s)")
-        return last
 
     # ---- the loop ----------------------------------------------------------------------
 

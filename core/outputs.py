@@ -11,11 +11,10 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from watchkeeper.core import history as hist
 from watchkeeper.core import tuning
 from watchkeeper.core.dashboard import RECENT_ROWS, dashboard_lines, write_dashboard
 from watchkeeper.core.faults import described
-from watchkeeper.core.history import RunRecord
+from watchkeeper.core.history import Query, RunRecord
 from watchkeeper.core.metrics import Metrics, write_metrics
 from watchkeeper.core.slices import Slices, text_of
 from watchkeeper.core.vault import FolderSummary, summarize_all
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from watchkeeper.core.events import EventBus
     from watchkeeper.core.logs import KeeperLog
     from watchkeeper.core.runtime import JobRuntime
+    from watchkeeper.core.seams import Store
 
 
 class Shown(Protocol):
@@ -75,16 +75,13 @@ class Outputs:
         self._renders: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None  # set as the keeper starts
 
-    def read_history(self) -> None:
+    def read_history(self, store: Store) -> None:
         """What the history held at the start, read once: later runs are known in memory,
         so a busy day's history is not read again for each write."""
-        directory = self.keeper.vault / "Logs" / "history"
         since = datetime.now(self.keeper.tz) - timedelta(days=1)
         self._history_seen = (
-            hist.recent(directory, hist.Query(limit=RECENT_ROWS)).records,
-            hist.recent(
-                directory, hist.Query(status="failure", since=since, limit=RECENT_ROWS)
-            ).records,
+            store.recent_runs(Query(limit=RECENT_ROWS)),
+            store.recent_runs(Query(status="failure", since=since, limit=RECENT_ROWS)),
         )
 
     def ended(self, record: RunRecord, ran: bool) -> None:

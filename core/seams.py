@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+from zoneinfo import ZoneInfo
 
-from watchkeeper.core.history import RunRecord
+from watchkeeper.core.history import Query, RunRecord
 from watchkeeper.core.ledger import Ledger
 from watchkeeper.core.precise import sleep_until
 from watchkeeper.core.runner import RunOutcome, RunSpec
@@ -154,6 +155,14 @@ class History(Protocol):
     def close(self) -> None: ...
 
 
+class LastRuns(NamedTuple):
+    """What a keeper learns of past runs as it starts."""
+
+    last: dict[str, RunRecord]  # each job's newest final record
+    today: dict[str, int]  # "ok" / "failed": runs ended since midnight
+    bad_lines: int  # history lines that could not be read
+
+
 class Store(Protocol):
     @property
     def history(self) -> History: ...
@@ -171,6 +180,14 @@ class Store(Protocol):
 
     def starts_since(self, since: float) -> Iterable[tuple[str, float]]:
         """(job, start time) of runs that started since `since` (the quota's window)."""
+        ...
+
+    def recent_runs(self, query: Query) -> list[RunRecord]:
+        """The newest `query.limit` runs matching `query`, newest first by start."""
+        ...
+
+    def last_runs(self, jobs: Iterable[str], tz: ZoneInfo) -> LastRuns:
+        """Each of `jobs`' newest final record (within a week), and today's counts in `tz`."""
         ...
 
     def prune(self, retention_days: int, today: date) -> list[Path]: ...

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from watchkeeper.core import history as hist
 from watchkeeper.core import lock
@@ -60,12 +62,18 @@ def next_run_offline(job: JobConfig, config: Config) -> datetime | None:
 
 
 def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int]:
-    """Last final record per job, today's ok/failed counts, unreadable history lines.
+    """Last final record per job, today's ok/failed counts, unreadable history lines."""
+    return last_runs_in(config.vault / "Logs" / "history", config.jobs, config.keeper.tz)
+
+
+def last_runs_in(
+    directory: Path, jobs: Iterable[str], tz: ZoneInfo
+) -> tuple[dict[str, RunRecord], dict[str, int], int]:
+    """last_runs() of the history in `directory` (the JSONL store's answer too).
 
     From the history's summary (history_summary), which reads only what was written since
     it was last asked: a day of 35,000 runs is not read again for every `--status`."""
-    directory = config.vault / "Logs" / "history"
-    now = datetime.now(config.keeper.tz)
+    now = datetime.now(tz)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     window = min(midnight, now - timedelta(days=1))
     lookback = now - SINGLE_LOOKBACK
@@ -79,7 +87,7 @@ def last_runs(config: Config) -> tuple[dict[str, RunRecord], dict[str, int], int
     }
     last: dict[str, RunRecord] = {}
     missing: list[str] = []
-    for name in config.jobs:
+    for name in jobs:
         line = summary.newest(name, hist.iso(window))
         if line is None and len(missing) < MAX_SINGLE_LOOKUPS:
             if not missing:

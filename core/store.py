@@ -4,16 +4,19 @@ the file ledger, Logs/state.toml. See core/seams.py for the seam it fills."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from watchkeeper.core import history as hist
 from watchkeeper.core.appender import Log
 from watchkeeper.core.history import HistoryWriter, RunRecord
 from watchkeeper.core.ledger import LEDGER_NAME, Ledger
 from watchkeeper.core.quota import started
+from watchkeeper.core.seams import LastRuns
 from watchkeeper.core.state import RuntimeState, load_state, update_state
+from watchkeeper.core.status import last_runs_in
 
 
 class JsonlStore:
@@ -36,6 +39,12 @@ class JsonlStore:
         for record in result.records:
             if started(record):
                 yield record.job, record.started_at.timestamp()
+
+    def recent_runs(self, query: hist.Query) -> list[RunRecord]:
+        return hist.recent(self.directory, query).records
+
+    def last_runs(self, jobs: Iterable[str], tz: ZoneInfo) -> LastRuns:
+        return LastRuns(*last_runs_in(self.directory, jobs, tz))
 
     def prune(self, retention_days: int, today: date) -> list[Path]:
         return hist.prune(self.directory, retention_days, today)

@@ -23,7 +23,7 @@ from watchkeeper.core.handover import Handover
 from watchkeeper.core.history import iso
 from watchkeeper.core.quota import Quota, ScopeUsage, usage_view
 from watchkeeper.core.runtime import JobRuntime
-from watchkeeper.core.seams import Clock
+from watchkeeper.core.seams import Clock, LastRuns
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
 from watchkeeper.core.triggers import wall_moment
@@ -153,6 +153,16 @@ class Viewed(Protocol):
 class Views:
     def __init__(self, keeper: Viewed) -> None:
         self.keeper = keeper
+
+    def learn(self, recent: LastRuns) -> None:
+        """Each job's last result and today's counts, from the runs before this keeper."""
+        keeper = self.keeper
+        for name, record in recent.last.items():
+            runtime = keeper.jobs.get(name)
+            if runtime is not None:
+                runtime.last = record
+        counts = recent.today
+        keeper.day.start({"ok": counts["ok"], "failed": counts["failed"]}, keeper.tz)
 
     def next_run(self, runtime: JobRuntime) -> datetime | None:
         """When its next slot falls; None while it is paused (the slot would not run)."""
