@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from watchkeeper.tui.cli import cluster as cli_cluster
 from watchkeeper.tui.cli import describe as cli_describe
 from watchkeeper.tui.cli import history as cli_history
 from watchkeeper.tui.cli import logs as cli_logs
@@ -248,5 +249,5 @@ def resume(
 cli_vault.register(app)
 for command in (jobs, history, stats, run, cancel, pause, resume):
     app.command()(command)
-for module in (cli_logs, cli_describe, cli_service):
+for module in (cli_logs, cli_describe, cli_service, cli_cluster):
     module.register(app)
