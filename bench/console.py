@@ -35,8 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable

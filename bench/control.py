@@ -44,13 +44,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from watchkeeper.core import control_client as control  # noqa: E402
-from watchkeeper.core.control_protocol import ControlError, find_socket  # noqa: E402
-from watchkeeper.core.stats import nearest_rank  # noqa: E402
-from watchkeeper.core.vault import ensure_layout  # noqa: E402
+from watchkeeper.core import control_client as control
+from watchkeeper.core.control_protocol import ControlError, find_socket
+from watchkeeper.core.stats import nearest_rank
+from watchkeeper.core.vault import ensure_layout
 
 CLI = Path(sys.executable).parent / "watchkeeper"
 TARGETS = {"status_p99_ms": 5.0, "fanout_p99_ms": 50.0}

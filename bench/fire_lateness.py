@@ -49,7 +49,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
 APS_DIR = Path("/tmp/wk-bench-apscheduler")
 APS_REQUIREMENT = "apscheduler>=3.11,<4"
 CHILD = ["/bin/true"]
@@ -413,9 +412,10 @@ def aps_idle(cron: bool, window: float) -> dict[str, Any]:
 
 
 def worker(scenario: str, impl: str, quick: bool) -> dict[str, Any]:
-    # Each side imports only its own scheduler: the keeper from this repo, APScheduler from
-    # its cache directory.
-    sys.path.insert(0, str(APS_DIR if impl.startswith("aps") else ROOT))
+    # Each side imports only its own scheduler: the keeper from the project's install,
+    # APScheduler from its cache directory, which only its own workers put on sys.path.
+    if impl.startswith("aps"):
+        sys.path.insert(0, str(APS_DIR))
     window = 5.0 if quick else 20.0
     if scenario == "idle_10000_hourly":
         cron = impl.endswith("_cron")

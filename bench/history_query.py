@@ -24,8 +24,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from watchkeeper.core.history import Query, RunRecord, recent, stats
 
 FORMAT_VERSION = 2  # bump when the generator changes, so stale caches are not reused
