@@ -68,6 +68,12 @@ def daemon(config: Config) -> int:
     import asyncio
     import os
 
+    if config.cluster is not None:
+        # The lease decides who leads, not the vault's lock (core/cluster/daemon.py).
+        from watchkeeper.core.cluster.daemon import run_cluster_daemon
+
+        return run_cluster_daemon(config)
+
     from watchkeeper.core.daemon import run_daemon
     from watchkeeper.core.keeper import Keeper
 
