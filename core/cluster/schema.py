@@ -93,12 +93,19 @@ CREATE TABLE watchkeeper.runs (
 CREATE INDEX runs_by_start ON watchkeeper.runs (cluster, started DESC);
 CREATE INDEX runs_by_job ON watchkeeper.runs (cluster, job, started DESC);
 CREATE INDEX runs_open ON watchkeeper.runs (cluster) WHERE status = 'running';
+CREATE INDEX runs_by_end ON watchkeeper.runs (cluster, (coalesce(finished, started)));
+-- The file ledger's lines in order, each the JSON text Logs/files.jsonl has (text, not
+-- jsonb: a file name that is not UTF-8 is kept exactly, as \\udcXX escapes). `entry_id`
+-- (the writing keeper's id and a counter) makes a line written again after a connection
+-- lost at COMMIT a no-op, never a double.
 CREATE TABLE watchkeeper.files (
-    cluster text NOT NULL,
-    seq     bigserial,
-    entry   jsonb NOT NULL,
-    epoch   bigint NOT NULL,
-    PRIMARY KEY (cluster, seq)
+    cluster  text NOT NULL,
+    seq      bigserial,
+    entry_id text NOT NULL,
+    entry    text NOT NULL,
+    epoch    bigint NOT NULL,
+    PRIMARY KEY (cluster, seq),
+    UNIQUE (cluster, entry_id)
 );
 CREATE TABLE watchkeeper.state (
     cluster    text PRIMARY KEY,
@@ -129,7 +136,10 @@ CREATE TABLE watchkeeper.remote_runs (
     job_id        bigint,
     spec          jsonb NOT NULL,
     worker_id     text,
+    host          text,
     pid           integer,
+    -- queued → running (claimed by one worker, in SQL) → ended; the leader ends it too
+    -- when the run was withdrawn before a worker took it or its worker's heartbeat lapsed.
     state         text NOT NULL DEFAULT 'queued',
     status        text,
     exit_code     integer,
