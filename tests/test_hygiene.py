@@ -56,7 +56,11 @@ def test_no_core_source_names_textual() -> None:
 # without typer (and the pydantic and click under it), rich, the event loop machinery or
 # the console: each of these costs tens of milliseconds at every call.
 # croniter (and dateutil under it) too: cron_match finds a plain expression's next times.
-NEVER_QUICK = ("typer", "click", "rich", "pydantic", "asyncio", "textual", "croniter", "dateutil")
+# psycopg (and procrastinate) only with a [cluster] table: a one-host vault never loads them.
+NEVER_QUICK = (
+    *("typer", "click", "rich", "pydantic", "asyncio", "textual", "croniter", "dateutil"),
+    *("psycopg", "procrastinate"),
+)
 NEVER_QUICK_CORE = (
     "watchkeeper.core.keeper",
     "watchkeeper.core.control_server",
@@ -144,7 +148,8 @@ def test_quick_commands_without_a_keeper_import_no_typer_rich_or_asyncio(tmp_pat
     code, modules = imported_by_cli(["run", "sweeper", "--vault", str(vault)], tmp_path)
     assert code == 0
     assert "watchkeeper.core.keeper" in modules and "asyncio" in modules
-    assert forbidden(modules, ("typer", "click", "rich", "pydantic", "textual"), ()) == []
+    local = ("typer", "click", "rich", "pydantic", "textual", "psycopg", "procrastinate")
+    assert forbidden(modules, local, ()) == []
 
 
 def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(

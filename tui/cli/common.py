@@ -13,10 +13,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from watchkeeper.core.config import CONFIG_NAME, Config, ConfigError, load_config
 from watchkeeper.core.locations import default_vault, find_vault
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from watchkeeper.core.control_client import Connection
     from watchkeeper.core.lock import VaultLock
 
+T = TypeVar("T")
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_NO_KEEPER = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130  # Ctrl-C while waiting, as shells report SIGINT
 FAILED_STATUSES = ("failure", "timeout", "cancelled", "interrupted")
@@ -271,6 +272,20 @@ def try_ask(connection: Connection, op: str) -> dict[str, Any] | None:
 
 def through(connection: Connection) -> str:
     return f"through keeper pid {connection.pid}"
+
+
+def in_cluster(config: Config, question: Callable[[Any, str, Any], T]) -> T:
+    """`question(connection, cluster name, core.cluster.reads)` asked of the database of
+    the config's [cluster]; exit 2 naming it (masked) when it cannot be reached. psycopg
+    loads here, only in cluster mode."""
+    from watchkeeper.core.cluster import reads
+    from watchkeeper.core.cluster.dsn import DatabaseUnavailable
+
+    assert config.cluster is not None
+    try:
+        return reads.answer(config.cluster, lambda conn, name: question(conn, name, reads))
+    except DatabaseUnavailable as error:
+        raise fail(str(error)) from None
 
 
 def ask(

@@ -14,6 +14,7 @@ from watchkeeper.tui.cli.common import (
     did_you_mean,
     duration_text,
     echo,
+    in_cluster,
     local_time,
     note,
     open_config,
@@ -73,7 +74,11 @@ def history(
         from watchkeeper.core.history_follow import HistoryFollower
 
         follower = HistoryFollower(history_dir)
-    result = hist.recent(history_dir, hist.Query(job=job, status=status, since=start, limit=limit))
+    query = hist.Query(job=job, status=status, since=start, limit=limit)
+    if config.cluster is not None:
+        result = in_cluster(config, lambda conn, name, reads: reads.recent(conn, name, query))
+    else:
+        result = hist.recent(history_dir, query)
     if result.bad_lines:
         note(f"skipped {result.bad_lines} unreadable history line(s)")
     if not follow:
@@ -134,7 +139,10 @@ def stats(vault: Path | None, since: str = "24h", as_json: bool = False) -> None
 
     config = open_config(vault)
     start = since_option(since, config)
-    per_job = hist.stats(config.vault / "Logs" / "history", start)
+    if config.cluster is not None:
+        per_job = in_cluster(config, lambda conn, name, reads: reads.stats(conn, name, start))
+    else:
+        per_job = hist.stats(config.vault / "Logs" / "history", start)
     if as_json:
         jobs_json = {
             name: {

@@ -10,6 +10,7 @@ from watchkeeper.tui.cli.common import (
     EXIT_NO_KEEPER,
     EXIT_OK,
     echo,
+    in_cluster,
     keeper_link,
     local_time,
     note,
@@ -35,6 +36,8 @@ def status(config: Config, as_json: bool) -> int:
             from watchkeeper.core.status_live import live_status
 
             data = live_status(config, answer["status"])
+    if data is None and config.cluster is not None:
+        data = in_cluster(config, lambda conn, name, reads: reads.vault_status(conn, name, config))
     if data is None:
         from watchkeeper.core.status import vault_status  # the files: only with no keeper to ask
 
@@ -56,7 +59,8 @@ def status(config: Config, as_json: bool) -> int:
             line += f" (not asked: {unreachable or 'its control socket did not answer'})"
         echo(line)
     else:
-        echo("keeper: not running (from the vault's files)")
+        where = "the cluster's database" if data["source"] == "database" else "the vault's files"
+        echo(f"keeper: not running (from {where})")
     echo(f"vault: {data['vault']}" + ("  [ALL PAUSED]" if data["paused"] else ""))
     echo(
         "folders: " + "  ".join(f"{name} {info['count']}" for name, info in data["folders"].items())
@@ -100,6 +104,9 @@ def jobs(vault: Path | None, as_json: bool = False) -> None:
         answer = try_ask(connection, "jobs")
         if answer is not None:
             view, source = answer["jobs"], through(connection)
+    if view is None and config.cluster is not None:
+        view = in_cluster(config, lambda conn, name, reads: reads.jobs_view(conn, name, config))
+        source = "no keeper answered: from the cluster's database"
     if view is None:
         from watchkeeper.core.status import jobs_view  # the files: only with no keeper to ask
 
