@@ -36,6 +36,10 @@ class RunSpec:
     cwd: Path
     timeout: float | None = None
     kill_grace: float = 5.0
+    # Where it runs (the job's runs_on: "keeper", "any" or labels; core/cluster/remote.py
+    # routes by it) and the job it belongs to (a worker's record of it).
+    runs_on: tuple[str, ...] = ("keeper",)
+    job: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from watchkeeper.core.config import Command, Config
 from watchkeeper.core.environment import Masker, job_environment, secret_values
 from watchkeeper.core.handover import files_env
 from watchkeeper.core.history import RunRecord
+from watchkeeper.core.runner import RunSpec
 from watchkeeper.core.runtime import JobRuntime, StartRequest
 
 
@@ -37,6 +38,23 @@ def run_env(
     if request.files:
         env.update(files_env(request.files))
     return env, masker
+
+
+def run_spec(
+    request: StartRequest, config: Config, env: dict[str, str], cwd: Path
+) -> RunSpec:
+    """The spec the executor starts: the job's command, limits and where it runs."""
+    job = config.jobs[request.job]
+    return RunSpec(
+        request.run_id,
+        argv(job.command),
+        env,
+        cwd,
+        job.timeout,
+        config.keeper.kill_grace,
+        runs_on=job.runs_on,
+        job=request.job,
+    )
 
 
 def run_record(

@@ -20,6 +20,7 @@ from watchkeeper.tui.cli import run as cli_run
 from watchkeeper.tui.cli import service as cli_service
 from watchkeeper.tui.cli import status as cli_status
 from watchkeeper.tui.cli import vault as cli_vault
+from watchkeeper.tui.cli import worker as cli_worker
 from watchkeeper.tui.cli.common import (
     EXIT_LOCKED,
     HELP_OPTIONS,
@@ -249,5 +250,5 @@ def resume(
 cli_vault.register(app)
 for command in (jobs, history, stats, run, cancel, pause, resume):
     app.command()(command)
-for module in (cli_logs, cli_describe, cli_service, cli_cluster):
+for module in (cli_logs, cli_describe, cli_service, cli_cluster, cli_worker):
     module.register(app)

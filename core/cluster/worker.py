@@ -1,0 +1,393 @@
+"""`watchkeeper worker`: a procrastinate worker that runs the cluster's runs on this host.
+
+Each job carries a run id. The worker claims the run's row in watchkeeper.remote_runs
+(queued → running, conditioned in SQL: never two copies of one run), starts the command
+under a guard (core/cluster/guard.py) that ends its process group even if this process
+is killed outright, streams its output into watchkeeper.output, and reports the end.
+The leader learns each step by NOTIFY on `watchkeeper_remote` ("<cluster> <run> <what>");
+a cancel reaches this worker by NOTIFY on `watchkeeper_cancel`, and by the heartbeat's
+poll when a notification was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from watchkeeper.core.cluster import db, queue
+from watchkeeper.core.cluster.dsn import DatabaseUnavailable
+from watchkeeper.core.cluster.schema import ensure_schema
+from watchkeeper.core.units import format_duration
+
+GUARD = str(Path(__file__).with_name("guard.py"))
+REMOTE_CHANNEL = "watchkeeper_remote"
+CANCEL_CHANNEL = "watchkeeper_cancel"
+READ_SIZE = 65536
+
+
+def log(message: str) -> None:
+    print(f"watchkeeper worker: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    dsn: str
+    cluster: str
+    labels: tuple[str, ...] = ()
+    concurrency: int = 4
+    # procrastinate's heartbeat; a leader declares the worker lost when it lapses.
+    heartbeat: float = 10.0
+    host: str = field(default_factory=socket.gethostname)
+
+
+@dataclass
+class Running:
+    """One run on this worker, from its claim to its reported end."""
+
+    run_id: str
+    spec: dict[str, Any]
+    guard: subprocess.Popen[bytes] | None = None
+    stop_asked: tuple[str, str] | None = None
+    started: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.worker_id = f"{settings.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.running: dict[str, Running] = {}
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+
+    @property
+    def conn(self) -> psycopg.AsyncConnection[Any]:
+        assert self._conn is not None
+        return self._conn
+
+    async def prepare(self) -> None:
+        """Connect, migrate, register: raises DatabaseUnavailable when it cannot."""
+        self._conn = await db.connect(self.settings.dsn)
+        await ensure_schema(self.conn, also=queue.apply_schema)
+        s = self.settings
+        await self.conn.execute(
+            "INSERT INTO watchkeeper.workers (cluster, worker_id, host, pid, labels,"
+            " concurrency, started_at, seen_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp())",
+            (s.cluster, self.worker_id, s.host, os.getpid(), list(s.labels), s.concurrency),
+        )
+
+    async def serve(self) -> None:
+        """Take runs until stop(); the runs still going then end as interrupted."""
+        s = self.settings
+        queues = queue.queues_of(s.cluster, s.labels)
+        app = queue.make_app(s.dsn, self._task)
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, self.stop)
+        side = [asyncio.create_task(self._listen()), asyncio.create_task(self._beat())]
+        log(f"{self.worker_id} serving {', '.join(queues)} (concurrency {s.concurrency})")
+        try:
+            async with app.open_async():
+                self._main = asyncio.create_task(
+                    app.run_worker_async(
+                        queues=queues,
+                        name=self.worker_id,
+                        concurrency=s.concurrency,
+                        install_signal_handlers=False,
+                        update_heartbeat_interval=s.heartbeat,
+                        delete_jobs="successful",
+                    )
+                )
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._main
+        finally:
+            for task in side:
+                task.cancel()
+            with contextlib.suppress(psycopg.Error):
+                await self.conn.execute(
+                    "DELETE FROM watchkeeper.workers WHERE cluster = %s AND worker_id = %s",
+                    (s.cluster, self.worker_id),
+                )
+            await self.conn.close()
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log(f"stopping: {len(self.running)} run(s) in flight end as interrupted")
+        for run in list(self.running.values()):
+            self._end(run, "interrupted", f"worker {self.worker_id} stopped")
+        if self._main is not None:
+            self._main.cancel()
+
+    # ---- one run --------------------------------------------------------------------
+
+    async def _task(self, context: Any, cluster: str, run_id: str) -> None:
+        if cluster != self.settings.cluster or self._stopping:
+            return
+        cursor = await self.conn.execute(
+            "UPDATE watchkeeper.remote_runs SET state = 'running', worker_id = %s, host = %s,"
+            " job_id = %s WHERE cluster = %s AND run_id = %s AND state = 'queued'"
+            " RETURNING spec, cancel_status, cancel_reason",
+            (self.worker_id, self.settings.host, context.job.id, cluster, run_id),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            log(f"run {run_id} was taken or withdrawn before this worker got to it")
+            return
+        run = Running(run_id, row[0])
+        if row[1] is not None:
+            run.stop_asked = (row[1], row[2] or "")
+        self.running[run_id] = run
+        try:
+            await self._execute(run)
+        finally:
+            del self.running[run_id]
+
+    async def _execute(self, run: Running) -> None:
+        loop = asyncio.get_running_loop()
+        out_read, out_write = os.pipe()
+        status_read, status_write = os.pipe()
+        try:
+            run.guard = subprocess.Popen(
+                [sys.executable, "-I", "-S", GUARD, str(status_write), str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=out_write,
+                pass_fds=(status_write,),
+            )
+        except OSError as error:
+            for fd in (out_read, out_write, status_read, status_write):
+                os.close(fd)
+            await self._report_end(run, "unstarted", error.errno or 0, f"guard: {error}", 0)
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(out_write)
+                os.close(status_write)
+        assert run.guard.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # the guard died at once: no status
+            run.guard.stdin.write(json.dumps(run.spec).encode())
+            run.guard.stdin.close()
+        output = _Stream(self, run.run_id, out_read)
+        status_lines = await _read_all(loop, status_read, run, self._started)
+        await output.closed
+        await asyncio.to_thread(run.guard.wait)
+        if run.timer is not None:
+            run.timer.cancel()
+        await self._finish(run, status_lines)
+
+    async def _started(self, run: Running, pid: int) -> None:
+        run.started = time.monotonic()
+        timeout = run.spec.get("timeout")
+        if timeout:
+            reason = f"timed out after {format_duration(float(timeout))}"
+            run.timer = asyncio.get_running_loop().call_later(
+                float(timeout), lambda: self._end(run, "timeout", reason)
+            )
+        await self._write(
+            "UPDATE watchkeeper.remote_runs SET pid = %s, started_at = clock_timestamp()"
+            " WHERE cluster = %s AND run_id = %s AND worker_id = %s RETURNING 1",
+            (pid, self.settings.cluster, run.run_id, self.worker_id),
+            run.run_id,
+            "started",
+        )
+        if run.stop_asked is not None:
+            self._end(run, *run.stop_asked)
+
+    def _end(self, run: Running, status: str, reason: str) -> None:
+        """End the run's whole group (the guard sends TERM, then KILL after the grace)."""
+        if run.stop_asked is None:  # the first reason is the one the run ends with
+            run.stop_asked = (status, reason)
+        if run.guard is not None and run.started:
+            with contextlib.suppress(ProcessLookupError):
+                run.guard.send_signal(signal.SIGTERM)
+
+    async def _finish(self, run: Running, lines: list[str]) -> None:
+        duration_ms = round((time.monotonic() - run.started) * 1000) if run.started else 0
+        last = lines[-1].split(" ", 2) if lines else ["lost"]
+        if last[0] == "error":
+            await self._report_end(run, "unstarted", int(last[1]), last[2], 0)
+            return
+        code: int | None
+        error: str | None
+        if last[0] != "exit":
+            status, code, error = "failure", None, "the run's guard ended without its status"
+        elif last[1] == "code":
+            code = int(last[2])
+            status = "success" if code == 0 else "failure"
+            error = None if code == 0 else f"exit code {code}"
+        else:
+            number = int(last[2])
+            code, status, error = 128 + number, "failure", f"ended by {_signal_name(number)}"
+        if run.stop_asked is not None:
+            status, error = run.stop_asked
+        await self._report_end(run, status, code, error, duration_ms)
+
+    async def _report_end(
+        self, run: Running, status: str, code: int | None, error: str | None, duration_ms: int
+    ) -> None:
+        await self._write(
+            "UPDATE watchkeeper.remote_runs SET state = 'ended', status = %s, exit_code = %s,"
+            " error = %s, duration_ms = %s, ended_at = clock_timestamp()"
+            " WHERE cluster = %s AND run_id = %s AND worker_id = %s AND state = 'running'"
+            " RETURNING 1",
+            (status, code, error, duration_ms, self.settings.cluster, run.run_id, self.worker_id),
+            run.run_id,
+            "ended",
+        )
+
+    async def _write(self, sql: str, params: tuple[Any, ...], run_id: str, what: str) -> None:
+        """One statement (the connection is shared by the runs): the change, and the
+        notification the leader gets once it is committed."""
+        await self.conn.execute(
+            f"WITH change AS ({sql}) SELECT pg_notify(%s, %s)",
+            (*params, REMOTE_CHANNEL, f"{self.settings.cluster} {run_id} {what}"),
+        )
+
+    async def output(self, run_id: str, chunk: bytes) -> None:
+        await self._write(
+            "INSERT INTO watchkeeper.output (cluster, run_id, chunk) VALUES (%s, %s, %s)"
+            " RETURNING 1",
+            (self.settings.cluster, run_id, chunk),
+            run_id,
+            "output",
+        )
+
+    # ---- side tasks -----------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Cancels by NOTIFY: a leader's stop() reaches the run within a round trip."""
+        while True:
+            try:
+                conn = await db.connect(self.settings.dsn)
+                async with conn:
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    await self._check_runs()  # what was asked while not listening
+                    async for note in conn.notifies():
+                        cluster, _, run_id = note.payload.partition(" ")
+                        if cluster == self.settings.cluster and run_id in self.running:
+                            await self._check_runs()
+            except (psycopg.Error, DatabaseUnavailable) as error:
+                log(f"cancel listener lost the database ({error}); retrying")
+                await asyncio.sleep(1.0)
+
+    async def _beat(self) -> None:
+        """Our own row's seen_at (cluster status), and a poll of our runs: a cancel whose
+        notification was lost, or a run a leader gave up on (this worker seemed dead)."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            try:
+                await self.conn.execute(
+                    "UPDATE watchkeeper.workers SET seen_at = clock_timestamp()"
+                    " WHERE cluster = %s AND worker_id = %s",
+                    (self.settings.cluster, self.worker_id),
+                )
+                await self._check_runs()
+            except psycopg.Error as error:
+                log(f"heartbeat failed: {error}")
+
+    async def _check_runs(self) -> None:
+        if not self.running:
+            return
+        cursor = await self.conn.execute(
+            "SELECT run_id, state, worker_id, cancel_status, cancel_reason"
+            " FROM watchkeeper.remote_runs WHERE cluster = %s AND run_id = ANY(%s)",
+            (self.settings.cluster, list(self.running)),
+        )
+        for run_id, state, owner, cancel_status, cancel_reason in await cursor.fetchall():
+            run = self.running.get(run_id)
+            if run is None:
+                continue
+            if owner != self.worker_id or state == "ended":
+                self._end(run, "interrupted", "the leader gave this run up")
+            elif cancel_status is not None:
+                self._end(run, cancel_status, cancel_reason or "")
+
+
+class _Stream:
+    """A run's output from the guard's pipe into watchkeeper.output, one write at a
+    time: what arrives meanwhile goes in the next row, so a chatty run costs a row per
+    round trip, not per read."""
+
+    def __init__(self, worker: Worker, run_id: str, fd: int) -> None:
+        self.worker, self.run_id, self.fd = worker, run_id, fd
+        self.loop = asyncio.get_running_loop()
+        self.pending: list[bytes] = []
+        self.writing = False
+        self.eof = False
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        os.set_blocking(fd, False)
+        self.loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        if data:
+            self.pending.append(data)
+        else:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.eof = True
+        if not self.writing:
+            self.writing = True
+            self.loop.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.pending:
+            chunk, self.pending = b"".join(self.pending), []
+            try:
+                await self.worker.output(self.run_id, chunk)
+            except psycopg.Error as error:
+                log(f"run {self.run_id}: output lost, the database refused it: {error}")
+        self.writing = False
+        if self.eof and not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _read_all(
+    loop: asyncio.AbstractEventLoop, fd: int, run: Running, on_pid: Any
+) -> list[str]:
+    """The guard's status lines until it exits; `on_pid` is awaited at `pid N`."""
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    lines: list[str] = []
+    try:
+        while line := (await reader.readline()).decode().strip():
+            lines.append(line)
+            if line.startswith("pid "):
+                await on_pid(run, int(line.split()[1]))
+    finally:
+        transport.close()
+    return lines
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+async def run_worker(settings: WorkerSettings) -> None:
+    worker = Worker(settings)
+    await worker.prepare()
+    await worker.serve()
