@@ -298,5 +298,7 @@ def find_socket(vault: Path) -> tuple[Path, dict[str, Any]]:
     path = record.get("socket")
     if not isinstance(path, str):
         pid = record.get("pid", "?")
-        raise ControlUnavailable(f"keeper pid {pid} has no control socket (an older keeper?)")
+        # In cluster mode: the leader runs on another host, and nothing here forwards to it.
+        why = record.get("unreachable") or f"keeper pid {pid} has no control socket"
+        raise ControlUnavailable(why if "unreachable" in record else why + " (an older keeper?)")
     return Path(path), record

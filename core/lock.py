@@ -122,7 +122,7 @@ def holder(vault: Path) -> dict[str, Any] | None:
         # flock works on a descriptor opened for reading alone.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None
+        return _cluster_keeper(vault)
     except OSError as error:
         raise LogsAccessError("read the lock", path, error) from None
     try:
@@ -131,9 +131,19 @@ def holder(vault: Path) -> dict[str, Any] | None:
         except BlockingIOError:
             return _read(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
     finally:
         os.close(fd)
+    return _cluster_keeper(vault)
+
+
+def _cluster_keeper(vault: Path) -> dict[str, Any] | None:
+    """In cluster mode the keepers sharing a vault hold no flock (the lease decides who
+    leads): the one to ask is found through Logs/cluster.json, read only when it exists."""
+    if not os.path.exists(vault / "Logs" / "cluster.json"):
+        return None
+    from watchkeeper.core.cluster.discovery import cluster_holder
+
+    return cluster_holder(vault)
 
 
 def _catches_sighup(pid: int) -> bool:

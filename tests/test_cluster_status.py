@@ -7,17 +7,28 @@ Rows are written the way the leadership (core/cluster/lease.py) and the workers
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import socket
+import subprocess
 import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import run_cli
+from conftest import CLI, finish, run_cli, started_keeper
 from procrastinate.schema import SchemaManager
 
+from watchkeeper.core.cluster.discovery import keeper_socket_path, this_host, write_cluster_file
+from watchkeeper.core.cluster.proxy import serve_proxy
 from watchkeeper.core.cluster.schema import ensure_schema
+from watchkeeper.core.control_server import start_control
 from watchkeeper.core.vault import ensure_layout
 
 CLUSTER = "ops"
@@ -257,3 +268,209 @@ def test_cluster_status_with_the_database_down_names_it_masked(
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+# ---- a standby's socket forwards to the leader's; the CLI finds either ---------------
+
+KEEPER_CONFIG = """
+    [jobs.ok]
+    command = ["true"]
+
+    [jobs.slow]
+    command = ["sleep", "30"]
+    """
+
+
+def plain_vault(folder: Path, name: str) -> Path:
+    vault = folder / name
+    ensure_layout(vault)
+    (vault / "watchkeeper.toml").write_text(textwrap.dedent(KEEPER_CONFIG))
+    return vault
+
+
+def ask_socket(path: Path, *requests: dict[str, Any]) -> list[dict]:
+    """Send `requests` on one connection and read the answer to each."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        reader = sock.makefile("rb")
+        answers = []
+        for request in requests:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            answers.append(json.loads(reader.readline()))
+        return answers
+
+
+@dataclass(frozen=True)
+class FakeLeader:
+    """Who leads, as core.cluster.lease.Leadership.current() answers it."""
+
+    keeper_id: str
+    host: str
+    pid: int
+    socket: str
+    epoch: int
+    live: bool = True
+
+
+@contextlib.asynccontextmanager
+async def leader_keeper(vault: Path) -> AsyncIterator[Path]:
+    """A real keeper serving its control socket in this process: the leader's socket."""
+    keeper = await started_keeper(vault)
+    server = await start_control(keeper)
+    assert server is not None
+    serving = asyncio.create_task(keeper.serve())
+    try:
+        yield server.path
+    finally:
+        await server.close()
+        await finish(keeper, serving)
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+async def test_a_standby_forwards_requests_and_the_event_stream_to_the_leader(
+    tmp_path: Path,
+) -> None:
+    vault = plain_vault(tmp_path, "vault")
+    async with leader_keeper(vault) as leader_socket:
+        leader = FakeLeader("here:1:abc", this_host(), os.getpid(), str(leader_socket), 12)
+
+        async def find() -> FakeLeader:
+            return leader
+
+        me = {"keeper_id": "here:2:def", "host": this_host(), "pid": 424242}
+        proxy = await serve_proxy(tmp_path / "standby.sock", find, me)
+        try:
+            status, jobs = await asyncio.to_thread(
+                ask_socket, proxy.path, {"op": "status"}, {"op": "jobs"}
+            )
+            assert status["ok"] is True
+            assert status["status"]["pid"] == os.getpid()  # the leader's own answer
+            assert status["status"]["cluster"] == {
+                "role": "STANDBY",
+                "epoch": 12,
+                "leader": {
+                    "keeper_id": "here:1:abc",
+                    "host": this_host(),
+                    "pid": os.getpid(),
+                    "socket": str(leader_socket),
+                },
+                "standby": me,
+            }
+            assert sorted(job["name"] for job in jobs["jobs"]) == ["ok", "slow"]
+            refused = await asyncio.to_thread(ask_socket, proxy.path, {"op": "run", "job": "nope"})
+            assert refused[0]["ok"] is False and "nope" in refused[0]["error"]
+
+            # subscribe: the snapshot, then the leader's events as they happen
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stream:
+                stream.settimeout(30)
+                await asyncio.to_thread(stream.connect, str(proxy.path))
+                stream.sendall(b'{"op": "subscribe"}\n')
+                events = stream.makefile("rb")
+                first = json.loads(await asyncio.to_thread(events.readline))
+                assert first["ok"] is True
+                assert first["snapshot"]["cluster"]["role"] == "STANDBY"
+                run = await asyncio.to_thread(ask_socket, proxy.path, {"op": "run", "job": "ok"})
+                run_id = run[0]["run_id"]
+                seen: list[dict[str, Any]] = []
+                while not any(
+                    e.get("event") == "run_finished" and e["data"].get("id") == run_id
+                    for e in seen
+                ):
+                    seen.append(json.loads(await asyncio.to_thread(events.readline)))
+                assert any(e["event"] == "run_started" for e in seen)
+        finally:
+            await proxy.close()
+        assert not proxy.path.exists()
+
+
+async def test_a_standby_without_a_leader_says_so(tmp_path: Path) -> None:
+    leaders: list[FakeLeader | None] = [None]
+
+    async def find() -> FakeLeader | None:
+        return leaders[0]
+
+    proxy = await serve_proxy(tmp_path / "standby.sock", find, {"host": this_host(), "pid": 1})
+    try:
+        answer = (await asyncio.to_thread(ask_socket, proxy.path, {"op": "status"}))[0]
+        assert answer["ok"] is False and answer["error"].startswith("no leader")
+        # a lapsed lease is no leader either
+        leaders[0] = FakeLeader("x:1:a", this_host(), 1, "/nowhere.sock", 3, live=False)
+        answer = (await asyncio.to_thread(ask_socket, proxy.path, {"op": "pause"}))[0]
+        assert answer["ok"] is False and answer["error"].startswith("no leader")
+        # a leader on another host: named, since its Unix socket is out of reach
+        leaders[0] = FakeLeader("far:9:b", "far-away-host", 99, "/v/Logs/keeper-99.sock", 4)
+        answer = (await asyncio.to_thread(ask_socket, proxy.path, {"op": "jobs"}))[0]
+        assert answer["ok"] is False
+        assert "pid 99 on far-away-host" in answer["error"]
+        # a leader whose socket is gone (killed a moment ago)
+        leaders[0] = FakeLeader("x:1:a", this_host(), 1, str(tmp_path / "gone.sock"), 5)
+        answer = (await asyncio.to_thread(ask_socket, proxy.path, {"op": "jobs"}))[0]
+        assert answer["ok"] is False and "does not answer" in answer["error"]
+    finally:
+        await proxy.close()
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    """The real CLI as a child process, without blocking this loop (it serves the keeper)."""
+    env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_VAULT"}
+    child = await asyncio.create_subprocess_exec(
+        str(CLI), *args, env={**env, "NO_COLOR": "1"}, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode is not None
+    return child.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_reaches_the_leader_named_in_cluster_json_or_a_standby(
+    tmp_path: Path,
+) -> None:
+    """Keepers in cluster mode hold no flock: `--status`, `jobs`, `run`, `pause` and
+    `resume` find the leader through Logs/cluster.json, else a live standby's socket."""
+    leader_vault = plain_vault(tmp_path, "leader")
+    shared = plain_vault(tmp_path, "shared")  # the vault the CLI is pointed at
+    async with leader_keeper(leader_vault) as leader_socket:
+        write_cluster_file(
+            shared, CLUSTER, 3, "h:1:a", this_host(), os.getpid(), str(leader_socket)
+        )
+        code, out, err = await cli("--status", "--json", "--vault", str(shared))
+        assert code == 0, err
+        assert json.loads(out)["keeper"]["pid"] == os.getpid()
+        code, out, err = await cli("run", "ok", "--wait", "--vault", str(shared))
+        assert code == 0, err
+        code, out, err = await cli("pause", "slow", "--vault", str(shared))
+        assert (code, err) == (0, ""), err
+        code, out, err = await cli("jobs", "--json", "--vault", str(shared))
+        assert code == 0, err
+        assert {j["name"]: j["paused"] for j in json.loads(out)} == {"ok": False, "slow": True}
+        code, out, err = await cli("resume", "slow", "--vault", str(shared))
+        assert code == 0, err
+
+        # The leader named is dead (a failover): a live standby on this host forwards.
+        leader = FakeLeader("h:1:a", this_host(), os.getpid(), str(leader_socket), 4)
+
+        async def find() -> FakeLeader:
+            return leader
+
+        write_cluster_file(shared, CLUSTER, 3, "h:0:z", this_host(), dead_pid(), "/gone.sock")
+        proxy = await serve_proxy(keeper_socket_path(shared), find)
+        try:
+            code, out, err = await cli("--status", "--json", "--vault", str(shared))
+            assert code == 0, err
+            assert json.loads(out)["keeper"]["pid"] == os.getpid()
+            code, out, err = await cli("run", "ok", "--wait", "--vault", str(shared))
+            assert code == 0, err
+        finally:
+            await proxy.close()
+
+    # Nothing runs here and the leader is on another host: said, not a local run.
+    write_cluster_file(shared, CLUSTER, 5, "far:7:b", "far-away-host", 7, "/v/keeper-7.sock")
+    code, out, err = await cli("--status", "--vault", str(shared))
+    assert "the cluster's leader is pid 7 on far-away-host" in out + err, (code, out, err)
+    code, out, err = await cli("pause", "slow", "--vault", str(shared))
+    assert "keeper pid 7 runs on far-away-host" in out, (code, out, err)
