@@ -20,6 +20,7 @@ from watchkeeper.core.cluster.pgstore import PgStore
 from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.config import Config, load_config
 from watchkeeper.core.history import Query, RunRecord
+from watchkeeper.core.seams import Store
 from watchkeeper.core.vault import ensure_layout
 
 CLUSTER = "ops"
@@ -108,8 +109,9 @@ async def test_a_running_line_then_its_final_line_leave_one_row_the_final(
     lead(pg_dsn, 1)
     config = vault_config(tmp_path, pg_dsn)
     store, log = store_of(config, "a", 1)
+    seam: Store = store  # the keeper's seam, as core/seams.py declares it
     running = record("r1")
-    store.history.append(running)
+    seam.history.append(running)
     await drained(store)
     assert [r.id for r in store.open_runs(datetime.now(UTC) - timedelta(days=1))] == ["r1"]
     final = record("r1", "success")

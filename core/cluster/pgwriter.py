@@ -76,6 +76,7 @@ class FencedWriter:
         self._wake, self._idle = asyncio.Event(), asyncio.Event()
         self._idle.set()
         self._task = loop.create_task(self._run(), name="cluster store writer")
+        self._task.add_done_callback(self._ended)
         if self._waiting:
             self.kick()
 
@@ -109,6 +110,11 @@ class FencedWriter:
             # Once per loop turn: everything added in it goes in one transaction.
             self._loop.call_soon_threadsafe(self.kick)
         return True
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # A fault of ours, not the database's: say so rather than keep writes silently.
+            self.log.error(f"the cluster store's writer stopped: {task.exception()!r}")
 
     def kick(self) -> None:
         """Write what is waiting now (on the loop)."""
@@ -242,9 +248,10 @@ class FencedWriter:
     def close(self) -> None:
         """Stop the writer and write what still waits, here and now (once: a database
         still down loses it, and says so)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None and not task.done() and not task.get_loop().is_closed():
+            task.remove_done_callback(self._ended)
+            task.cancel()
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             # A transaction of the cancelled task may be open: its socket closed, the
