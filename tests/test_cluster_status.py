@@ -150,14 +150,15 @@ async def busy_cluster(dsn: str) -> None:
     a_worker(dsn, "beta:4242:w1", ["gpu", "linux"], "1 second")
     a_worker(dsn, "beta:4343:w2", ["linux"], "45 seconds")  # heartbeat lapsed
     a_worker(dsn, "beta:4444:w3", ["gpu"], "1 second", cluster="elsewhere")
-    a_remote_run(dsn, "r-1", "wk-ops-gpu", ["gpu"], "beta:4242:w1", "running")
-    a_remote_run(dsn, "r-2", "wk-ops-gpu", ["gpu"], None, "queued")
-    a_remote_run(dsn, "r-3", "wk-ops-gpu", ["gpu"], None, "queued")
-    a_remote_run(dsn, "r-0", "wk-ops-any", ["any"], "beta:4343:w2", "ended")
-    a_queued_job(dsn, "wk-ops-gpu")
-    a_queued_job(dsn, "wk-ops-gpu")
-    a_queued_job(dsn, "wk-ops-gpu", "doing")
-    a_queued_job(dsn, "wk-elsewhere-gpu")  # another cluster's queue in the same database
+    a_remote_run(dsn, "r-1", "wk.ops.gpu", ["gpu"], "beta:4242:w1", "running")
+    a_remote_run(dsn, "r-2", "wk.ops.gpu", ["gpu"], None, "queued")
+    a_remote_run(dsn, "r-3", "wk.ops.gpu", ["gpu"], None, "queued")
+    a_remote_run(dsn, "r-0", "wk.ops.any", ["any"], "beta:4343:w2", "ended")
+    a_queued_job(dsn, "wk.ops.gpu")
+    a_queued_job(dsn, "wk.ops.gpu")
+    a_queued_job(dsn, "wk.ops.gpu", "doing")
+    a_queued_job(dsn, "wk.elsewhere.gpu")  # another cluster's queue in the same database
+    a_queued_job(dsn, "wk.ops.gpu+linux")  # deferred a moment before its remote_runs row
 
 
 # ---- cluster status ----------------------------------------------------------------
@@ -194,7 +195,11 @@ async def test_cluster_status_json_lists_leader_standbys_workers_and_queues(
     assert busy["runs"][0]["state"] == "running" and busy["runs"][0]["job"] == "crunch"
     assert (lapsed["alive"], lapsed["runs"]) == (False, [])
     assert 44 <= lapsed["heartbeat_age_s"] < 120
-    assert found["queues"] == [{"queue": "wk-ops-gpu", "labels": ["gpu"], "todo": 2, "doing": 1}]
+    assert found["queues"] == [
+        {"queue": "wk.ops.gpu", "labels": ["gpu"], "todo": 2, "doing": 1},
+        {"queue": "wk.ops.gpu+linux", "labels": ["gpu", "linux"], "todo": 1, "doing": 0},
+    ]
+    assert leader["leads"] is True
 
 
 async def test_cluster_status_text_is_a_readable_summary(tmp_path: Path, pg_dsn: str) -> None:
@@ -213,8 +218,8 @@ async def test_cluster_status_text_is_a_readable_summary(tmp_path: Path, pg_dsn:
     assert worker_line.split()[-1] == "r-1" and "LOST" not in worker_line
     lapsed_line = next(line for line in out.splitlines() if line.startswith("beta:4343:w2"))
     assert "LOST" in lapsed_line
-    queue_line = next(line for line in out.splitlines() if line.startswith("wk-ops-gpu"))
-    assert queue_line.split() == ["wk-ops-gpu", "gpu", "2", "1"]
+    queue_line = next(line for line in out.splitlines() if line.startswith("wk.ops.gpu"))
+    assert queue_line.split() == ["wk.ops.gpu", "gpu", "2", "1"]
 
 
 async def test_cluster_status_without_procrastinate_or_anything_yet(
@@ -226,13 +231,32 @@ async def test_cluster_status_without_procrastinate_or_anything_yet(
     assert json.loads(untouched.stdout)["leader"] is None
 
     await prepared(pg_dsn, procrastinate=False)
-    a_remote_run(pg_dsn, "r-9", "wk-ops-any", ["any"], None, "queued")
+    a_remote_run(pg_dsn, "r-9", "wk.ops.any", ["any"], None, "queued")
     result = run_cli("cluster", "status", "--json", "--vault", str(vault))
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert found["queues"] == [{"queue": "wk-ops-any", "labels": ["any"], "todo": 0, "doing": 0}]
+    assert found["queues"] == [{"queue": "wk.ops.any", "labels": ["any"], "todo": 0, "doing": 0}]
     text = run_cli("cluster", "status", "--vault", str(vault))
     assert "leader: none" in text.stdout and "workers: none" in text.stdout
+
+
+async def test_a_lapsed_lease_shows_no_leader_and_its_keeper_as_a_standby(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    await prepared(pg_dsn)
+    a_leader(pg_dsn, "alpha:100:aaaaaaaa", 100, "/v/Logs/keeper-100.sock")
+    a_keeper(pg_dsn, "alpha:100:aaaaaaaa", 100, "/v/Logs/keeper-100.sock")
+    # released as core/cluster/lease.py does at a clean stop: the row stays, lapsed
+    sql(pg_dsn, "UPDATE watchkeeper.leader SET expires_at = clock_timestamp() - interval '3s'")
+    vault = cluster_vault(tmp_path, pg_dsn)
+
+    found = json.loads(run_cli("cluster", "status", "--json", "--vault", str(vault)).stdout)
+    assert found["leader"]["leads"] is False and found["leader"]["lease_left_s"] <= -3
+    assert [k["keeper_id"] for k in found["standbys"]] == ["alpha:100:aaaaaaaa"]
+    text = run_cli("cluster", "status", "--vault", str(vault)).stdout
+    assert "leader: none now: the lease of alpha pid 100 (epoch 7) lapsed " in text, text
+    # a keeper id holds ":100:", which rich would have printed as an emoji
+    assert "alpha:100:aaaaaaaa  alpha  100" in text, text
 
 
 def test_cluster_status_without_a_cluster_table_is_a_usage_error(tmp_path: Path) -> None:

@@ -32,7 +32,10 @@ class LeaderJson(TypedDict):
     acquired_at: str
     expires_at: str
     lease_left_s: float
-    """Negative once the lease lapsed and no standby has taken over yet."""
+    """Negative once the lease lapsed (or was released) and nobody has taken over yet."""
+    leads: bool
+    """The lease is live: this keeper leads now. The row stays after a lapse, naming
+    the last leader and the epoch the next one will pass."""
 
 
 class KeeperJson(TypedDict):
@@ -105,9 +108,9 @@ FROM watchkeeper.remote_runs
 WHERE cluster = %s AND state <> 'ended' AND worker_id IS NOT NULL
 ORDER BY started_at NULLS LAST, run_id
 """
-# A queue belongs to this cluster when a run of it is still open (remote_runs holds the
-# queue each run was deferred to): procrastinate's table is shared by every cluster in
-# the database, and the queue naming is the remote executor's business.
+# A cluster's queues: those its open runs were deferred to (remote_runs says with which
+# labels), and any of procrastinate's named for it (core/cluster/queue.py: wk.<cluster>.
+# <labels joined by +>); procrastinate's table is shared by every cluster in the database.
 _QUEUES = """
 SELECT queue, (array_agg(spec -> 'runs_on'))[1]
 FROM watchkeeper.remote_runs
@@ -117,7 +120,9 @@ GROUP BY queue ORDER BY queue
 _DEPTH = """
 SELECT queue_name, count(*) FILTER (WHERE status = 'todo'),
        count(*) FILTER (WHERE status = 'doing')
-FROM procrastinate_jobs WHERE queue_name = ANY(%s) GROUP BY queue_name
+FROM procrastinate_jobs
+WHERE status IN ('todo', 'doing') AND (queue_name = ANY(%s) OR starts_with(queue_name, %s))
+GROUP BY queue_name
 """
 
 
@@ -151,8 +156,8 @@ def read_status(conn: Any, cluster: str, dsn: str, lease: float) -> ClusterStatu
         ).fetchone()
         if not present[0]:
             return status
-        status["leader"] = _leader(conn, cluster)
-        leader_id = status["leader"]["keeper_id"] if status["leader"] else None
+        status["leader"] = leader = _leader(conn, cluster)
+        leader_id = leader["keeper_id"] if leader and leader["leads"] else None
         status["standbys"] = [
             keeper
             for keeper in _keepers(conn, cluster, lease * STANDBY_LEASES)
@@ -177,6 +182,7 @@ def _leader(conn: Any, cluster: str) -> LeaderJson | None:
         "acquired_at": _iso(acquired),
         "expires_at": _iso(expires),
         "lease_left_s": _age(left),
+        "leads": _age(left) > 0,
     }
 
 
@@ -230,7 +236,10 @@ def _queues(conn: Any, cluster: str, procrastinate: bool) -> list[QueueJson]:
     for queue, runs_on in conn.execute(_QUEUES, (cluster,)).fetchall():
         labels = [str(label) for label in runs_on] if isinstance(runs_on, list) else []
         queues[queue] = {"queue": queue, "labels": labels, "todo": 0, "doing": 0}
-    if procrastinate and queues:
-        for name, todo, doing in conn.execute(_DEPTH, (list(queues),)).fetchall():
+    if procrastinate:
+        prefix = f"wk.{cluster}."
+        for name, todo, doing in conn.execute(_DEPTH, (list(queues), prefix)).fetchall():
+            labels = name.removeprefix(prefix).split("+") if name.startswith(prefix) else []
+            queues.setdefault(name, {"queue": name, "labels": labels, "todo": 0, "doing": 0})
             queues[name]["todo"], queues[name]["doing"] = int(todo), int(doing)
-    return list(queues.values())
+    return sorted(queues.values(), key=lambda queue: queue["queue"])
