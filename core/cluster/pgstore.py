@@ -149,11 +149,13 @@ class PgStore:
         return {w.record.id: w.record for w in self.writer.waiting() if w.record is not None}
 
     def open_runs(self, since: datetime) -> list[RunRecord]:
-        found = {r.id: r for r in self._read(lambda c, name: reads.open_runs(c, name, since))}
+        # From since's UTC day on, as the JSONL store reads the segments of that day on.
+        floor = datetime.combine(since.astimezone(UTC).date(), time(), UTC)
+        found = {r.id: r for r in self._read(lambda c, name: reads.open_runs(c, name, floor))}
         for run_id, record in self._unwritten().items():
             if record.status != "running":
                 found.pop(run_id, None)
-            elif record.started_at >= since:
+            elif record.started_at >= floor:
                 found[run_id] = record
         return sorted(found.values(), key=lambda r: (r.started_at, r.id), reverse=True)
 
