@@ -518,9 +518,14 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     does), but every slot of every round for missed, and the worst round for the maxima."""
     if len(runs) == 1:
         return runs[0]
+    # skipped_records is there only in rounds that skipped something.
+    firsts: dict[str, Any] = {}
+    for run in runs:
+        for key, value in run.items():
+            firsts.setdefault(key, value)
     result: dict[str, Any] = {}
-    for key, first in runs[0].items():
-        values = [run[key] for run in runs]
+    for key, first in firsts.items():
+        values = [run.get(key, {}) if isinstance(first, dict) else run[key] for run in runs]
         if key in ("missed", "runs", "expected"):
             result[key] = sum(values)
         elif key in ("max_ms", "last_spawn_ms", "peak_rss_mb") and None not in values:
