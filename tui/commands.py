@@ -20,6 +20,8 @@ def screen_commands(screen: MainScreen) -> Iterator[SystemCommand]:
     for binding in MainScreen.BINDINGS:
         if not isinstance(binding, Binding) or binding.key in NOT_IN_PALETTE:
             continue
+        if not screen.check_action(binding.action, ()):
+            continue  # not in this mode (Workers without [cluster])
         key = binding.key_display or binding.key
         yield SystemCommand(
             binding.description,

@@ -65,6 +65,7 @@ class MainScreen(Screen[None]):
         Binding("3", "focus_pane(3)", "History", show=False, tooltip="History pane"),
         Binding("4", "focus_pane(4)", "Log", show=False, tooltip="Log pane"),
         Binding("5", "focus_pane(5)", "Quota", show=False, tooltip="Quota pane"),
+        Binding("W", "workers", "Workers", tooltip="The cluster's workers and queues"),
     ]
     ALLOW_IN_MAXIMIZED_VIEW = "#header, Footer"
 
@@ -215,6 +216,17 @@ class MainScreen(Screen[None]):
         if self.maximized is not None:
             self.minimize()
         self.query_one(f"#{PANE_ORDER[number - 1]}", Pane).main().focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Without [cluster] there are no workers: the key is neither shown nor offered.
+        return action != "workers" or self.ops.app.config.cluster is not None
+
+    def action_workers(self) -> None:
+        from watchkeeper.tui.screens.workers import WorkersScreen
+
+        cluster = self.ops.app.config.cluster
+        if cluster is not None:
+            self.app.push_screen(WorkersScreen(cluster))
 
     def action_step_pane(self, step: int) -> None:
         pane = self.focused_pane()

@@ -36,6 +36,7 @@ LEFT: list[Section] = [
             ("z", "zoom the pane (z, esc back)"),
             ("/", "filter Jobs or History"),
             ("s S", "sort by a column / reverse"),
+            ("W", "cluster: workers and queues"),
         ],
     ),
 ]

@@ -32,6 +32,16 @@ def short_path(path: Path, room: int) -> str:
     return name if cell_len(name) <= room else name[: max(0, room - 1)] + "…"
 
 
+def cluster_role(cluster: dict[str, object] | None) -> str:
+    """LEADER or STANDBY and the epoch, in cluster mode; "" otherwise (or when the
+    keeper's snapshot says nothing usable)."""
+    if not cluster or cluster.get("role") not in ("LEADER", "STANDBY"):
+        return ""
+    epoch = cluster.get("epoch")
+    has_epoch = isinstance(epoch, int) and not isinstance(epoch, bool)
+    return f"{cluster['role']} epoch {epoch}" if has_epoch else str(cluster["role"])
+
+
 class HeaderBar(Static):
     shown: Text | None = None
 
@@ -62,6 +72,9 @@ class HeaderBar(Static):
             (" watchkeeper ", "bold reverse"),
             (f" {STATE_GLYPHS.get(state, '…')} {word} ", "bold"),
         ]
+        role = cluster_role(model.cluster)
+        if role:
+            fixed.append((f" {role} ", "bold reverse"))
         if model.config_issues:
             fixed.append((" ⚠ config reload refused ", "bold"))
         ok, failed = model.today["ok"], model.today["failed"]
