@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import procrastinate
 import psycopg
+from procrastinate.worker import Worker as ProcrastinateWorker
 
 from watchkeeper.core.cluster import db, queue
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable
@@ -53,6 +55,19 @@ class WorkerSettings:
     host: str = field(default_factory=socket.gethostname)
 
 
+class _Procrastinate(ProcrastinateWorker):
+    """procrastinate 3.10's worker notices a dead side task (its heartbeat, its listener)
+    only while its periodic deferrer runs, and without periodic tasks that one returns at
+    once: the worker would go on without a heartbeat, and a leader would give its runs up
+    while they run. Kept alive, a side task's death stops the worker, and serve() starts a
+    new one."""
+
+    async def _periodic_deferrer(self) -> None:
+        if not self.app.periodic_registry.periodic_tasks:
+            await asyncio.Event().wait()
+        await super()._periodic_deferrer()
+
+
 @dataclass
 class Running:
     """One run on this worker, from its claim to its reported end."""
@@ -72,7 +87,7 @@ class Worker:
         self.running: dict[str, Running] = {}
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stopping = False
-        self._main: asyncio.Task[None] | None = None
+        self._procrastinate: _Procrastinate | None = None
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
@@ -103,18 +118,25 @@ class Worker:
         log(f"{self.worker_id} serving {', '.join(queues)} (concurrency {s.concurrency})")
         try:
             async with app.open_async():
-                self._main = asyncio.create_task(
-                    app.run_worker_async(
+                while not self._stopping:
+                    self._procrastinate = _Procrastinate(
+                        app=app,
                         queues=queues,
                         name=self.worker_id,
                         concurrency=s.concurrency,
                         install_signal_handlers=False,
                         update_heartbeat_interval=s.heartbeat,
+                        fetch_job_polling_interval=2.0,
                         delete_jobs="successful",
                     )
-                )
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._main
+                    try:
+                        # Returns when a side task (heartbeat, listener) died with the
+                        # database: a new procrastinate worker takes over, heartbeat and all.
+                        await self._procrastinate.run()
+                    except procrastinate.exceptions.ConnectorException as error:
+                        log(f"lost the database ({error.__cause__ or error}); reconnecting")
+                    if not self._stopping:
+                        await asyncio.sleep(1.0)
         finally:
             for task in side:
                 task.cancel()
@@ -132,8 +154,8 @@ class Worker:
         log(f"stopping: {len(self.running)} run(s) in flight end as interrupted")
         for run in list(self.running.values()):
             self._end(run, "interrupted", f"worker {self.worker_id} stopped")
-        if self._main is not None:
-            self._main.cancel()
+        if self._procrastinate is not None:
+            self._procrastinate.stop()
 
     # ---- one run --------------------------------------------------------------------
 
