@@ -28,8 +28,9 @@ from console_kit import console, header, screen_text
 from procrastinate.schema import SchemaManager
 
 from watchkeeper.core.client import SocketClient
-from watchkeeper.core.cluster.discovery import keeper_socket_path, this_host, write_cluster_file
+from watchkeeper.core.cluster.discovery import this_host
 from watchkeeper.core.cluster.proxy import serve_proxy
+from watchkeeper.core.cluster.role import keeper_socket
 from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.config import load_config
 from watchkeeper.core.control_server import start_control
@@ -362,6 +363,15 @@ async def leader_keeper(vault: Path) -> AsyncIterator[Path]:
         await finish(keeper, serving)
 
 
+def write_cluster_file(
+    vault: Path, cluster: str, epoch: int, keeper_id: str, host: str, pid: int, socket: str
+) -> None:
+    """Logs/cluster.json as the leader writes it (core/cluster/role.py)."""
+    leader = {"keeper_id": keeper_id, "host": host, "pid": pid, "socket": socket}
+    record = {"cluster": cluster, "epoch": epoch, "leader": leader, "updated": "2026-12-06"}
+    (vault / "Logs" / "cluster.json").write_text(json.dumps(record))
+
+
 def dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
@@ -386,16 +396,13 @@ async def test_a_standby_forwards_requests_and_the_event_stream_to_the_leader(
             )
             assert status["ok"] is True
             assert status["status"]["pid"] == os.getpid()  # the leader's own answer
-            assert status["status"]["cluster"] == {
-                "role": "STANDBY",
-                "epoch": 12,
-                "leader": {
-                    "keeper_id": "here:1:abc",
-                    "host": this_host(),
-                    "pid": os.getpid(),
-                    "socket": str(leader_socket),
-                },
-                "standby": me,
+            answered = status["status"]
+            assert (answered["role"], answered["epoch"], answered["standby"]) == ("STANDBY", 12, me)
+            assert answered["leader"] == {
+                "keeper_id": "here:1:abc",
+                "host": this_host(),
+                "pid": os.getpid(),
+                "socket": str(leader_socket),
             }
             assert sorted(job["name"] for job in jobs["jobs"]) == ["ok", "slow"]
             refused = await asyncio.to_thread(ask_socket, proxy.path, {"op": "run", "job": "nope"})
@@ -409,7 +416,7 @@ async def test_a_standby_forwards_requests_and_the_event_stream_to_the_leader(
                 events = stream.makefile("rb")
                 first = json.loads(await asyncio.to_thread(events.readline))
                 assert first["ok"] is True
-                assert first["snapshot"]["cluster"]["role"] == "STANDBY"
+                assert first["snapshot"]["role"] == "STANDBY"
                 run = await asyncio.to_thread(ask_socket, proxy.path, {"op": "run", "job": "ok"})
                 run_id = run[0]["run_id"]
                 seen: list[dict[str, Any]] = []
@@ -493,7 +500,7 @@ async def test_the_cli_reaches_the_leader_named_in_cluster_json_or_a_standby(
             return leader
 
         write_cluster_file(shared, CLUSTER, 3, "h:0:z", this_host(), dead_pid(), "/gone.sock")
-        proxy = await serve_proxy(keeper_socket_path(shared), find)
+        proxy = await serve_proxy(keeper_socket(shared), find)
         try:
             code, out, err = await cli("--status", "--json", "--vault", str(shared))
             assert code == 0, err
@@ -520,13 +527,13 @@ def test_the_header_names_the_role_and_epoch_only_in_cluster_mode(tmp_path: Path
     model.state = "RUNNING"
     plain = HeaderBar.compose_line(model, clock, 100).plain
     assert "LEADER" not in plain and "STANDBY" not in plain
-    leading = {"state": "RUNNING", "cluster": {"role": "LEADER", "epoch": 9}}
+    leading = {"state": "RUNNING", "role": "LEADER", "epoch": 9, "cluster": "ops"}
     model.load_snapshot(leading, clock.now())
     assert " LEADER epoch 9 " in HeaderBar.compose_line(model, clock, 100).plain
     assert " LEADER epoch 9 " in HeaderBar.compose_line(model, clock, 80).plain
     # Whatever a keeper of another version sends, the header stays whole.
-    for odd in ({"role": "OBSERVER"}, {"role": "STANDBY", "epoch": "x"}, "LEADER", None):
-        model.load_snapshot({"state": "RUNNING", "cluster": odd}, clock.now())
+    for odd in ({"role": "OBSERVER"}, {"role": "STANDBY", "epoch": "x"}, {"role": 3}, {}):
+        model.load_snapshot({"state": "RUNNING", **odd}, clock.now())
         line = HeaderBar.compose_line(model, clock, 100).plain
         assert "epoch" not in line and "OBSERVER" not in line
 
@@ -547,7 +554,7 @@ async def test_a_console_through_a_standby_shows_standby_and_lists_the_workers(
             return leader
 
         write_cluster_file(vault, CLUSTER, 12, "h:0:z", this_host(), dead_pid(), "/gone.sock")
-        proxy = await serve_proxy(keeper_socket_path(vault), find)
+        proxy = await serve_proxy(keeper_socket(vault), find)
         try:
             config = load_config(vault / "watchkeeper.toml")
             client = await asyncio.to_thread(SocketClient, vault)

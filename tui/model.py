@@ -100,7 +100,8 @@ class Model:
     came to 180,000 of them (~6 MB) an hour at 50 runs a second."""
     config_issues: list[str] = field(default_factory=list)
     cluster: dict[str, Any] | None = None
-    """Cluster mode: the snapshot's `cluster` ({role: LEADER or STANDBY, epoch, ...})."""
+    """Cluster mode: the snapshot's `role` (LEADER, or STANDBY through a standby) and
+    `epoch`; None without a cluster."""
     ended: set[str] = field(default_factory=set)
     """Runs whose final record arrived: a snapshot taken just before must not bring them
     back to life. Cleared at each snapshot, which is taken after them."""
@@ -277,8 +278,8 @@ class Model:
         self.state = snapshot.get("state", self.state)
         self.global_paused = bool(snapshot.get("paused"))
         self.pid = snapshot.get("pid")
-        cluster = snapshot.get("cluster")
-        self.cluster = cluster if isinstance(cluster, dict) else None
+        role = snapshot.get("role")
+        self.cluster = {"role": role, "epoch": snapshot.get("epoch")} if role else None
         self.started_at = parse_time(snapshot.get("started_at"))
         if counted is None or counted == self.counted:
             self.today = dict(snapshot.get("today") or self.today)

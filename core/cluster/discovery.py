@@ -2,7 +2,8 @@
 
 Several keepers share one vault there and none holds its flock (the lease decides who
 leads), so the lock record cannot say whose socket to use. The leader writes
-Logs/cluster.json at each takeover (write_cluster_file); a reader takes, in order:
+Logs/cluster.json at each takeover (core/cluster/role.py: {cluster, epoch, leader:
+{keeper_id, host, pid, socket}, updated}); a reader takes, in order:
 
 1. the leader it names, when it runs on this host and its socket is there;
 2. else any live keeper of the vault on this host (Logs/keeper-<pid>.sock): a standby,
@@ -22,7 +23,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +32,6 @@ KEEPER_SOCKET = re.compile(r"keeper-(\d+)\.sock")
 
 def cluster_file(vault: Path) -> Path:
     return vault / "Logs" / CLUSTER_FILE
-
-
-def keeper_socket_path(vault: Path, pid: int | None = None) -> Path:
-    """The control socket of a keeper in cluster mode: one per keeper, so that keepers
-    sharing a vault on one host do not take each other's place."""
-    return vault.resolve() / "Logs" / f"keeper-{pid or os.getpid()}.sock"
-
-
-def write_cluster_file(
-    vault: Path, cluster: str, epoch: int, keeper_id: str, host: str, pid: int, socket: str
-) -> None:
-    """Called by the leader when it takes over (and may be on each renewal): who leads."""
-    from watchkeeper.core.logsdir import write_file
-
-    record = {
-        "cluster": cluster,
-        "epoch": epoch,
-        "leader": {"keeper_id": keeper_id, "host": host, "pid": pid, "socket": socket},
-        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    write_file(cluster_file(vault), json.dumps(record) + "\n")
 
 
 def read_cluster_file(vault: Path) -> dict[str, Any] | None:

@@ -4,8 +4,9 @@ console work through any keeper of the cluster on the leader's host. `subscribe`
 a relay of the leader's event stream until either side ends it (a console then
 subscribes again and reaches whoever leads by then).
 
-`status` (and `subscribe`'s snapshot) gain `cluster`: role STANDBY, the leader that
-answered and this standby, so a reader can tell it was forwarded. With no live leader
+`status` (and `subscribe`'s snapshot) say `role` STANDBY (the leader's own says LEADER),
+with the `leader` that answered and this `standby`, so a reader can tell it was
+forwarded; `epoch` and `cluster` stay the leader's. With no live leader
 (a failover in progress) every request is answered `{"ok": false, "error": "no leader
 ..."}`; a leader on another host is named, since a Unix socket does not reach there.
 
@@ -124,19 +125,15 @@ class Proxy:
     def _marked(self, status: Any, leader: LeaderLike) -> None:
         if not isinstance(status, dict):
             return
-        known = status.get("cluster")
-        status["cluster"] = {
-            **(known if isinstance(known, dict) else {}),
-            "role": "STANDBY",
-            "epoch": leader.epoch,
-            "leader": {
-                "keeper_id": leader.keeper_id,
-                "host": leader.host,
-                "pid": leader.pid,
-                "socket": leader.socket,
-            },
-            "standby": self.me,
+        status["role"] = "STANDBY"
+        status.setdefault("epoch", leader.epoch)
+        status["leader"] = {
+            "keeper_id": leader.keeper_id,
+            "host": leader.host,
+            "pid": leader.pid,
+            "socket": leader.socket,
         }
+        status["standby"] = self.me
 
     async def _respond(
         self, slot: Slot, line: bytes, writer: asyncio.StreamWriter
