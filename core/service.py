@@ -28,8 +28,9 @@ _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _C_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def unit_name(vault: Path) -> str:
-    """`watchkeeper-<slug of the folder name>-<8 hex of the resolved path>.service`.
+def unit_name(vault: Path, worker: bool = False) -> str:
+    """`watchkeeper-<slug of the folder name>-<8 hex of the resolved path>.service`, and
+    `watchkeeper-worker-...` for the vault's cluster worker on this host.
 
     The slug makes `systemctl --user list-units` readable; the hash keeps two vaults
     with the same folder name (~/a/vault, ~/b/vault) apart.
@@ -37,7 +38,8 @@ def unit_name(vault: Path) -> str:
     resolved = vault.resolve()
     slug = re.sub(r"[^a-z0-9]+", "-", resolved.name.lower()).strip("-")[:32].strip("-")
     digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
-    return f"watchkeeper-{slug or 'vault'}-{digest}.service"
+    kind = "watchkeeper-worker" if worker else "watchkeeper"
+    return f"{kind}-{slug or 'vault'}-{digest}.service"
 
 
 def unit_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -139,6 +141,42 @@ RestartPreventExitStatus=2 3
 KillSignal=SIGTERM
 # SIGTERM to the keeper alone: it drains its runs and ends their process groups itself.
 # Whatever is left when TimeoutStopSec runs out gets SIGKILL.
+KillMode=mixed
+TimeoutStopSec={stop_timeout}
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def worker_unit_text(
+    vault: Path, executable: Sequence[str], options: Sequence[str], stop_timeout: int
+) -> str:
+    """The unit file for a cluster worker (`watchkeeper worker`) serving `vault`'s
+    cluster; `options` are its --labels and --concurrency."""
+    check_path(vault)
+    command = exec_line([*executable, "worker", "--vault", str(vault), *options])
+    folder = _specifiers(str(vault))
+    return f"""\
+# Written by `watchkeeper service install --worker`; `watchkeeper service uninstall --worker`
+# removes it.
+[Unit]
+Description=watchkeeper worker for the cluster of the vault {folder}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStart={command}
+WorkingDirectory={folder}
+Environment=PYTHONUNBUFFERED=1
+Restart=on-failure
+RestartSec=5
+# Exit 2 is a bad config but also the database unreachable at start, which a restart
+# may mend: no RestartPreventExitStatus; systemd's start limit ends a hopeless loop.
+KillSignal=SIGTERM
+# SIGTERM to the worker alone: it ends its runs' process groups (TERM, KILL after the
+# grace) and reports them interrupted. Whatever is left at TimeoutStopSec gets SIGKILL.
 KillMode=mixed
 TimeoutStopSec={stop_timeout}
 

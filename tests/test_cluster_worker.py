@@ -341,3 +341,30 @@ def test_worker_refuses_bad_labels(tmp_path: Path, pg_dsn: str) -> None:
     result = run_cli("worker", "--vault", str(vault), "--labels", "gpu,no way")
     assert result.returncode == 2 and "--labels" in result.stderr
 
+
+
+def test_service_install_writes_a_worker_unit_systemd_accepts(tmp_path: Path, pg_dsn: str) -> None:
+    vault = vault_with_cluster(tmp_path, pg_dsn)
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    result = subprocess.run(
+        [str(CLI), "service", "install", "--worker", "--labels", "gpu", "--concurrency", "2",
+         "--dry-run", "--vault", str(vault)],
+        capture_output=True, text=True, timeout=PATIENCE, env=env, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("unit file: "))
+    assert "/watchkeeper-worker-vault-" in lines[first]
+    unit = lines[first + 1 : lines.index("would run:")]
+    assert f"ExecStart={CLI} worker --vault {vault.resolve()} --labels gpu --concurrency 2" in unit
+    unit_file = tmp_path / "watchkeeper-worker-test.service"
+    unit_file.write_text("\n".join(unit).rstrip() + "\n")
+    check = subprocess.run(
+        ["systemd-analyze", "verify", str(unit_file)], capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stderr
+    # The keeper's own unit is still what `service install` writes without --worker.
+    keeper = run_cli("service", "install", "--dry-run", "--vault", str(vault))
+    assert f"ExecStart={CLI} --daemon --vault {vault.resolve()}" in keeper.stdout
+    refused = run_cli("service", "install", "--labels", "gpu", "--dry-run", "--vault", str(vault))
+    assert refused.returncode == 2 and "go with --worker" in refused.stderr

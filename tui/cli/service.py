@@ -92,9 +92,28 @@ def _absent_note(absent: str | None, verb: str) -> None:
         typer.echo(f"note: {absent}; a real {verb} would stop here (exit 1)")
 
 
+WorkerOption = Annotated[
+    bool,
+    typer.Option("--worker", help="The unit of this host's cluster worker, not the keeper's."),
+]
+
+
 @service_app.command()
-def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOption = None) -> None:
-    """Write a systemd user unit that runs this vault's keeper, enable and start it.
+def install(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    vault: VaultOption = None,
+    worker: WorkerOption = False,
+    labels: Annotated[
+        str, typer.Option("--labels", help="With --worker: the worker's --labels.")
+    ] = "",
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=1, help="With --worker: the worker's --concurrency."),
+    ] = None,
+) -> None:
+    """Write a systemd user unit that runs this vault's keeper (with --worker: this
+    host's cluster worker), enable and start it.
 
     Installing again rewrites a unit that differs and leaves an identical one alone.
     """
@@ -102,11 +121,29 @@ def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOptio
     from watchkeeper.core.atomic import write_atomic
 
     config = open_config(vault_flag(ctx, vault))
+    if not worker and (labels or concurrency is not None):
+        raise fail("--labels and --concurrency go with --worker")
+    if worker and config.cluster is None:
+        raise fail(f"{config.path} has no [cluster] table: a worker serves a cluster")
     root = config.vault.resolve()
-    name = service.unit_name(root)
+    name = service.unit_name(root, worker)
     path = service.unit_path(name)
+    timeout = service.stop_timeout(config.keeper)
+    options = ["--labels", labels] if labels else []
+    if concurrency is not None:
+        options += ["--concurrency", str(concurrency)]
+    if labels:
+        from watchkeeper.core.config_cluster import labels as parse_labels
+
+        try:
+            parse_labels(labels)
+        except ValueError as error:
+            raise fail(f"--labels: {error}") from None
     try:
-        text = service.unit_text(root, service.launcher(), service.stop_timeout(config.keeper))
+        if worker:
+            text = service.worker_unit_text(root, service.launcher(), options, timeout)
+        else:
+            text = service.unit_text(root, service.launcher(), timeout)
     except ValueError as error:
         raise fail(str(error)) from None
     try:
@@ -137,7 +174,7 @@ def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOptio
     typer.echo(text)
     for command in commands:
         _run(command)
-    typer.echo(f"installed {name}: it runs the keeper of {root}")
+    typer.echo(f"installed {name}: it runs the {'worker' if worker else 'keeper'} of {root}")
     if change == "replaced":
         typer.echo(
             "if it was already running, it keeps the old settings until: "
@@ -149,15 +186,20 @@ def install(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOptio
 
 
 @service_app.command()
-def uninstall(ctx: typer.Context, dry_run: DryRunOption = False, vault: VaultOption = None) -> None:
-    """Stop and disable this vault's unit, remove its file.
+def uninstall(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    vault: VaultOption = None,
+    worker: WorkerOption = False,
+) -> None:
+    """Stop and disable this vault's unit (with --worker: its worker's), remove its file.
 
     Needs no valid config: a broken or deleted vault can still be uninstalled.
     """
     from watchkeeper.core import service
 
     root: Path = vault_path(vault_flag(ctx, vault)).resolve()
-    name = service.unit_name(root)
+    name = service.unit_name(root, worker)
     path = service.unit_path(name)
     if not path.exists():
         typer.echo(f"not installed: no {path}")
