@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import textwrap
@@ -23,7 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import CLI, finish, pilot_until, run_cli, started_keeper
+from conftest import CLI, finish, pilot_until, run_cli, started_keeper, wait_for
 from console_kit import console, header, screen_text
 from procrastinate.schema import SchemaManager
 
@@ -594,3 +595,91 @@ async def test_without_a_cluster_the_console_offers_no_workers_key(tmp_path: Pat
         await pilot.pause()
         assert app.screen is app.main
         await pilot.press("q")
+
+
+# ---- real keepers in cluster mode ------------------------------------------------------
+
+
+def cluster_status(vault: Path) -> dict[str, Any]:
+    result = run_cli("cluster", "status", "--json", "--vault", str(vault))
+    assert result.returncode == 0, result.stderr
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def test_two_real_keepers_a_failover_and_the_cli_through_either(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    vault = cluster_vault(tmp_path, pg_dsn)
+    (vault / "watchkeeper.toml").write_text(
+        (vault / "watchkeeper.toml").read_text().replace('lease = "10s"', 'lease = "2s"')
+        + textwrap.dedent(KEEPER_CONFIG)
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_VAULT"}
+    keepers = []
+    try:
+        for index in range(2):
+            with (tmp_path / f"keeper-{index}.out").open("w") as out:
+                keepers.append(
+                    subprocess.Popen(
+                        [str(CLI), "--daemon", "--vault", str(vault)],
+                        env={**env, "NO_COLOR": "1"},
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=out,
+                    )
+                )
+        pids = {keeper.pid for keeper in keepers}
+
+        def both_up() -> dict[str, Any] | None:
+            found = cluster_status(vault)
+            leader = found["leader"]
+            if leader and leader["leads"] and found["standbys"] and (
+                vault / "Logs" / "cluster.json"
+            ).exists():
+                return found
+            return None
+
+        found = wait_for(both_up, timeout=60)
+        assert isinstance(found, dict)
+        leader_pid, epoch = found["leader"]["pid"], found["leader"]["epoch"]
+        assert {leader_pid, *(k["pid"] for k in found["standbys"])} == pids
+
+        status = run_cli("--status", "--json", "--vault", str(vault))
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["keeper"]["pid"] == leader_pid
+        ran = run_cli("run", "ok", "--wait", "--vault", str(vault))
+        assert ran.returncode == 0, ran.stderr + ran.stdout
+
+        # Through the standby's socket: the proxy answers with the leader's status.
+        standby = found["standbys"][0]
+        answer = ask_socket(Path(standby["socket"]), {"op": "status"})[0]
+        assert answer["ok"] is True, answer
+        assert (answer["status"]["role"], answer["status"]["pid"]) == ("STANDBY", leader_pid)
+
+        # kill -9 the leader: the standby leads within the lease + 5 s, and the CLI finds it.
+        os.kill(leader_pid, signal.SIGKILL)
+        next(k for k in keepers if k.pid == leader_pid).wait(10)
+
+        def new_leader() -> dict[str, Any] | None:
+            found = cluster_status(vault)
+            leader = found["leader"]
+            return found if leader and leader["leads"] and leader["pid"] != leader_pid else None
+
+        found = wait_for(new_leader, timeout=30)
+        assert isinstance(found, dict)
+        assert found["leader"]["pid"] == standby["pid"] and found["leader"]["epoch"] > epoch
+        named = vault / "Logs" / "cluster.json"
+        wait_for(lambda: json.loads(named.read_text())["leader"]["pid"] == standby["pid"])
+        status = run_cli("--status", "--json", "--vault", str(vault))
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["keeper"]["pid"] == standby["pid"]
+    finally:
+        for keeper in keepers:
+            if keeper.poll() is None:
+                keeper.terminate()
+                try:
+                    keeper.wait(20)
+                except subprocess.TimeoutExpired:
+                    keeper.kill()
+                    keeper.wait()

@@ -28,6 +28,7 @@ from typing import Any
 
 CLUSTER_FILE = "cluster.json"
 KEEPER_SOCKET = re.compile(r"keeper-(\d+)\.sock")
+SUN_PATH_MAX = 107  # sun_path's 108 bytes with the terminating NUL
 
 
 def cluster_file(vault: Path) -> Path:
@@ -64,16 +65,30 @@ def pid_alive(pid: object) -> bool:
 
 def live_keeper_sockets(vault: Path) -> list[tuple[int, Path]]:
     """(pid, socket) of the keepers on this host whose process is alive, oldest pid
-    first (a stale socket of a killed keeper stays behind until its path is reused)."""
-    try:
-        names = os.listdir(vault / "Logs")
-    except OSError:
-        return []
+    first (a stale socket of a killed keeper stays behind until its path is reused).
+    Where core.cluster.role.keeper_socket puts them: Logs/keeper-<pid>.sock, or for a
+    vault too deep for a socket path, watchkeeper-<digest>-keeper-<pid>.sock in the
+    user's runtime directory."""
+    places = [(vault.resolve() / "Logs", "")]
+    if len(os.fsencode(places[0][0] / "keeper-4194304.sock")) > SUN_PATH_MAX:
+        import hashlib
+
+        from watchkeeper.core.control_protocol import _private_runtime_dir
+
+        digest = hashlib.sha256(os.fsencode(vault.resolve())).hexdigest()[:16]
+        places.append((_private_runtime_dir(), f"watchkeeper-{digest}-"))
     found = []
-    for name in names:
-        match = KEEPER_SOCKET.fullmatch(name)
-        if match and pid_alive(int(match.group(1))):
-            found.append((int(match.group(1)), vault.resolve() / "Logs" / name))
+    for folder, prefix in places:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith(prefix):
+                continue
+            match = KEEPER_SOCKET.fullmatch(name[len(prefix) :])
+            if match and pid_alive(int(match.group(1))):
+                found.append((int(match.group(1)), folder / name))
     return sorted(found)
 
 
