@@ -71,7 +71,9 @@ class Workers:
             assert proc.poll() is None, f"worker exited {proc.returncode}"
             try:
                 found = rows(
-                    self.dsn, "SELECT worker_id FROM watchkeeper.workers WHERE pid = %s", (proc.pid,)
+                    self.dsn,
+                    "SELECT worker_id FROM watchkeeper.workers WHERE pid = %s",
+                    (proc.pid,),
                 )
             except psycopg.errors.UndefinedTable:
                 found = []
@@ -133,11 +135,11 @@ async def leader(pg_dsn: str) -> Any:
         await found.executor.close()
 
 
-def spec(
-    run_id: str, script: str, runs_on: tuple[str, ...] = ("any",), **fields: Any
-) -> RunSpec:
+def spec(run_id: str, script: str, runs_on: tuple[str, ...] = ("any",), **fields: Any) -> RunSpec:
     env = {"PATH": os.environ["PATH"], "WK_GREETING": "hello from the spec"}
-    return RunSpec(run_id, ["/bin/sh", "-c", script], env, Path("/tmp"), runs_on=runs_on, job="j", **fields)
+    return RunSpec(
+        run_id, ["/bin/sh", "-c", script], env, Path("/tmp"), runs_on=runs_on, job="j", **fields
+    )
 
 
 def text(output: list[bytes]) -> str:
@@ -172,7 +174,9 @@ async def test_output_lives_and_the_end_reach_the_leader(
 ) -> None:
     _, worker_id = workers.start()
     go_on = tmp_path / "go-on"
-    script = f'echo "$WK_GREETING"; while [ ! -e {go_on} ]; do sleep 0.02; done; echo bye >&2; exit 3'
+    script = (
+        f'echo "$WK_GREETING"; while [ ! -e {go_on} ]; do sleep 0.02; done; echo bye >&2; exit 3'
+    )
     run, output = await leader.start(spec("r-out", script))
     assert run.worker_id == worker_id and run.host == socket.gethostname()
     assert run.pid is not None and pid_alive(run.pid)
@@ -188,9 +192,7 @@ async def test_output_lives_and_the_end_reach_the_leader(
     assert outcome.duration_ms > 0
 
 
-async def test_cancel_ends_the_whole_group_on_the_worker(
-    workers: Workers, leader: Leader
-) -> None:
+async def test_cancel_ends_the_whole_group_on_the_worker(workers: Workers, leader: Leader) -> None:
     workers.start()
     run, output = await leader.start(spec("r-cancel", GRANDCHILD))
     await until(first_pid(output))
@@ -256,8 +258,10 @@ async def test_a_claimed_run_never_runs_twice(
         for number in range(6):
             await queue.defer(app, queue.queue_for(CLUSTER, ["any"]), CLUSTER, f"r-{number}")
         await until(
-            lambda: rows(pg_dsn, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
-            == [(0,)]
+            lambda: (
+                rows(pg_dsn, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
+                == [(0,)]
+            )
         )
     go_on.touch()
     for run, _ in runs:
@@ -295,7 +299,9 @@ async def test_routing_keeps_keeper_runs_here(workers: Workers, pg_dsn: str) -> 
         remote = await asyncio.wait_for(results["r-away"], PATIENCE)
         assert isinstance(local, Spawned) and isinstance(remote, RemoteStarted)
         for job, started in ((here, local), (away, remote)):
-            outcome = await asyncio.wait_for(routing.watch(job, started, lambda _: None).done, PATIENCE)
+            outcome = await asyncio.wait_for(
+                routing.watch(job, started, lambda _: None).done, PATIENCE
+            )
             assert outcome.status == "success"
     finally:
         routing.shutdown()
@@ -313,7 +319,11 @@ async def test_a_command_that_cannot_start_is_delivered_as_an_error(
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), *args], capture_output=True, text=True, timeout=PATIENCE, stdin=subprocess.DEVNULL
+        [str(CLI), *args],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -342,14 +352,28 @@ def test_worker_refuses_bad_labels(tmp_path: Path, pg_dsn: str) -> None:
     assert result.returncode == 2 and "--labels" in result.stderr
 
 
-
 def test_service_install_writes_a_worker_unit_systemd_accepts(tmp_path: Path, pg_dsn: str) -> None:
     vault = vault_with_cluster(tmp_path, pg_dsn)
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
     result = subprocess.run(
-        [str(CLI), "service", "install", "--worker", "--labels", "gpu", "--concurrency", "2",
-         "--dry-run", "--vault", str(vault)],
-        capture_output=True, text=True, timeout=PATIENCE, env=env, stdin=subprocess.DEVNULL,
+        [
+            str(CLI),
+            "service",
+            "install",
+            "--worker",
+            "--labels",
+            "gpu",
+            "--concurrency",
+            "2",
+            "--dry-run",
+            "--vault",
+            str(vault),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
