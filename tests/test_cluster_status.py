@@ -34,12 +34,15 @@ from watchkeeper.core.cluster.proxy import serve_proxy
 from watchkeeper.core.cluster.role import keeper_socket
 from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.config import load_config
+from watchkeeper.core.control_protocol import ControlUnavailable
 from watchkeeper.core.control_server import start_control
+from watchkeeper.core.lock import holder
 from watchkeeper.core.vault import ensure_layout
 from watchkeeper.tui.app import make_app
 from watchkeeper.tui.commands import screen_commands
 from watchkeeper.tui.model import Model
 from watchkeeper.tui.screens.workers import WorkersScreen
+from watchkeeper.tui.session import connect
 from watchkeeper.tui.text import Clock
 from watchkeeper.tui.themes import shipped_dir
 from watchkeeper.tui.widgets.header import HeaderBar
@@ -683,3 +686,20 @@ def test_two_real_keepers_a_failover_and_the_cli_through_either(
                 except subprocess.TimeoutExpired:
                     keeper.kill()
                     keeper.wait()
+
+
+def test_with_no_cluster_keeper_here_run_and_the_console_refuse_instead_of_running_alone(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A run or console keeper outside the leader would escape the lease (and the
+    cluster's history): in cluster mode they reach a keeper of the cluster or say why."""
+    vault = cluster_vault(tmp_path, pg_dsn)
+
+    result = run_cli("run", "tick", "--vault", str(vault))
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "cannot run tick: no keeper of cluster ops runs on this host" in result.stderr
+    assert not list((vault / "Logs").glob("history/*.jsonl"))
+    with pytest.raises(ControlUnavailable, match="no keeper of cluster ops runs on this host"):
+        connect(load_config(vault / "watchkeeper.toml"))
+    assert not (vault / "Logs" / ".watchkeeper.lock").exists() or holder(vault) is None

@@ -29,6 +29,15 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter
 def connect(config: Config) -> KeeperClient:
     """Owner when the vault's lock is free, else attached to the keeper holding it.
     ControlUnavailable when that keeper cannot be reached."""
+    if config.cluster is not None:
+        # The lease, not the vault's lock, decides who leads: the console never runs a
+        # keeper of its own there, it attaches to the cluster's (core/cluster/discovery.py).
+        if holder(config.vault) is None:
+            raise ControlUnavailable(
+                f"no keeper of cluster {config.cluster.name} runs on this host: start one "
+                "with `watchkeeper --daemon`"
+            )
+        return SocketClient(config.vault)
     deadline = time.monotonic() + ATTACH_WAIT
     while True:
         try:

@@ -11,6 +11,7 @@ from watchkeeper.tui.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_JOB_FAILED,
     EXIT_LOCKED,
+    EXIT_NO_KEEPER,
     EXIT_OK,
     EXIT_USAGE,
     acquire_lock,
@@ -111,6 +112,13 @@ def run(vault: Path | None, job: str, wait: bool = False, follow: bool = False) 
             _run_through(connection, job, wait)
     if unreachable:
         raise fail(f"cannot run {job}: {unreachable}", EXIT_LOCKED)
+    if config.cluster is not None:
+        # A run outside the leader would escape the lease and the cluster's history.
+        raise fail(
+            f"cannot run {job}: no keeper of cluster {config.cluster.name} runs on this "
+            "host to ask: start one with `watchkeeper --daemon`",
+            EXIT_NO_KEEPER,
+        )
     raise SystemExit(_run_locally(config, job, follow))
 
 
