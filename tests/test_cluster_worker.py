@@ -24,6 +24,7 @@ from watchkeeper.core.cluster.remote import (
     RemoteStarted,
     RoutingExecutor,
 )
+from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.runner import LocalExecutor, RunOutcome, RunSpec, Spawned
 
 CLUSTER = "t"
@@ -128,6 +129,9 @@ class Leader:
 
 @pytest.fixture
 async def leader(pg_dsn: str) -> Any:
+    # As a keeper does at its start (core/cluster/daemon.py).
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        await ensure_schema(conn, also=queue.apply_schema)
     found = Leader(pg_dsn)
     try:
         yield found
@@ -392,3 +396,39 @@ def test_service_install_writes_a_worker_unit_systemd_accepts(tmp_path: Path, pg
     assert f"ExecStart={CLI} --daemon --vault {vault.resolve()}" in keeper.stdout
     refused = run_cli("service", "install", "--labels", "gpu", "--dry-run", "--vault", str(vault))
     assert refused.returncode == 2 and "go with --worker" in refused.stderr
+
+
+async def test_a_run_no_worker_took_yet_is_withdrawn_at_once(pg_dsn: str, leader: Leader) -> None:
+    waiting = leader.submit(spec("r-queued", "true", runs_on=("nobody-has-this",)))
+    await until(lambda: rows(pg_dsn, "SELECT count(*) FROM watchkeeper.remote_runs") == [(1,)])
+    leader.executor.cancel("r-queued", "cancelled", "withdrawn by the test")
+    started = await asyncio.wait_for(waiting, PATIENCE)
+    assert isinstance(started, RemoteStarted) and started.pid is None
+    run = leader.executor.watch(spec("r-queued", "true"), started, lambda _: None)
+    outcome = await wait_done(run)
+    assert (outcome.status, outcome.error) == ("cancelled", "withdrawn by the test")
+
+
+async def test_a_new_leader_adopts_a_run_in_flight(
+    workers: Workers, leader: Leader, pg_dsn: str, tmp_path: Path
+) -> None:
+    workers.start()
+    go_on = tmp_path / "go-on"
+    script = f"echo before; while [ ! -e {go_on} ]; do sleep 0.02; done; echo after"
+    run, output = await leader.start(spec("r-adopted", script))
+    await until(lambda: text(output) == "before\n")
+    await leader.executor.close()  # the former leader is gone
+    successor = Leader(pg_dsn)
+    try:
+        successor.started["token"] = asyncio.get_running_loop().create_future()
+        specs = await successor.executor.adopt([("token", "r-adopted"), ("t2", "r-unknown")])
+        assert list(specs) == ["r-adopted"] and specs["r-adopted"].argv[-1] == script
+        started = await asyncio.wait_for(successor.started["token"], PATIENCE)
+        assert isinstance(started, RemoteStarted) and started.pid == run.pid
+        seen: list[bytes] = []
+        adopted = successor.executor.watch(specs["r-adopted"], started, seen.append)
+        go_on.touch()
+        assert (await wait_done(adopted)).status == "success"
+        assert text(seen) == "after\n"
+    finally:
+        await successor.executor.close()

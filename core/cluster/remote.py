@@ -167,6 +167,9 @@ class RemoteExecutor:
             await self._app.close_async()
             self._app = None
 
+    def has(self, run_id: str) -> bool:
+        return run_id in self._runs
+
     def cancel(self, run_id: str, status: str, reason: str) -> None:
         """Ask the run's worker to end its group; `status` and `reason` become its
         outcome's. A run no worker has taken yet ends here and now."""
@@ -440,6 +443,14 @@ class RoutingExecutor:
 
     async def adopt(self, tokens: list[tuple[Any, str]]) -> dict[str, RunSpec]:
         return await self.remote.adopt(tokens)
+
+    def cancel(self, run_id: str, status: str, reason: str) -> bool:
+        """End a run submitted to a worker that no worker has started yet (a keeper's
+        stop of a run without a handle): False for a run that is not a remote one."""
+        if not self.remote.has(run_id):
+            return False
+        self.remote.cancel(run_id, status, reason)
+        return True
 
 
 def cluster_executor(
