@@ -1,5 +1,5 @@
 """Firing in cluster mode: a due (job, slot) starts only once its row is in
-watchkeeper.slots, inserted by the leader's epoch while that epoch still leads.
+watchkeeper.slots, inserted with the leader's epoch while that epoch still leads.
 
 The slots due at one instant are claimed together, in one statement conditioned on
 `watchkeeper.leads(cluster, epoch)`; only the ones it returns are submitted to the
@@ -27,10 +27,16 @@ from watchkeeper.core.runtime import JobRuntime, StartRequest
 from watchkeeper.core.slots import Slot, Slots
 from watchkeeper.core.triggers import EverySchedule, Schedule
 
-# One statement: the fence read once, the claims inserted only under it, a refusal
-# recorded. It answers (whether the epoch leads, the run ids claimed).
+# One statement: the fence (watchkeeper.leads, with the leader row locked so a takeover
+# waits for this claim or this claim sees the takeover), the claims inserted only under
+# it, a refusal recorded. It answers (whether the epoch leads, the run ids claimed).
 _CLAIM = """
-WITH fence AS (SELECT watchkeeper.leads(%(cluster)s, %(epoch)s) AS ok),
+WITH fence AS (
+    SELECT count(*) > 0 AS ok FROM (
+        SELECT 1 FROM watchkeeper.leader
+        WHERE cluster = %(cluster)s AND epoch = %(epoch)s FOR SHARE
+    ) AS held
+),
 claimed AS (
     INSERT INTO watchkeeper.slots (cluster, job, slot, epoch, run_id)
     SELECT %(cluster)s, t.job, t.slot, %(epoch)s, t.run_id

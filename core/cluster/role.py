@@ -20,11 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg
+
 from watchkeeper.core.atomic import write_atomic
+from watchkeeper.core.cluster.adopt import LeaderStore, adopt, let_go, runs_on_workers
 from watchkeeper.core.cluster.db import connect
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable, masked
 from watchkeeper.core.cluster.firing import ClaimingFiring, Claims, Fenced
-from watchkeeper.core.cluster.lease import Leadership
+from watchkeeper.core.cluster.lease import LeaderInfo, Leadership
+from watchkeeper.core.cluster.proxy import Proxy, serve_proxy
+from watchkeeper.core.cluster.remote import cluster_executor
 from watchkeeper.core.config import Config
 from watchkeeper.core.control_protocol import Snapshot
 from watchkeeper.core.control_server import ControlServer
@@ -56,14 +61,46 @@ class Link:
                 await conn.close()
 
 
-class ClusterKeeper(Keeper):
-    """A keeper for one term of leadership: its slots are claimed before they fire, and
-    its snapshot says LEADER and the epoch."""
+class _Relay:
+    """The store and executor are made before the keeper's log: they log through this,
+    which passes on to the keeper's log once there is one."""
 
-    def __init__(self, config: Config, role: Role, **seams: Any) -> None:
-        super().__init__(config, **seams)
-        self.role = role
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.log: Any = None
+
+    def error(self, message: str) -> None:
+        self.log.error(message) if self.log is not None else self.say("error", message)
+
+    def warning(self, message: str) -> None:
+        self.log.warning(message) if self.log is not None else self.say("warning", message)
+
+
+class ClusterKeeper(Keeper):
+    """A keeper for one term of leadership: PostgreSQL's store written with its epoch,
+    runs routed to workers by runs_on, slots claimed before they fire, runs a former
+    leader left on workers adopted, and a snapshot that says LEADER and the epoch."""
+
+    def __init__(self, config: Config, role: Role) -> None:
+        cluster = config.cluster
+        assert cluster is not None
+        relay = _Relay(role.say)
+        store = LeaderStore(config, relay, role.lease.keeper_id)
+        store.epoch = role.lease.epoch
+        store.fenced_callback = role.fenced
+        executor = cluster_executor(cluster.database, cluster.name, log=relay.warning)
+        super().__init__(config, store=store, executor=executor)
+        relay.log = self.log
+        self.role, self.leader_store = role, store
         self.firing = ClaimingFiring(self, self.slots, self.runs, new_claims(role), role.trouble)
+
+    async def start(self, catch_up: bool = True, files: bool = True) -> None:
+        """As Keeper.start, but the runs a worker carries are adopted, not closed."""
+        await runs_on_workers(
+            self.leader_store, await self.role.claim_conn(), self.role.lease.cluster, self
+        )
+        await super().start(catch_up, files)
+        await adopt(self, self.leader_store)
 
     def snapshot(self) -> Snapshot:
         return self._with_role(super().snapshot())
@@ -97,7 +134,7 @@ class Role:
         self.word = STANDBY
         self.keeper: ClusterKeeper | None = None
         self.lost = asyncio.Event()
-        self._regained = False
+        self.proxy: Proxy | None = None
 
     # ---- the database, each call bounded by a third of the lease ----------------------
 
@@ -118,6 +155,7 @@ class Role:
         """Campaign, lead, step down, campaign again, until `stop`; then let go."""
         down_since: str | None = None
         try:
+            await self._stand_by()
             while not stop.is_set():
                 try:
                     await self._ask(self.lease.heartbeat)
@@ -131,16 +169,26 @@ class Role:
                         down_since = str(error)
                     won = False
                 if won:
+                    await self._close_proxy()
                     await self._lead(stop)
+                    if not stop.is_set():
+                        await self._stand_by()
                     continue
                 await _wait(stop, self.lease.renew_every)
         finally:
+            await self._close_proxy()
             await self._let_go()
 
     async def _lead(self, stop: asyncio.Event) -> None:
         self.word, self.lost = LEADER, asyncio.Event()
         epoch = self.lease.epoch
-        keeper = self.keeper = self.make_keeper(self)
+        try:
+            keeper = self.keeper = self.make_keeper(self)
+        except DatabaseUnavailable as error:
+            self.say("error", f"cluster: cannot take up leadership: {error}")
+            self.lease.drop()  # it lapses by itself; whoever reaches the database takes it
+            self.word = STANDBY
+            return
         renewing = asyncio.create_task(self._renew_loop())
         control: ControlServer | None = None
         serving: asyncio.Task[None] | None = None
@@ -156,12 +204,18 @@ class Role:
             serving = asyncio.create_task(keeper.serve())
             await firing.catch_up(keeper.config.keeper.catch_up, _last_starts(keeper))
             await _first(stop.wait(), self.lost.wait())
+        except (DatabaseUnavailable, psycopg.Error, TimeoutError) as error:
+            self._lose(f"cannot take up leadership: {error}")
         finally:
             if self.lost.is_set() and not stop.is_set():
                 keeper.log.error(
                     f"cluster {self.lease.cluster}: NO LONGER LEADER (epoch {epoch}): "
                     "firing stopped; draining runs in flight, then standing by"
                 )
+                keeper.stopping = True
+                left = let_go(keeper)
+                if left:
+                    keeper.log.warning(f"{left} run(s) on workers left to the next leader")
             await keeper.stop()
             if serving is not None:
                 await serving
@@ -211,6 +265,10 @@ class Role:
         with contextlib.suppress(Exception):  # a failed claim is logged where it failed
             await firing.catch_up(keeper.config.keeper.catch_up, _last_starts(keeper))
 
+    def fenced(self, epoch: int) -> None:
+        """The store's writer had a write of `epoch` refused."""
+        self._lose(f"a write of epoch {epoch} was refused")
+
     def trouble(self, error: BaseException) -> None:
         """A claim failed: fenced means another keeper leads."""
         if isinstance(error, Fenced):
@@ -219,6 +277,9 @@ class Role:
     def _lose(self, why: str) -> None:
         if not self.lost.is_set():
             self._say_keeper("error", f"cluster: leadership lost: {why}")
+            self.lease.drop()  # nothing more is claimed or written with that epoch
+            if self.keeper is not None:
+                self.keeper.leader_store.epoch = None
             self.lost.set()
 
     def _say_keeper(self, level: str, message: str) -> None:
@@ -227,6 +288,23 @@ class Role:
             getattr(keeper.log, level)(message)  # mirrored on stderr by the daemon
         else:
             self.say(level, message)
+
+    async def _stand_by(self) -> None:
+        """A standby's control socket: requests go on to the leader's (core/cluster/proxy.py)."""
+        me = {"keeper_id": self.lease.keeper_id, "host": self.lease.host, "pid": self.lease.pid}
+        try:
+            self.proxy = await serve_proxy(self.socket, self._find_leader, me)
+        except OSError as error:
+            self.say("error", f"control socket unavailable: {error}")
+
+    async def _find_leader(self) -> LeaderInfo | None:
+        info: LeaderInfo | None = await self._ask(self.lease.current)
+        return info
+
+    async def _close_proxy(self) -> None:
+        proxy, self.proxy = self.proxy, None
+        if proxy is not None:
+            await proxy.close()
 
     async def _serve_control(self, keeper: ClusterKeeper) -> ControlServer | None:
         try:

@@ -23,9 +23,12 @@ LOCK_KEY = int.from_bytes(b"wk-schem", "big") - 2**63
 # first release that ships it, then changes go in a new version.
 
 _V1_LEASE = """
--- core/cluster/lease.py: one leader per cluster. `epoch` grows at every takeover; a write
--- that matters is made only by the holder of the current epoch while its lease lasts
--- (watchkeeper.leads), judged by the database's clock, never a keeper's.
+-- core/cluster/lease.py: one leader per cluster. The lease (`expires_at`, the database's
+-- clock) says when a standby may take over; `epoch` grows at every takeover and fences:
+-- a write that matters is made only with the current epoch (watchkeeper.leads). A
+-- leader whose lease lapsed while nobody took over (the database was down) still holds
+-- the current epoch, so what it kept in memory is written when the database is back;
+-- it fires nothing meanwhile, by its own deadline in wall time.
 CREATE TABLE watchkeeper.leader (
     cluster     text PRIMARY KEY,
     epoch       bigint NOT NULL,
@@ -39,8 +42,7 @@ CREATE TABLE watchkeeper.leader (
 CREATE FUNCTION watchkeeper.leads(p_cluster text, p_epoch bigint) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT EXISTS (
-        SELECT 1 FROM watchkeeper.leader
-        WHERE cluster = p_cluster AND epoch = p_epoch AND expires_at > clock_timestamp()
+        SELECT 1 FROM watchkeeper.leader WHERE cluster = p_cluster AND epoch = p_epoch
     )
 $$;
 -- Every keeper, leader or standby, says it is alive here (`cluster status`).

@@ -1,0 +1,277 @@
+"""Cluster keepers as real `watchkeeper --daemon` processes on one vault and a real
+PostgreSQL: one leads, a killed or frozen leader is replaced within lease + 5 s, a frozen
+one that wakes fires nothing, a database restart stops firing until it is back, and no
+(job, slot) ever fires twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import CLI, final_records, run_cli, wait_for
+from pgserver import PgServer
+
+LEASE = 2.0
+TAKEOVER = LEASE + 5.0
+
+
+class Cluster:
+    """Keepers of one vault, each a `watchkeeper --daemon` with its output in a file."""
+
+    def __init__(self, vault: Path, dsn: str) -> None:
+        self.vault, self.dsn = vault, dsn
+        self.keepers: list[subprocess.Popen[bytes]] = []
+        self.outputs: dict[int, Path] = {}
+
+    def start(self) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_VAULT"}
+        output = self.vault.parent / f"keeper-{len(self.keepers)}.out"
+        with output.open("w") as out:
+            process = subprocess.Popen(
+                [str(CLI), "--daemon", "--vault", str(self.vault)],
+                env={**env, "NO_COLOR": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        self.keepers.append(process)
+        self.outputs[process.pid] = output
+        return process
+
+    def output(self, pid: int) -> str:
+        return self.outputs[pid].read_text(errors="replace")
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return []  # no keeper has made the schema yet
+
+    def leader(self) -> tuple[int, int] | None:
+        """(epoch, pid) of the live lease, by the database's clock."""
+        rows = self.query(
+            "SELECT epoch, pid FROM watchkeeper.leader WHERE expires_at > clock_timestamp()"
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def slot_rows(self) -> list[tuple[Any, ...]]:
+        return self.query("SELECT job, slot, epoch, run_id, fired_at FROM watchkeeper.slots")
+
+    def assert_no_slot_fired_twice(self) -> None:
+        rows = self.slot_rows()
+        keys = [(job, slot) for job, slot, *_ in rows]
+        assert len(keys) == len(set(keys))
+        claimed = {run_id for *_, run_id, _ in rows}
+        scheduled = [
+            record
+            for record in final_records(self.vault).values()
+            if record["trigger"] in ("schedule", "catch_up")
+        ]
+        # Every scheduled run in the history is the run of one claimed slot.
+        assert scheduled
+        unclaimed = [record["id"] for record in scheduled if record["id"] not in claimed]
+        assert not unclaimed, unclaimed
+
+    def stop_all(self) -> None:
+        for process in self.keepers:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGCONT)
+                process.send_signal(signal.SIGTERM)
+        for process in self.keepers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def cluster_config(dsn: str, jobs: int = 1) -> str:
+    text = f'[cluster]\ndatabase = "{dsn}"\nname = "ops"\nlease = "{LEASE:g}s"\n'
+    for index in range(jobs):
+        text += f'\n[jobs.tick{index}]\ncommand = ["true"]\nevery = "1s"\n'
+    return text
+
+
+@pytest.fixture
+def cluster(make_vault: Any, pg_dsn: str) -> Iterator[Cluster]:
+    vault = make_vault(cluster_config(pg_dsn))
+    made = Cluster(vault, pg_dsn)
+    yield made
+    made.stop_all()
+
+
+def ask_status(path: str) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect(path)
+        client.sendall(b'{"op": "status"}\n')
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+def fired_by(cluster: Cluster, epoch: int) -> int:
+    rows = cluster.query("SELECT count(*) FROM watchkeeper.slots WHERE epoch = %s", epoch)
+    return int(rows[0][0]) if rows else 0
+
+
+def test_database_down_at_start_is_exit_2_with_the_dsn_masked(
+    make_vault: Any, tmp_path: Path
+) -> None:
+    dsn = f"postgresql://wk:s3cret-pw@/wk?host={tmp_path / 'nowhere'}"
+    vault = make_vault(cluster_config(dsn))
+    result = run_cli("--daemon", "--vault", str(vault), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "cluster database" in result.stderr and "unreachable" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_two_keepers_on_one_vault_exactly_one_leads(cluster: Cluster) -> None:
+    first, second = cluster.start(), cluster.start()
+    leader = wait_for(cluster.leader)
+    assert isinstance(leader, tuple)
+    epoch, pid = leader
+    assert pid in (first.pid, second.pid)
+    standby = second if pid == first.pid else first
+    wait_for(lambda: fired_by(cluster, epoch) >= 3)
+    record = json.loads((cluster.vault / "Logs" / "cluster.json").read_text())
+    assert record["epoch"] == epoch and record["leader"]["pid"] == pid
+    assert record["leader"]["socket"].endswith(f"keeper-{pid}.sock")
+    status = ask_status(record["leader"]["socket"])["status"]
+    assert (status["role"], status["epoch"], status["pid"]) == ("LEADER", epoch, pid)
+    keepers = cluster.query("SELECT pid, socket FROM watchkeeper.keepers ORDER BY pid")
+    assert {row[0] for row in keepers} == {first.pid, second.pid}
+    assert "LEADER" not in cluster.output(standby.pid)
+    assert {row[2] for row in cluster.slot_rows()} == {epoch}
+    cluster.assert_no_slot_fired_twice()
+
+
+def test_kill_9_the_leader_and_the_standby_leads_within_lease_plus_5s(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start()
+    leader = wait_for(cluster.leader)
+    assert isinstance(leader, tuple)
+    epoch, pid = leader
+    wait_for(lambda: fired_by(cluster, epoch) >= 3)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    def new_leader() -> tuple[int, int] | None:
+        found = cluster.leader()
+        return found if found is not None and found[0] > epoch else None
+
+    taken = wait_for(new_leader, timeout=TAKEOVER + 10)
+    took = time.monotonic() - killed
+    assert isinstance(taken, tuple)
+    assert took <= TAKEOVER, f"took over after {took:.1f}s"
+    new_epoch, new_pid = taken
+    assert new_pid != pid and new_epoch == epoch + 1
+    wait_for(lambda: fired_by(cluster, new_epoch) >= 3)
+    cluster.assert_no_slot_fired_twice()
+    # The dead leader's run in flight, if any, was closed by the new one: none is left open.
+    wait_for(
+        lambda: all(r["status"] != "running" for r in final_records(cluster.vault).values()) or None
+    )
+
+
+def test_a_frozen_leader_wakes_fenced_fires_nothing_and_stands_by(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.start()
+    leader = wait_for(cluster.leader)
+    assert isinstance(leader, tuple)
+    epoch, pid = leader
+    wait_for(lambda: fired_by(cluster, epoch) >= 2)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        def new_leader() -> tuple[int, int] | None:
+            found = cluster.leader()
+            return found if found is not None and found[0] > epoch else None
+
+        taken = wait_for(new_leader, timeout=TAKEOVER + 10)
+        assert isinstance(taken, tuple)
+        new_epoch, new_pid = taken
+        took_over = cluster.query(
+            "SELECT acquired_at FROM watchkeeper.leader WHERE epoch = %s", new_epoch
+        )[0][0]
+        wait_for(lambda: fired_by(cluster, new_epoch) >= 2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: "STANDBY" in cluster.output(pid))
+    output = cluster.output(pid)
+    assert "NO LONGER LEADER" in output and "leadership lost" in output
+    wait_for(lambda: fired_by(cluster, new_epoch) >= 5)
+    late = cluster.query(
+        "SELECT count(*) FROM watchkeeper.slots WHERE epoch = %s AND fired_at >= %s",
+        epoch,
+        took_over,
+    )
+    assert late == [(0,)]
+    # Either it never tried (its deadline had passed) or its claim was refused and recorded.
+    rejected = cluster.query("SELECT epoch FROM watchkeeper.rejections")
+    assert all(row[0] == epoch for row in rejected)
+    assert cluster.leader() == (new_epoch, new_pid)
+    cluster.assert_no_slot_fired_twice()
+    # Standing by for real: when the new leader stops cleanly, the old one takes over at once.
+    os.kill(new_pid, signal.SIGTERM)
+    again = wait_for(lambda: (found := cluster.leader()) and found[0] > new_epoch and found)
+    assert again == (new_epoch + 1, pid)
+    wait_for(lambda: fired_by(cluster, new_epoch + 1) >= 2)
+    cluster.assert_no_slot_fired_twice()
+
+
+def test_a_database_restart_stops_firing_until_it_is_back(
+    make_vault: Any, pg_server: PgServer
+) -> None:
+    dsn = pg_server.new_database()
+    vault = make_vault(cluster_config(dsn, jobs=4))
+    cluster = Cluster(vault, dsn)
+    try:
+        keeper = cluster.start()
+        leader = wait_for(cluster.leader)
+        assert isinstance(leader, tuple)
+        epoch = leader[0]
+        wait_for(lambda: fired_by(cluster, epoch) >= 8)
+        pg_server.stop()
+        down = time.time()
+        wait_for(lambda: "cannot prove leadership" in cluster.output(keeper.pid))
+        before = len(final_records(vault))
+        time.sleep(1.5)  # slots come due meanwhile: none may start
+        assert len(final_records(vault)) == before
+        up = time.time()
+        pg_server.start()
+        wait_for(lambda: "leadership proven again" in cluster.output(keeper.pid) or None)
+        wait_for(lambda: (found := cluster.leader()) and fired_by(cluster, found[0]) >= 12)
+        output = cluster.output(keeper.pid)
+        assert "slot(s) not fired" in output
+        started_meanwhile = [
+            record
+            for record in final_records(vault).values()
+            if record["trigger"] == "schedule" and down + 0.5 < _seconds(record["startedAt"]) < up
+        ]
+        assert not started_meanwhile
+        cluster.assert_no_slot_fired_twice()
+    finally:
+        cluster.stop_all()
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
