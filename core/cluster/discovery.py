@@ -73,10 +73,8 @@ def live_keeper_sockets(vault: Path) -> list[tuple[int, Path]]:
     if len(os.fsencode(places[0][0] / "keeper-4194304.sock")) > SUN_PATH_MAX:
         import hashlib
 
-        from watchkeeper.core.control_protocol import _private_runtime_dir
-
         digest = hashlib.sha256(os.fsencode(vault.resolve())).hexdigest()[:16]
-        places.append((_private_runtime_dir(), f"watchkeeper-{digest}-"))
+        places.append((_runtime_dir(), f"watchkeeper-{digest}-"))
     found = []
     for folder, prefix in places:
         try:
@@ -90,6 +88,26 @@ def live_keeper_sockets(vault: Path) -> list[tuple[int, Path]]:
             if match and pid_alive(int(match.group(1))):
                 found.append((int(match.group(1)), folder / name))
     return sorted(found)
+
+
+def _runtime_dir() -> Path:
+    """Where control_protocol._private_runtime_dir puts sockets too long for Logs/: read
+    here without making it (and without importing control_protocol, which imports the
+    lock that asks this module)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime)
+    import tempfile
+
+    private = Path(tempfile.gettempdir()) / f"watchkeeper-{os.getuid()}"
+    try:
+        status = private.lstat()
+    except OSError:
+        return private
+    # A folder someone else made in the shared temp dir could hold a planted socket.
+    if status.st_uid != os.getuid() or status.st_mode & 0o077 or private.is_symlink():
+        return private / "not-private"
+    return private
 
 
 def cluster_holder(vault: Path) -> dict[str, Any] | None:
