@@ -88,6 +88,7 @@ class Worker:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stopping = False
         self._procrastinate: _Procrastinate | None = None
+        self._spare: _Guard | None = None
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
@@ -116,6 +117,7 @@ class Worker:
             loop.add_signal_handler(number, self.stop)
         side = [asyncio.create_task(self._listen()), asyncio.create_task(self._beat())]
         log(f"{self.worker_id} serving {', '.join(queues)} (concurrency {s.concurrency})")
+        self._refill()
         try:
             async with app.open_async():
                 while not self._stopping:
@@ -154,6 +156,9 @@ class Worker:
         log(f"stopping: {len(self.running)} run(s) in flight end as interrupted")
         for run in list(self.running.values()):
             self._end(run, "interrupted", f"worker {self.worker_id} stopped")
+        if self._spare is not None:
+            self._spare.discard()
+            self._spare = None
         if self._procrastinate is not None:
             self._procrastinate.stop()
 
@@ -182,36 +187,38 @@ class Worker:
             del self.running[run_id]
 
     async def _execute(self, run: Running) -> None:
-        loop = asyncio.get_running_loop()
-        out_read, out_write = os.pipe()
-        status_read, status_write = os.pipe()
         try:
-            run.guard = subprocess.Popen(
-                [sys.executable, "-I", "-S", GUARD, str(status_write), str(os.getpid())],
-                stdin=subprocess.PIPE,
-                stdout=out_write,
-                pass_fds=(status_write,),
-            )
+            guard = self._take_guard()
         except OSError as error:
-            for fd in (out_read, out_write, status_read, status_write):
-                os.close(fd)
             await self._report_end(run, "unstarted", error.errno or 0, f"guard: {error}", 0)
             return
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(out_write)
-                os.close(status_write)
-        assert run.guard.stdin is not None
-        with contextlib.suppress(BrokenPipeError):  # the guard died at once: no status
-            run.guard.stdin.write(json.dumps(run.spec).encode())
-            run.guard.stdin.close()
-        output = _Stream(self, run.run_id, out_read)
-        status_lines = await _read_all(loop, status_read, run, self._started)
+        run.guard = guard.process
+        assert guard.process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # the guard died: no status, said below
+            guard.process.stdin.write(json.dumps(run.spec).encode())
+            guard.process.stdin.close()
+        output = _Stream(self, run.run_id, guard.out)
+        loop = asyncio.get_running_loop()
+        status_lines = await _read_all(loop, guard.status, run, self._started)
         await output.closed
-        await asyncio.to_thread(run.guard.wait)
+        await asyncio.to_thread(guard.process.wait)
         if run.timer is not None:
             run.timer.cancel()
         await self._finish(run, status_lines)
+
+    def _take_guard(self) -> _Guard:
+        """A guard started ahead of need when there is one: the interpreter's start is
+        most of a run's dispatch time, so the next run's guard starts now."""
+        guard, self._spare = self._spare, None
+        if guard is None or guard.process.poll() is not None:
+            guard = _Guard.spawn()
+        asyncio.get_running_loop().call_soon(self._refill)
+        return guard
+
+    def _refill(self) -> None:
+        if self._spare is None and not self._stopping:
+            with contextlib.suppress(OSError):  # the next run starts one itself
+                self._spare = _Guard.spawn()
 
     async def _started(self, run: Running, pid: int) -> None:
         run.started = time.monotonic()
@@ -339,6 +346,41 @@ class Worker:
                 self._end(run, "interrupted", "the leader gave this run up")
             elif cancel_status is not None:
                 self._end(run, cancel_status, cancel_reason or "")
+
+
+@dataclass
+class _Guard:
+    """A guard process waiting for its run's spec on stdin (core/cluster/guard.py)."""
+
+    process: subprocess.Popen[bytes]
+    out: int  # the read end of its stdout: the run's output
+    status: int  # the read end of its status lines
+
+    @staticmethod
+    def spawn() -> _Guard:
+        out_read, out_write = os.pipe()
+        status_read, status_write = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", GUARD, str(status_write), str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=out_write,
+                pass_fds=(status_write,),
+            )
+        except OSError:
+            os.close(out_read)
+            os.close(status_read)
+            raise
+        finally:
+            os.close(out_write)
+            os.close(status_write)
+        return _Guard(process, out_read, status_read)
+
+    def discard(self) -> None:
+        self.process.kill()  # still waiting for a spec: nothing of a run's to end
+        self.process.wait()
+        os.close(self.out)
+        os.close(self.status)
 
 
 class _Stream:
