@@ -21,6 +21,13 @@ def folders_view(vault: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def _cluster_role(snapshot: Snapshot) -> dict[str, Any]:
+    """In cluster mode: LEADER, or STANDBY when a standby forwarded the question, and the
+    leader's epoch (core/cluster/role.py, core/cluster/proxy.py)."""
+    extra: dict[str, Any] = dict(snapshot)
+    return {key: extra[key] for key in ("role", "epoch", "leader") if key in extra}
+
+
 def live_status(config: Config, snapshot: Snapshot) -> dict[str, Any]:
     """vault_status's shape from a running keeper's snapshot: what it knows (jobs in
     flight, interval slots, quota) instead of what the files say; no history is read."""
@@ -35,6 +42,7 @@ def live_status(config: Config, snapshot: Snapshot) -> dict[str, Any]:
             "state": snapshot["state"],
             "runs_in_flight": snapshot["running"],
             "waiting_for_a_slot": snapshot["waiting"],
+            **_cluster_role(snapshot),
         },
         "source": "keeper",
         "paused": snapshot["paused"],

@@ -508,7 +508,9 @@ async def test_the_cli_reaches_the_leader_named_in_cluster_json_or_a_standby(
         try:
             code, out, err = await cli("--status", "--json", "--vault", str(shared))
             assert code == 0, err
-            assert json.loads(out)["keeper"]["pid"] == os.getpid()
+            keeper = json.loads(out)["keeper"]
+            assert (keeper["pid"], keeper["role"], keeper["epoch"]) == (os.getpid(), "STANDBY", 4)
+            assert keeper["leader"]["socket"] == str(leader_socket)
             code, out, err = await cli("run", "ok", "--wait", "--vault", str(shared))
             assert code == 0, err
         finally:
@@ -650,7 +652,10 @@ def test_two_real_keepers_a_failover_and_the_cli_through_either(
 
         status = run_cli("--status", "--json", "--vault", str(vault))
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["keeper"]["pid"] == leader_pid
+        keeper = json.loads(status.stdout)["keeper"]
+        assert (keeper["pid"], keeper["role"], keeper["epoch"]) == (leader_pid, "LEADER", epoch)
+        text = run_cli("--status", "--vault", str(vault)).stdout
+        assert f"pid {leader_pid} on " in text and f", LEADER epoch {epoch}" in text
         ran = run_cli("run", "ok", "--wait", "--vault", str(vault))
         assert ran.returncode == 0, ran.stderr + ran.stdout
 
@@ -676,7 +681,8 @@ def test_two_real_keepers_a_failover_and_the_cli_through_either(
         wait_for(lambda: json.loads(named.read_text())["leader"]["pid"] == standby["pid"])
         status = run_cli("--status", "--json", "--vault", str(vault))
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["keeper"]["pid"] == standby["pid"]
+        keeper = json.loads(status.stdout)["keeper"]
+        assert (keeper["pid"], keeper["role"]) == (standby["pid"], "LEADER")
     finally:
         for keeper in keepers:
             if keeper.poll() is None:

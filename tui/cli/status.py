@@ -55,6 +55,8 @@ def status(config: Config, as_json: bool) -> int:
         line = f"keeper: up, pid {keeper['pid']} on {keeper['hostname']}, uptime {uptime}"
         if data["source"] == "keeper":
             line += f", {keeper['state']}, {keeper['runs_in_flight']} run(s) in flight"
+            if keeper.get("role"):  # cluster mode
+                line += f", {keeper['role']} epoch {keeper.get('epoch')}"
         else:
             line += f" (not asked: {unreachable or 'its control socket did not answer'})"
         echo(line)
