@@ -35,7 +35,7 @@ from watchkeeper.core.host import Host
 from watchkeeper.core.output import OutputSink
 from watchkeeper.core.run_end import RunEnd, RunWatch, publish_run
 from watchkeeper.core.runner import RunSpec
-from watchkeeper.core.runprep import argv, run_env, run_record
+from watchkeeper.core.runprep import run_env, run_record, run_spec
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
 from watchkeeper.core.seams import Executor, Started, utc
 from watchkeeper.core.units import format_duration
@@ -189,9 +189,7 @@ class Runs:
             self.end.failed_unstarted(runtime, request, record, str(error), 126)
             return
         sink = OutputSink(runtime.log, request.run_id, masker, host.tz, host.bus.lines_of(job.name))
-        spec = RunSpec(
-            request.run_id, argv(job.command), env, cwd, job.timeout, host.config.keeper.kill_grace
-        )
+        spec = run_spec(request, host.config, env, cwd)
         # Counted as in flight from now on, so overlap and max_parallel see it while the
         # executor starts the child.
         active = ActiveRun(request, record, None, sink, runtime)
