@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import CLI, final_records, run_cli, wait_for
+from conftest import CLI, final_records, history_lines, run_cli, wait_for
 from pgserver import PgServer
 
 LEASE = 2.0
@@ -275,3 +275,74 @@ def _seconds(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_run_in_flight_on_a_worker_is_adopted_by_the_new_leader(
+    make_vault: Any, pg_dsn: str
+) -> None:
+    config = cluster_config(pg_dsn, jobs=0) + (
+        '\n[jobs.slow]\ncommand = ["sh", "-c", "sleep 3; echo slow-done"]\n'
+        'every = "1s"\nruns_on = "any"\n'
+    )
+    vault = make_vault(config)
+    cluster = Cluster(vault, pg_dsn)
+    env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_VAULT"}
+    worker = subprocess.Popen(
+        [str(CLI), "worker", "--vault", str(vault), "--heartbeat", "0.5"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=(vault.parent / "worker.out").open("w"),
+    )
+    try:
+        cluster.start()
+        cluster.start()
+        leader = wait_for(cluster.leader)
+        assert isinstance(leader, tuple)
+        epoch, pid = leader
+
+        def on_the_worker() -> str | None:
+            rows = cluster.query(
+                "SELECT run_id FROM watchkeeper.remote_runs WHERE state = 'running'"
+            )
+            return str(rows[0][0]) if rows else None
+
+        run_id = wait_for(on_the_worker, timeout=60)
+        os.kill(pid, signal.SIGKILL)
+        taken = wait_for(
+            lambda: (found := cluster.leader()) and found[0] > epoch and found,
+            timeout=TAKEOVER + 10,
+        )
+        assert isinstance(taken, tuple)
+
+        def recorded() -> str | None:
+            rows = cluster.query(
+                "SELECT status FROM watchkeeper.runs WHERE run_id = %s AND status <> 'running'",
+                run_id,
+            )
+            return str(rows[0][0]) if rows else None
+
+        assert wait_for(recorded, timeout=60) == "success"
+        wait_for(
+            lambda: [
+                line
+                for line in history_lines(vault)
+                if line["id"] == run_id and line["status"] != "running"
+            ]
+        )
+        finals = [
+            line
+            for line in history_lines(vault)
+            if line["id"] == run_id and line["status"] != "running"
+        ]
+        assert [line["status"] for line in finals] == ["success"]
+        assert "adopted from the former leader" in cluster.output(taken[1])
+        cluster.assert_no_slot_fired_twice()
+    finally:
+        cluster.stop_all()
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
