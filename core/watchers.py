@@ -250,7 +250,7 @@ class Watches:
 
         keeper = self.keeper
         async for changes in awatch(
-            keeper.vault, stop_event=stop, recursive=False, debounce=500, step=500
+            keeper.vault, stop_event=stop, recursive=False, debounce=500, step=500, rust_timeout=0
         ):
             appeared = {Path(path) for change, path in changes if change == WATCH_ADDED}
             if appeared & self._missing:
