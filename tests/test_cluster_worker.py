@@ -432,3 +432,22 @@ async def test_a_new_leader_adopts_a_run_in_flight(
         assert text(seen) == "after\n"
     finally:
         await successor.executor.close()
+
+
+async def test_a_run_outlives_a_database_restart(
+    workers: Workers, leader: Leader, pg_server: Any, tmp_path: Path
+) -> None:
+    workers.start()
+    go_on = tmp_path / "go-on"
+    script = f"echo before; while [ ! -e {go_on} ]; do sleep 0.02; done; echo after"
+    run, output = await leader.start(spec("r-restart", script))
+    await until(lambda: text(output) == "before\n")
+    await asyncio.to_thread(pg_server.restart)
+    go_on.touch()
+    outcome = await wait_done(run)
+    assert outcome.status == "success", outcome
+    assert text(output) == "before\nafter\n"
+    # The worker serves on: the next run, after a heartbeat lapse's worth of time.
+    await asyncio.sleep(LAPSE)
+    later, _ = await leader.start(spec("r-after-restart", "true"))
+    assert (await wait_done(later)).status == "success"

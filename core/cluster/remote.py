@@ -206,9 +206,11 @@ class RemoteExecutor:
         return self._conn
 
     async def _ensure(self) -> None:
-        if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_task(self._connect())
-        await asyncio.shield(self._ready)
+        ready = self._ready
+        if ready is None or (ready.done() and ready.exception() is not None):
+            # The first connection, or another try after the database was down.
+            self._ready = ready = asyncio.get_running_loop().create_task(self._connect())
+        await asyncio.shield(ready)
 
     async def _connect(self) -> None:
         self._conn = await db.connect(self.dsn)
@@ -242,8 +244,11 @@ class RemoteExecutor:
                     try:
                         await self._ensure()
                         await self._queue(remote.spec)
-                    except (psycopg.Error, procrastinate.exceptions.ProcrastinateException,
-                            DatabaseUnavailable) as error:
+                    except (
+                        psycopg.Error,
+                        procrastinate.exceptions.ProcrastinateException,
+                        DatabaseUnavailable,
+                    ) as error:
                         self._runs.pop(remote.spec.run_id, None)
                         failed.append((remote.token, OSError(0, f"cannot queue the run: {error}")))
                 if failed:
@@ -267,7 +272,18 @@ class RemoteExecutor:
         )
 
     async def _cancel(self, run_id: str, status: str, reason: str) -> None:
-        await self._ensure()
+        while run_id in self._runs:
+            try:
+                await self._ensure()
+                await self._mark_cancel(run_id, status, reason)
+                break
+            except (psycopg.Error, DatabaseUnavailable) as error:
+                self.log(f"remote run {run_id}: cannot ask for its end yet: {error}")
+                await self._reconnect()
+                await asyncio.sleep(self.poll)
+        self._mark([run_id])
+
+    async def _mark_cancel(self, run_id: str, status: str, reason: str) -> None:
         # One statement: the mark, and the worker's notification only if it was made.
         await self._db.execute(
             "WITH mark AS (UPDATE watchkeeper.remote_runs SET state = CASE WHEN state ="
@@ -277,10 +293,17 @@ class RemoteExecutor:
             " duration_ms = CASE WHEN state = 'queued' THEN 0 ELSE duration_ms END"
             " WHERE cluster = %s AND run_id = %s AND state <> 'ended' RETURNING 1)"
             " SELECT pg_notify(%s, %s) FROM mark",
-            (status, reason, status, reason, self.cluster, run_id, CANCEL_CHANNEL,
-             f"{self.cluster} {run_id}"),
+            (
+                status,
+                reason,
+                status,
+                reason,
+                self.cluster,
+                run_id,
+                CANCEL_CHANNEL,
+                f"{self.cluster} {run_id}",
+            ),
         )
-        self._mark([run_id])
 
     # ---- what comes back ------------------------------------------------------------
 

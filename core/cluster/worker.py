@@ -22,8 +22,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import procrastinate
 import psycopg
@@ -31,13 +30,14 @@ from procrastinate.worker import Worker as ProcrastinateWorker
 
 from watchkeeper.core.cluster import db, queue
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable
+from watchkeeper.core.cluster.guarded import Guard, OutputStream, read_status
 from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.units import format_duration
 
-GUARD = str(Path(__file__).with_name("guard.py"))
 REMOTE_CHANNEL = "watchkeeper_remote"
 CANCEL_CHANNEL = "watchkeeper_cancel"
-READ_SIZE = 65536
+# How long a run's claim, progress and end are retried while the database is away.
+DB_PATIENCE = 120.0
 
 
 def log(message: str) -> None:
@@ -60,12 +60,48 @@ class _Procrastinate(ProcrastinateWorker):
     only while its periodic deferrer runs, and without periodic tasks that one returns at
     once: the worker would go on without a heartbeat, and a leader would give its runs up
     while they run. Kept alive, a side task's death stops the worker, and serve() starts a
-    new one."""
+    new one; the side tasks below outlive a database restart, so that is a last resort."""
+
+    @property
+    def _base(self) -> Any:
+        """procrastinate's own methods (untyped, so called through Any)."""
+        return super()
 
     async def _periodic_deferrer(self) -> None:
         if not self.app.periodic_registry.periodic_tasks:
             await asyncio.Event().wait()
-        await super()._periodic_deferrer()
+        await self._base._periodic_deferrer()
+
+    # A database restart must not end the worker: its runs go on (a procrastinate
+    # worker that stops waits for them first, without a heartbeat meanwhile), so the
+    # heartbeat, the listener and the fetch each wait for the database to come back.
+
+    async def _update_heartbeat(self) -> None:
+        while True:
+            try:
+                await self._base._update_heartbeat()
+            except procrastinate.exceptions.ConnectorException as error:
+                log(f"heartbeat: {error.__cause__ or error}; retrying in 1s")
+                await asyncio.sleep(1.0)
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        # Started with listen_notify=False: this listener outlives a lost connection.
+        return [*super()._start_side_tasks(), asyncio.create_task(self._listen_for_jobs())]
+
+    async def _listen_for_jobs(self) -> None:
+        while True:
+            with contextlib.suppress(procrastinate.exceptions.ConnectorException):
+                await self.app.job_manager.listen_for_jobs(
+                    on_notification=self._handle_notification, queues=self.queues
+                )
+            await asyncio.sleep(1.0)
+            self._new_job_event.set()  # what was deferred while not listening
+
+    async def _fetch_and_process_jobs(self) -> None:
+        try:
+            await self._base._fetch_and_process_jobs()
+        except procrastinate.exceptions.ConnectorException as error:
+            log(f"cannot fetch jobs: {error.__cause__ or error}; polling again")
 
 
 @dataclass
@@ -88,7 +124,8 @@ class Worker:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stopping = False
         self._procrastinate: _Procrastinate | None = None
-        self._spare: _Guard | None = None
+        self._spare: Guard | None = None
+        self._reconnecting = asyncio.Lock()
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
@@ -121,7 +158,7 @@ class Worker:
         try:
             async with app.open_async():
                 while not self._stopping:
-                    self._procrastinate = _Procrastinate(
+                    self._procrastinate = worker = _Procrastinate(
                         app=app,
                         queues=queues,
                         name=self.worker_id,
@@ -129,12 +166,13 @@ class Worker:
                         install_signal_handlers=False,
                         update_heartbeat_interval=s.heartbeat,
                         fetch_job_polling_interval=2.0,
+                        listen_notify=False,
                         delete_jobs="successful",
                     )
                     try:
                         # Returns when a side task (heartbeat, listener) died with the
                         # database: a new procrastinate worker takes over, heartbeat and all.
-                        await self._procrastinate.run()
+                        await cast(Any, worker).run()
                     except procrastinate.exceptions.ConnectorException as error:
                         log(f"lost the database ({error.__cause__ or error}); reconnecting")
                     if not self._stopping:
@@ -160,18 +198,24 @@ class Worker:
             self._spare.discard()
             self._spare = None
         if self._procrastinate is not None:
-            self._procrastinate.stop()
+            cast(Any, self._procrastinate).stop()
 
     # ---- one run --------------------------------------------------------------------
 
     async def _task(self, context: Any, cluster: str, run_id: str) -> None:
-        if cluster != self.settings.cluster or self._stopping:
+        if run_id in self.running:
             return
-        cursor = await self.conn.execute(
+        if self._stopping:  # fetched as the worker stopped: another worker takes it
+            await queue.defer(context.app, context.job.queue, cluster, run_id)
+            return
+        # Our own claim too: when the connection broke after it committed, it is retried.
+        cursor = await self._sql(
             "UPDATE watchkeeper.remote_runs SET state = 'running', worker_id = %s, host = %s,"
-            " job_id = %s WHERE cluster = %s AND run_id = %s AND state = 'queued'"
+            " job_id = %s WHERE cluster = %s AND run_id = %s"
+            " AND (state = 'queued' OR (state = 'running' AND worker_id = %s AND pid IS NULL))"
             " RETURNING spec, cancel_status, cancel_reason",
-            (self.worker_id, self.settings.host, context.job.id, cluster, run_id),
+            (self.worker_id, self.settings.host, context.job.id, cluster, run_id, self.worker_id),
+            patient=True,
         )
         row = await cursor.fetchone()
         if row is None:
@@ -197,28 +241,31 @@ class Worker:
         with contextlib.suppress(BrokenPipeError):  # the guard died: no status, said below
             guard.process.stdin.write(json.dumps(run.spec).encode())
             guard.process.stdin.close()
-        output = _Stream(self, run.run_id, guard.out)
-        loop = asyncio.get_running_loop()
-        status_lines = await _read_all(loop, guard.status, run, self._started)
+        output = OutputStream(
+            guard.out,
+            lambda chunk: self.output(run.run_id, chunk),
+            lambda error: log(f"run {run.run_id}: output lost, the database refused it: {error}"),
+        )
+        status_lines = await read_status(guard.status, lambda pid: self._started(run, pid))
         await output.closed
         await asyncio.to_thread(guard.process.wait)
         if run.timer is not None:
             run.timer.cancel()
         await self._finish(run, status_lines)
 
-    def _take_guard(self) -> _Guard:
+    def _take_guard(self) -> Guard:
         """A guard started ahead of need when there is one: the interpreter's start is
         most of a run's dispatch time, so the next run's guard starts now."""
         guard, self._spare = self._spare, None
         if guard is None or guard.process.poll() is not None:
-            guard = _Guard.spawn()
+            guard = Guard.spawn()
         asyncio.get_running_loop().call_soon(self._refill)
         return guard
 
     def _refill(self) -> None:
         if self._spare is None and not self._stopping:
             with contextlib.suppress(OSError):  # the next run starts one itself
-                self._spare = _Guard.spawn()
+                self._spare = Guard.spawn()
 
     async def _started(self, run: Running, pid: int) -> None:
         run.started = time.monotonic()
@@ -283,10 +330,37 @@ class Worker:
     async def _write(self, sql: str, params: tuple[Any, ...], run_id: str, what: str) -> None:
         """One statement (the connection is shared by the runs): the change, and the
         notification the leader gets once it is committed."""
-        await self.conn.execute(
+        await self._sql(
             f"WITH change AS ({sql}) SELECT pg_notify(%s, %s)",
             (*params, REMOTE_CHANNEL, f"{self.settings.cluster} {run_id} {what}"),
+            patient=True,
         )
+
+    async def _sql(
+        self, sql: str, params: tuple[Any, ...], patient: bool = False
+    ) -> psycopg.AsyncCursor[Any]:
+        """Run one statement; a connection the database dropped (a restart) is replaced.
+        `patient`: retried for up to DB_PATIENCE, as a run's claim, progress and end must
+        reach the database once it is back."""
+        deadline = time.monotonic() + DB_PATIENCE
+        while True:
+            conn = self.conn
+            try:
+                return await conn.execute(sql, params)
+            except psycopg.OperationalError as error:
+                await self._reconnect(conn, error)
+                if not patient or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+
+    async def _reconnect(self, broken: psycopg.AsyncConnection[Any], error: Exception) -> None:
+        async with self._reconnecting:
+            if self._conn is not broken:
+                return  # another task already replaced it
+            log(f"lost the database ({str(error).strip().splitlines()[0]}); reconnecting")
+            with contextlib.suppress(DatabaseUnavailable):
+                self._conn = await db.connect(self.settings.dsn)
+                await broken.close()
 
     async def output(self, run_id: str, chunk: bytes) -> None:
         await self._write(
@@ -321,7 +395,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.heartbeat)
             try:
-                await self.conn.execute(
+                await self._sql(
                     "UPDATE watchkeeper.workers SET seen_at = clock_timestamp()"
                     " WHERE cluster = %s AND worker_id = %s",
                     (self.settings.cluster, self.worker_id),
@@ -333,7 +407,7 @@ class Worker:
     async def _check_runs(self) -> None:
         if not self.running:
             return
-        cursor = await self.conn.execute(
+        cursor = await self._sql(
             "SELECT run_id, state, worker_id, cancel_status, cancel_reason"
             " FROM watchkeeper.remote_runs WHERE cluster = %s AND run_id = ANY(%s)",
             (self.settings.cluster, list(self.running)),
@@ -346,102 +420,6 @@ class Worker:
                 self._end(run, "interrupted", "the leader gave this run up")
             elif cancel_status is not None:
                 self._end(run, cancel_status, cancel_reason or "")
-
-
-@dataclass
-class _Guard:
-    """A guard process waiting for its run's spec on stdin (core/cluster/guard.py)."""
-
-    process: subprocess.Popen[bytes]
-    out: int  # the read end of its stdout: the run's output
-    status: int  # the read end of its status lines
-
-    @staticmethod
-    def spawn() -> _Guard:
-        out_read, out_write = os.pipe()
-        status_read, status_write = os.pipe()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-S", GUARD, str(status_write), str(os.getpid())],
-                stdin=subprocess.PIPE,
-                stdout=out_write,
-                pass_fds=(status_write,),
-            )
-        except OSError:
-            os.close(out_read)
-            os.close(status_read)
-            raise
-        finally:
-            os.close(out_write)
-            os.close(status_write)
-        return _Guard(process, out_read, status_read)
-
-    def discard(self) -> None:
-        self.process.kill()  # still waiting for a spec: nothing of a run's to end
-        self.process.wait()
-        os.close(self.out)
-        os.close(self.status)
-
-
-class _Stream:
-    """A run's output from the guard's pipe into watchkeeper.output, one write at a
-    time: what arrives meanwhile goes in the next row, so a chatty run costs a row per
-    round trip, not per read."""
-
-    def __init__(self, worker: Worker, run_id: str, fd: int) -> None:
-        self.worker, self.run_id, self.fd = worker, run_id, fd
-        self.loop = asyncio.get_running_loop()
-        self.pending: list[bytes] = []
-        self.writing = False
-        self.eof = False
-        self.closed: asyncio.Future[None] = self.loop.create_future()
-        os.set_blocking(fd, False)
-        self.loop.add_reader(fd, self._read)
-
-    def _read(self) -> None:
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        if data:
-            self.pending.append(data)
-        else:
-            self.loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.eof = True
-        if not self.writing:
-            self.writing = True
-            self.loop.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        while self.pending:
-            chunk, self.pending = b"".join(self.pending), []
-            try:
-                await self.worker.output(self.run_id, chunk)
-            except psycopg.Error as error:
-                log(f"run {self.run_id}: output lost, the database refused it: {error}")
-        self.writing = False
-        if self.eof and not self.closed.done():
-            self.closed.set_result(None)
-
-
-async def _read_all(
-    loop: asyncio.AbstractEventLoop, fd: int, run: Running, on_pid: Any
-) -> list[str]:
-    """The guard's status lines until it exits; `on_pid` is awaited at `pid N`."""
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
-    lines: list[str] = []
-    try:
-        while line := (await reader.readline()).decode().strip():
-            lines.append(line)
-            if line.startswith("pid "):
-                await on_pid(run, int(line.split()[1]))
-    finally:
-        transport.close()
-    return lines
 
 
 def _signal_name(number: int) -> str:
