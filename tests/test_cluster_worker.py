@@ -174,7 +174,7 @@ def test_queues_per_label_set() -> None:
 
 
 async def test_output_lives_and_the_end_reach_the_leader(
-    workers: Workers, leader: Leader, tmp_path: Path
+    workers: Workers, leader: Leader, tmp_path: Path, pg_dsn: str
 ) -> None:
     _, worker_id = workers.start()
     go_on = tmp_path / "go-on"
@@ -194,6 +194,17 @@ async def test_output_lives_and_the_end_reach_the_leader(
     assert text(output) == "hello from the spec\nbye\n"
     assert (outcome.status, outcome.exit_code, outcome.error) == ("failure", 3, "exit code 3")
     assert outcome.duration_ms > 0
+    # Once the leader has it, neither the output nor the run's environment stays behind.
+    await until(
+        lambda: (
+            rows(
+                pg_dsn,
+                "SELECT (SELECT count(*) FROM watchkeeper.output), spec ? 'env'"
+                " FROM watchkeeper.remote_runs",
+            )
+            == [(0, False)]
+        )
+    )
 
 
 async def test_cancel_ends_the_whole_group_on_the_worker(workers: Workers, leader: Leader) -> None:
@@ -451,3 +462,18 @@ async def test_a_run_outlives_a_database_restart(
     await asyncio.sleep(LAPSE)
     later, _ = await leader.start(spec("r-after-restart", "true"))
     assert (await wait_done(later)).status == "success"
+
+
+async def test_a_stopped_worker_ends_its_runs_as_interrupted(
+    workers: Workers, leader: Leader
+) -> None:
+    proc, worker_id = workers.start()
+    run, output = await leader.start(spec("r-stopped", GRANDCHILD, kill_grace=0.5))
+    await until(first_pid(output))
+    grandchild = first_pid(output)()
+    assert grandchild is not None
+    proc.send_signal(signal.SIGTERM)
+    outcome = await wait_done(run)
+    assert (outcome.status, outcome.error) == ("interrupted", f"worker {worker_id} stopped")
+    assert not pid_alive(grandchild)
+    assert await asyncio.to_thread(proc.wait, PATIENCE) == 0

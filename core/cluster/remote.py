@@ -32,6 +32,7 @@ from watchkeeper.core.runner import LocalExecutor, RunOutcome, RunSpec
 ON_KEEPER = ("keeper",)
 POLL = 1.0
 LAPSE = 30.0  # DESIGN: a dead worker's runs are closed within 30 s
+CLOSE_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class RemoteExecutor:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._app: procrastinate.App | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []  # the listener and the watchdog
         self._busy: dict[str, asyncio.Task[None] | None] = {"submit": None, "refresh": None}
         self._ready: asyncio.Task[None] | None = None
 
@@ -162,6 +164,11 @@ class RemoteExecutor:
                 asyncio.get_running_loop().create_task(conn.close())
 
     async def close(self) -> None:
+        """shutdown(), once what was asked of the database (cancels, clean-ups) is done."""
+        if self._tasks:
+            pending = [task for task in self._tasks if task not in self._background]
+            if pending:
+                await asyncio.wait(pending, timeout=CLOSE_WAIT)
         self.shutdown()
         if self._app is not None:
             await self._app.close_async()
@@ -216,10 +223,9 @@ class RemoteExecutor:
         self._conn = await db.connect(self.dsn)
         self._app = queue.make_app(self.dsn)
         await self._app.open_async()
-        self._tasks += [
-            asyncio.get_running_loop().create_task(self._listen()),
-            asyncio.get_running_loop().create_task(self._watchdog()),
-        ]
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._listen()), loop.create_task(self._watchdog())]
+        self._tasks += self._background
 
     def _kick(self, name: str, work: Callable[[], Any]) -> None:
         if self._busy[name] is None:
@@ -435,6 +441,20 @@ class RemoteExecutor:
         self._runs.pop(remote.spec.run_id, None)
         if not remote.handle.done.done():
             remote.handle.done.set_result(remote.outcome)
+        self._spawn(self._clean_up(remote.spec.run_id))
+
+    async def _clean_up(self, run_id: str) -> None:
+        """The run's output is in the leader's job log now, where secrets are masked:
+        not kept in the database, nor the environment it ran with (its secrets too)."""
+        try:
+            await self._db.execute(
+                "WITH gone AS (DELETE FROM watchkeeper.output WHERE cluster = %s"
+                " AND run_id = %s) UPDATE watchkeeper.remote_runs SET spec = spec - 'env'"
+                " WHERE cluster = %s AND run_id = %s",
+                (self.cluster, run_id, self.cluster, run_id),
+            )
+        except psycopg.Error as error:
+            self.log(f"remote run {run_id}: its output stays in the database: {error}")
 
 
 class RoutingExecutor:
