@@ -4,15 +4,25 @@ epoch), fencing of an old epoch, a local deadline in wall time, exactly one winn
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
 import pytest
+from conftest import finals, finish, history_lines, keeper_log, started_keeper, until
 
 from watchkeeper.core.cluster.db import connect
-from watchkeeper.core.cluster.firing import Claim, Claims, Fenced, first_missed, slot_key
+from watchkeeper.core.cluster.firing import (
+    Claim,
+    ClaimingFiring,
+    Claims,
+    Fenced,
+    first_missed,
+    slot_key,
+)
 from watchkeeper.core.cluster.lease import Leadership, new_keeper_id
 from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.runtime import StartRequest
@@ -203,3 +213,39 @@ def test_interval_slots_sit_on_the_intervals_grid_and_catch_up_finds_the_first_m
     assert slot_key(runtime, slot) == datetime.fromtimestamp(1_800_000_010, UTC)  # type: ignore[arg-type]
     assert first_missed(every, 1_800_000_010.0, 1_800_000_019.0) is None
     assert first_missed(every, 1_800_000_010.0, 1_800_000_031.0) == 1_800_000_020.0
+
+
+async def test_a_keeper_past_its_wall_deadline_claims_and_starts_nothing(
+    make: Make, make_vault: Callable[[str], Path]
+) -> None:
+    """The local gate alone, the database willing: once the wall clock passes the last
+    renewal + lease - margin (a suspend, a freeze), nothing is claimed or started."""
+    vault = make_vault('[jobs.tick]\ncommand = ["true"]\nevery = "1h"\n')
+    wall = [time.time()]
+    lease = await make(lease=6.0, wall=lambda: wall[0])
+    assert await lease.campaign()
+    keeper = await started_keeper(vault)
+    troubles: list[BaseException] = []
+
+    async def conn() -> object:
+        return lease.conn
+
+    firing = ClaimingFiring(
+        keeper, keeper.slots, keeper.runs, Claims(lease, conn, 5.0), troubles.append
+    )
+    try:
+        wall[0] += 6.0 - lease.margin  # the deadline, reached by the wall clock alone
+        late = Claim(StartRequest("tick", "schedule"), datetime.now(UTC))
+        assert await firing.submit_claimed([late], "claim 1 slot(s)") == 0
+        assert firing.unfired == 1 and not troubles
+        cursor = await lease.conn.execute("SELECT count(*) FROM watchkeeper.slots")
+        assert await cursor.fetchone() == (0,)
+        assert "1 slot(s) not fired (tick): this keeper cannot prove it leads" in keeper_log(vault)
+        # Renewed (same epoch, nobody took over): the next claim goes through and runs.
+        assert await lease.renew()
+        again = Claim(StartRequest("tick", "schedule"), datetime.now(UTC))
+        assert await firing.submit_claimed([again], "claim 1 slot(s)") == 1
+        await until(lambda: any(r["id"] == again.request.run_id for r in finals(vault)))
+        assert not any(r["id"] == late.request.run_id for r in history_lines(vault))
+    finally:
+        await finish(keeper)

@@ -29,7 +29,9 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def _stderr(level: str, message: str) -> None:
-    print(f"{level.upper():<5} {message}", file=sys.stderr, flush=True)
+    # The keeper log's own level words (core/logs.py), so both read alike.
+    word = {"warning": "WARN"}.get(level.lower(), level.upper())
+    print(f"{word:<5} {message}", file=sys.stderr, flush=True)
 
 
 def run_cluster_daemon(config: Config) -> int:

@@ -211,7 +211,9 @@ class ClaimingFiring(Firing):
         jobs = ", ".join(sorted({claim.request.job for claim in batch}))
         self.host.log.error(f"cluster: {len(batch)} slot(s) not fired ({jobs}): {why}")
 
-    async def catch_up(self, policy: str, last_runs: Mapping[str, float]) -> int:
+    async def catch_up(
+        self, policy: str, last_runs: Mapping[str, float], during: str = "the failover"
+    ) -> int:
         """After a takeover: per `catch_up`, one run for each job a slot of which passed
         with no row (nobody fired it) since the job's last slot row or, failing one, its
         last run (`last_runs`, wall seconds). How many were submitted."""
@@ -224,8 +226,8 @@ class ClaimingFiring(Firing):
             return 0
         for claim in batch:
             self.host.log.info(
-                f"{claim.request.job}: slot {claim.key.isoformat()} passed during the "
-                "failover; catching up once"
+                f"{claim.request.job}: slot {claim.key.isoformat()} passed during "
+                f"{during}; catching up once"
             )
         return await self.submit_claimed(batch, f"catch up {len(batch)} slot(s)")
 

@@ -135,6 +135,7 @@ class Role:
         self.keeper: ClusterKeeper | None = None
         self.lost = asyncio.Event()
         self.proxy: Proxy | None = None
+        self.claims_failed = False  # slots went unfired for the database: catch up after
 
     # ---- the database, each call bounded by a third of the lease ----------------------
 
@@ -251,8 +252,9 @@ class Role:
                 self._lose("another keeper took the lease (renewal refused)")
                 return
             if unproven:
-                unproven = False
                 self._say_keeper("warning", "cluster: leadership proven again; firing resumes")
+            if unproven or self.claims_failed:
+                unproven = self.claims_failed = False
                 await self._catch_up()
             with contextlib.suppress(DatabaseUnavailable):
                 await self._ask(self.lease.heartbeat)
@@ -263,7 +265,9 @@ class Role:
             return
         firing = cast(ClaimingFiring, keeper.firing)
         with contextlib.suppress(Exception):  # a failed claim is logged where it failed
-            await firing.catch_up(keeper.config.keeper.catch_up, _last_starts(keeper))
+            await firing.catch_up(
+                keeper.config.keeper.catch_up, _last_starts(keeper), "the database outage"
+            )
 
     def fenced(self, epoch: int) -> None:
         """The store's writer had a write of `epoch` refused."""
@@ -273,6 +277,8 @@ class Role:
         """A claim failed: fenced means another keeper leads."""
         if isinstance(error, Fenced):
             self._lose(f"fenced: {error}")
+        else:
+            self.claims_failed = True
 
     def _lose(self, why: str) -> None:
         if not self.lost.is_set():
