@@ -477,3 +477,27 @@ async def test_a_stopped_worker_ends_its_runs_as_interrupted(
     assert (outcome.status, outcome.error) == ("interrupted", f"worker {worker_id} stopped")
     assert not pid_alive(grandchild)
     assert await asyncio.to_thread(proc.wait, PATIENCE) == 0
+
+
+async def test_a_job_whose_worker_died_before_the_claim_is_queued_again(
+    workers: Workers, leader: Leader, pg_dsn: str
+) -> None:
+    waiting = leader.submit(spec("r-orphan", "true"))
+    await until(lambda: rows(pg_dsn, "SELECT count(*) FROM procrastinate_jobs") == [(1,)])
+    # A worker takes the job and dies at once, before it claims the run: procrastinate's
+    # own calls, as a worker makes them, with a heartbeat that never comes again.
+    rows(
+        pg_dsn,
+        "SELECT procrastinate_fetch_job_v2(%s, (SELECT worker_id FROM"
+        " procrastinate_register_worker_v1()))",
+        ([queue.queue_for(CLUSTER, ["any"])],),
+    )
+    rows(
+        pg_dsn,
+        "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' RETURNING 1",
+    )
+    _, worker_id = workers.start()
+    started = await asyncio.wait_for(waiting, PATIENCE)
+    assert isinstance(started, RemoteStarted) and started.worker_id == worker_id
+    run = leader.executor.watch(spec("r-orphan", "true"), started, lambda _: None)
+    assert (await wait_done(run)).status == "success"

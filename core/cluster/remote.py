@@ -342,7 +342,7 @@ class RemoteExecutor:
                 continue
             try:
                 await self._lapsed()
-            except psycopg.Error as error:
+            except (psycopg.Error, procrastinate.exceptions.ProcrastinateException) as error:
                 self.log(f"remote runs: cannot check the workers' heartbeats: {error}")
                 await self._reconnect()
             self._mark(list(self._runs))
@@ -368,11 +368,36 @@ class RemoteExecutor:
         )
         for run_id, job_id in await cursor.fetchall():
             self.log(f"remote run {run_id}: its worker's heartbeat lapsed; ended as interrupted")
-            if job_id is not None and self._app is not None:
-                with contextlib.suppress(procrastinate.exceptions.ProcrastinateException):
-                    await self._app.job_manager.finish_job_by_id_async(
-                        job_id, procrastinate.jobs.Status.FAILED, delete_job=False
-                    )
+            await self._drop_job(job_id)
+        # A worker that took a run's job and died before it claimed the run: nobody
+        # would ever take it again, so it gets a new job.
+        cursor = await self._db.execute(
+            "SELECT r.run_id, r.queue, r.job_id FROM watchkeeper.remote_runs r"
+            " JOIN procrastinate_jobs j ON j.id = r.job_id"
+            " LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
+            " WHERE r.cluster = %s AND r.run_id = ANY(%s) AND r.state = 'queued'"
+            " AND j.status = 'doing' AND (w.id IS NULL"
+            "   OR w.last_heartbeat <= clock_timestamp() - make_interval(secs => %s))",
+            (self.cluster, list(self._runs), self.lapse),
+        )
+        for run_id, name, job_id in await cursor.fetchall():
+            assert self._app is not None
+            self.log(f"remote run {run_id}: its worker died before starting it; queued again")
+            await self._drop_job(job_id)
+            new_job = await queue.defer(self._app, name, self.cluster, run_id)
+            await self._db.execute(
+                "UPDATE watchkeeper.remote_runs SET job_id = %s"
+                " WHERE cluster = %s AND run_id = %s AND job_id = %s",
+                (new_job, self.cluster, run_id, job_id),
+            )
+
+    async def _drop_job(self, job_id: int | None) -> None:
+        """A job whose worker is gone: failed, so procrastinate never hands it out again."""
+        if job_id is not None and self._app is not None:
+            with contextlib.suppress(procrastinate.exceptions.ProcrastinateException):
+                await self._app.job_manager.finish_job_by_id_async(
+                    job_id, procrastinate.jobs.Status.FAILED, delete_job=False
+                )
 
     async def _refresh(self) -> None:
         try:
