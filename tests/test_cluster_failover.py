@@ -82,6 +82,15 @@ class Cluster:
         unclaimed = [record["id"] for record in scheduled if record["id"] not in claimed]
         assert not unclaimed, unclaimed
 
+    def each_run_has_one_final_record(self) -> bool:
+        finals: dict[str, int] = {}
+        for line in history_lines(self.vault):
+            count = finals.setdefault(line["id"], 0)
+            if line["status"] != "running":
+                finals[line["id"]] = count + 1
+        assert all(count <= 1 for count in finals.values()), finals
+        return all(count == 1 for count in finals.values())
+
     def stop_all(self) -> None:
         for process in self.keepers:
             if process.poll() is None:
@@ -194,10 +203,9 @@ def test_kill_9_the_leader_and_the_standby_leads_within_lease_plus_5s(cluster: C
     assert new_pid != pid and new_epoch == epoch + 1
     wait_for(lambda: fired_by(cluster, new_epoch) >= 3)
     cluster.assert_no_slot_fired_twice()
-    # The dead leader's run in flight, if any, was closed by the new one: none is left open.
-    wait_for(
-        lambda: all(r["status"] != "running" for r in final_records(cluster.vault).values()) or None
-    )
+    # Every run ends in exactly one final record: the dead leader's run in flight, if
+    # any, closed by the new one, and nothing closed twice.
+    wait_for(cluster.each_run_has_one_final_record)
 
 
 def test_a_frozen_leader_wakes_fenced_fires_nothing_and_stands_by(cluster: Cluster) -> None:
@@ -361,6 +369,7 @@ def test_a_run_in_flight_on_a_worker_is_adopted_by_the_new_leader(
         assert [line["status"] for line in finals] == ["success"]
         assert "adopted from the former leader" in cluster.output(taken[1])
         cluster.assert_no_slot_fired_twice()
+        wait_for(cluster.each_run_has_one_final_record)
     finally:
         cluster.stop_all()
         worker.terminate()
