@@ -15,100 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from cluster_daemons import TAKEOVER, Cluster, cluster_config, fired_by
 from conftest import CLI, final_records, history_lines, run_cli, wait_for
 from pgserver import PgServer
-
-LEASE = 2.0
-TAKEOVER = LEASE + 5.0
-
-
-class Cluster:
-    """Keepers of one vault, each a `watchkeeper --daemon` with its output in a file."""
-
-    def __init__(self, vault: Path, dsn: str) -> None:
-        self.vault, self.dsn = vault, dsn
-        self.keepers: list[subprocess.Popen[bytes]] = []
-        self.outputs: dict[int, Path] = {}
-
-    def start(self) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_VAULT"}
-        output = self.vault.parent / f"keeper-{len(self.keepers)}.out"
-        with output.open("w") as out:
-            process = subprocess.Popen(
-                [str(CLI), "--daemon", "--vault", str(self.vault)],
-                env={**env, "NO_COLOR": "1"},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-            )
-        self.keepers.append(process)
-        self.outputs[process.pid] = output
-        return process
-
-    def output(self, pid: int) -> str:
-        return self.outputs[pid].read_text(errors="replace")
-
-    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except psycopg.errors.UndefinedTable:
-                return []  # no keeper has made the schema yet
-
-    def leader(self) -> tuple[int, int] | None:
-        """(epoch, pid) of the live lease, by the database's clock."""
-        rows = self.query(
-            "SELECT epoch, pid FROM watchkeeper.leader WHERE expires_at > clock_timestamp()"
-        )
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
-
-    def slot_rows(self) -> list[tuple[Any, ...]]:
-        return self.query("SELECT job, slot, epoch, run_id, fired_at FROM watchkeeper.slots")
-
-    def assert_no_slot_fired_twice(self) -> None:
-        rows = self.slot_rows()
-        keys = [(job, slot) for job, slot, *_ in rows]
-        assert len(keys) == len(set(keys))
-        claimed = {run_id for *_, run_id, _ in rows}
-        scheduled = [
-            record
-            for record in final_records(self.vault).values()
-            if record["trigger"] in ("schedule", "catch_up")
-        ]
-        # Every scheduled run in the history is the run of one claimed slot.
-        assert scheduled
-        unclaimed = [record["id"] for record in scheduled if record["id"] not in claimed]
-        assert not unclaimed, unclaimed
-
-    def each_run_has_one_final_record(self) -> bool:
-        finals: dict[str, int] = {}
-        for line in history_lines(self.vault):
-            count = finals.setdefault(line["id"], 0)
-            if line["status"] != "running":
-                finals[line["id"]] = count + 1
-        assert all(count <= 1 for count in finals.values()), finals
-        return all(count == 1 for count in finals.values())
-
-    def stop_all(self) -> None:
-        for process in self.keepers:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGCONT)
-                process.send_signal(signal.SIGTERM)
-        for process in self.keepers:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def cluster_config(dsn: str, jobs: int = 1) -> str:
-    text = f'[cluster]\ndatabase = "{dsn}"\nname = "ops"\nlease = "{LEASE:g}s"\n'
-    for index in range(jobs):
-        text += f'\n[jobs.tick{index}]\ncommand = ["true"]\nevery = "1s"\n'
-    return text
 
 
 @pytest.fixture
@@ -133,10 +43,6 @@ def ask_status(path: str) -> dict[str, Any]:
     answer: dict[str, Any] = json.loads(data)
     return answer
 
-
-def fired_by(cluster: Cluster, epoch: int) -> int:
-    rows = cluster.query("SELECT count(*) FROM watchkeeper.slots WHERE epoch = %s", epoch)
-    return int(rows[0][0]) if rows else 0
 
 
 def test_database_down_at_start_is_exit_2_with_the_dsn_masked(

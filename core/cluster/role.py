@@ -29,11 +29,13 @@ from watchkeeper.core.cluster.dsn import DatabaseUnavailable, masked
 from watchkeeper.core.cluster.firing import ClaimingFiring, Claims, Fenced
 from watchkeeper.core.cluster.lease import LeaderInfo, Leadership
 from watchkeeper.core.cluster.proxy import Proxy, serve_proxy
-from watchkeeper.core.cluster.remote import cluster_executor
+from watchkeeper.core.cluster.remote import RemoteStarted, cluster_executor
 from watchkeeper.core.config import Config
 from watchkeeper.core.control_protocol import Snapshot
 from watchkeeper.core.control_server import ControlServer
 from watchkeeper.core.keeper import Keeper
+from watchkeeper.core.runtime import ActiveRun
+from watchkeeper.core.seams import Started
 
 CLUSTER_FILE = "cluster.json"
 LEADER, STANDBY = "LEADER", "STANDBY"
@@ -93,6 +95,7 @@ class ClusterKeeper(Keeper):
         relay.log = self.log
         self.role, self.leader_store = role, store
         self.firing = ClaimingFiring(self, self.slots, self.runs, new_claims(role), role.trouble)
+        self.runs.on_started.append(on_its_worker)
 
     async def start(self, catch_up: bool = True, files: bool = True) -> None:
         """As Keeper.start, but the runs a worker carries are adopted, not closed."""
@@ -114,6 +117,13 @@ class ClusterKeeper(Keeper):
         extra["epoch"] = self.role.lease.epoch
         extra["cluster"] = self.role.lease.cluster
         return snapshot
+
+
+def on_its_worker(active: ActiveRun, started: Started) -> None:
+    """A run's record is made before any worker has it, with this keeper's host: the
+    host it ran on is the worker's, once one took it (a run withdrawn before names none)."""
+    if isinstance(started, RemoteStarted) and started.host:
+        active.record.host = started.host
 
 
 class Role:
