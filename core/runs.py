@@ -290,7 +290,13 @@ class Runs:
 
     def cancel(self, run_id: str, reason: str) -> bool:
         if run_id in self.active:
-            self.active[run_id].stop("cancelled", reason)
+            active = self.active[run_id]
+            active.stop("cancelled", reason)
+            # A run waiting for a worker may wait long: an executor that can withdraw it
+            # (core/cluster/remote.py) ends it now rather than once a worker takes it.
+            withdraw = getattr(self.executor, "cancel", None)
+            if active.run is None and withdraw is not None:
+                withdraw(run_id, "cancelled", reason)
             return True
         queues = (self.waiting, *(runtime.queued for runtime in self.host.jobs.values()))
         for queue in queues:
