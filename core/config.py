@@ -38,7 +38,7 @@ Command = tuple[str, ...] | str
 """An argv list (no shell) or a string run under /bin/sh -c."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per job: thousands of them
 class JobConfig:
     name: str
     command: Command

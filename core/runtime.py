@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import resource
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -35,7 +35,7 @@ def new_run_id() -> str:
     return f"{time.time_ns() // 1_000_000:x}-{random.getrandbits(24):06x}"
 
 
-@dataclass
+@dataclass(slots=True)
 class StartRequest:
     job: str
     trigger: str
@@ -47,9 +47,21 @@ class StartRequest:
     wave: str | None = None
     """Runs of one wave (one slot, one --once, one manual start and what follows from
     it) satisfy `after` lists together."""
+    params: dict[str, str] | None = None
+    """Values given for the job's params (run -p, the console's form); None: defaults."""
 
 
-@dataclass
+class RunQueue(list[StartRequest]):
+    """A job's queued runs, oldest first. A list, not a deque: an empty deque takes
+    ~700 bytes, thousands of jobs have one, and a queue rarely holds more than a few."""
+
+    __slots__ = ()
+
+    def popleft(self) -> StartRequest:
+        return self.pop(0)
+
+
+@dataclass(slots=True)
 class JobRuntime:
     config: JobConfig
     schedules: list[Schedule]
@@ -58,19 +70,26 @@ class JobRuntime:
     masker: Masker
     next_due: list[float] = field(default_factory=list)
     active: dict[str, ActiveRun] = field(default_factory=dict)
-    queued: deque[StartRequest] = field(default_factory=deque)
+    queued: RunQueue = field(default_factory=RunQueue)
     last: RunRecord | None = None
-    waves: OrderedDict[str, set[str]] = field(default_factory=OrderedDict)
     missed_while_paused: int = 0
     file_request: bool = False
     files_not_before: float = 0.0
+    _waves: OrderedDict[str, set[str]] | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def waves(self) -> OrderedDict[str, set[str]]:
+        """Only a job with `after` uses its waves (core/chains.py): made on first use."""
+        if self._waves is None:
+            self._waves = OrderedDict()
+        return self._waves
 
-@dataclass
+
+@dataclass(slots=True)
 class ActiveRun:
     request: StartRequest
     record: RunRecord
