@@ -40,7 +40,7 @@ class KeeperClient(Protocol):
 
     def start(self, on_event: Callable[[Event], None]) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
-    def run_now(self, job: str) -> str: ...
+    def run_now(self, job: str, params: dict[str, str] | None = None) -> str: ...
     def pause(self, job: str | None = None) -> None: ...
     def resume_plan(self, job: str | None = None) -> ResumePlan: ...
     def resume(self, job: str | None = None, missed: bool = True) -> None: ...
@@ -126,8 +126,8 @@ class InProcessClient:
         # The control protocol's Snapshot; the console reads it as any JSON object.
         return cast(dict[str, Any], self._call(self.keeper.snapshot))
 
-    def run_now(self, job: str) -> str:
-        return self._call(self.keeper.run_now, job)
+    def run_now(self, job: str, params: dict[str, str] | None = None) -> str:
+        return self._call(self.keeper.run_now, job, "manual", params)
 
     def pause(self, job: str | None = None) -> None:
         self._call(self.keeper.pause, job)
@@ -234,8 +234,10 @@ class SocketClient:
         status: dict[str, Any] = self._request("status")["status"]
         return status
 
-    def run_now(self, job: str) -> str:
-        run_id: str = self._request("run", job=job)["run_id"]
+    def run_now(self, job: str, params: dict[str, str] | None = None) -> str:
+        # Sent only when given, so a request without them reads as it always did.
+        extra = {"params": params} if params else {}
+        run_id: str = self._request("run", job=job, **extra)["run_id"]
         return run_id
 
     def pause(self, job: str | None = None) -> None:

@@ -64,6 +64,8 @@ class JobConfig:
     description: str = ""
     # "keeper" (the leader's host), "any" worker, or labels a worker must all have.
     runs_on: tuple[str, ...] = ON_KEEPER
+    # Declared run parameters and their defaults (core/params.py); {} takes none.
+    params: dict[str, str] = field(default_factory=dict)
     line: int = 0
 
     @property

@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from watchkeeper.core.cron import CronSchedule
+from watchkeeper.core.param_rules import declaration_problems
 from watchkeeper.core.units import brief, parse_duration, parse_size
 
 KeyPath = tuple[str, ...]
@@ -240,6 +241,14 @@ def _env(value: object) -> dict[str, str]:
     return dict(value)
 
 
+def _params(value: object) -> dict[str, str]:
+    problems = declaration_problems(value)
+    if problems:
+        raise Problems(list(problems))
+    assert isinstance(value, dict)
+    return dict(value)
+
+
 def zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
@@ -320,6 +329,7 @@ JOB_FIELDS: dict[str, Convert] = {
     "on_failure": _command,
     "description": _string,
     "runs_on": runs_on,
+    "params": _params,
 }
 
 # Keys whose path the checker follows through symlinks, which must end inside the vault.

@@ -83,6 +83,7 @@ class RunJson(TypedDict):
     exitCode: int | None
     files: list[str]
     host: str
+    params: NotRequired[dict[str, str]]  # only for a job that declares params
 
 
 class RunningView(TypedDict):

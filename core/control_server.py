@@ -44,6 +44,7 @@ from watchkeeper.core.control_protocol import (
     socket_path_for,
 )
 from watchkeeper.core.events import EVENT_KINDS
+from watchkeeper.core.params import ParamError
 
 if TYPE_CHECKING:
     from watchkeeper.core.config import Config
@@ -83,7 +84,9 @@ class Controlled(Protocol):
     def pause(self, job: str | None = None) -> bool: ...
     def resume_plan(self, job: str | None = None, missed: bool = True) -> ResumePlan: ...
     def resume(self, job: str | None = None, missed: bool = True) -> bool: ...
-    def run_and_watch(self, job: str) -> tuple[str, asyncio.Future[dict[str, Any]]]: ...
+    def run_and_watch(
+        self, job: str, trigger: str = ..., params: dict[str, str] | None = None
+    ) -> tuple[str, asyncio.Future[dict[str, Any]]]: ...
     def cancel(self, run_id: str) -> bool: ...
 
 
@@ -201,7 +204,13 @@ class ControlServer:
         assert job is not None
         if self.keeper.stopping:
             raise RequestError("the keeper is stopping: no new runs")
-        run_id, finished = self.keeper.run_and_watch(job)
+        params = request.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise RequestError('run params must be an object like {"day": "2026-12-01"}')
+        try:
+            run_id, finished = self.keeper.run_and_watch(job, params=params)
+        except ParamError as error:
+            raise RequestError(str(error)) from None
         if not _flag(request, "wait", False):
             return {"ok": True, "run_id": run_id}
         try:

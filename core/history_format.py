@@ -76,6 +76,8 @@ class RunRecord:
     attempt: int = 1
     exit_code: int | None = None
     files: list[str] = field(default_factory=list)
+    # The run's parameters (secret-looking values masked); None: the job declares none.
+    params: dict[str, str] | None = None
 
     @property
     def written_at(self) -> datetime:
@@ -84,7 +86,7 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         # Field order is part of the format: readers may find fields by position.
-        return {
+        line: dict[str, Any] = {
             "id": self.id,
             "taskId": self.job,
             "taskName": self.job,
@@ -102,6 +104,10 @@ class RunRecord:
             "files": self.files,
             "host": self.host,
         }
+        # Last, and only for a job with params: every other line stays as it was.
+        if self.params is not None:
+            line["params"] = self.params
+        return line
 
     def to_line(self) -> bytes:
         text = _LINE_ENCODER.encode(self.to_json())
@@ -125,7 +131,14 @@ class RunRecord:
             exit_code=data.get("exitCode"),
             files=list(data.get("files") or []),
             host=data.get("host") or "",
+            params=_params(data.get("params")),
         )
+
+
+def _params(value: object) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(name): str(text) for name, text in value.items()}
 
 
 # json.dumps builds an encoder per call when given options; a busy keeper writes two lines a run.

@@ -30,6 +30,7 @@ from watchkeeper.core.jobtable import JobTable, job_limits
 from watchkeeper.core.lock import VaultLock
 from watchkeeper.core.logs import open_keeper_log
 from watchkeeper.core.outputs import Outputs
+from watchkeeper.core.params import check_given
 from watchkeeper.core.pausing import Pauses
 from watchkeeper.core.quota import WINDOW, Quota
 from watchkeeper.core.recovery import close_interrupted, missed_while_down
@@ -167,15 +168,19 @@ class Keeper:
             raise UnknownJob(job)
         return runtime
 
-    def run_now(self, job: str, trigger: str = "manual") -> str:
-        return self.run_and_watch(job, trigger)[0]
+    def run_now(
+        self, job: str, trigger: str = "manual", params: dict[str, str] | None = None
+    ) -> str:
+        return self.run_and_watch(job, trigger, params)[0]
 
     def run_and_watch(
-        self, job: str, trigger: str = "manual"
+        self, job: str, trigger: str = "manual", params: dict[str, str] | None = None
     ) -> tuple[str, asyncio.Future[dict[str, Any]]]:
-        """Start a run now; the future gets its final record (as JSON) when it ends."""
-        self._known(job)
-        request = StartRequest(job, trigger)
+        """Start a run now; the future gets its final record (as JSON) when it ends.
+        `params`: values for the job's params (ParamError, before anything runs, for
+        ones it does not take)."""
+        given = check_given(self._known(job).config, params or {})
+        request = StartRequest(job, trigger, params=given or None)
         finished = self.runs.watch(request)
         self.submit(request)
         self.wake()

@@ -207,7 +207,12 @@ class RunEnd:
     def _retry_later(self, job: JobConfig, request: StartRequest, record: RunRecord) -> None:
         delay = backoff(job, request.attempt)
         retry = StartRequest(
-            job.name, "retry", request.attempt + 1, list(request.files), wave=request.wave
+            job.name,
+            "retry",
+            request.attempt + 1,
+            list(request.files),
+            wave=request.wave,
+            params=request.params,
         )
         self.host.log.info(
             f"{job.name}: attempt {request.attempt} {record.status}; "

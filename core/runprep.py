@@ -11,6 +11,7 @@ from watchkeeper.core.config import Command, Config
 from watchkeeper.core.environment import Masker, job_environment, secret_values
 from watchkeeper.core.handover import files_env
 from watchkeeper.core.history import RunRecord
+from watchkeeper.core.params import param_env, recorded, run_values, secrets
 from watchkeeper.core.runner import RunSpec
 from watchkeeper.core.runtime import JobRuntime, StartRequest
 
@@ -37,6 +38,11 @@ def run_env(
     }
     if request.files:
         env.update(files_env(request.files))
+    values = run_values(runtime.config, request.params)
+    if values:
+        env.update(param_env(values))
+        if hidden := secrets(values):
+            masker = Masker([*masker.secrets, *hidden])
     return env, masker
 
 
@@ -73,4 +79,5 @@ def run_record(
         cron=job.cron if job is not None else None,
         attempt=request.attempt,
         files=list(request.files),
+        params=recorded(run_values(job, request.params)) if job is not None else None,
     )

@@ -15,6 +15,7 @@ from watchkeeper.tui.cli import cluster as cli_cluster
 from watchkeeper.tui.cli import describe as cli_describe
 from watchkeeper.tui.cli import history as cli_history
 from watchkeeper.tui.cli import logs as cli_logs
+from watchkeeper.tui.cli import notify as cli_notify
 from watchkeeper.tui.cli import ops as cli_ops
 from watchkeeper.tui.cli import run as cli_run
 from watchkeeper.tui.cli import service as cli_service
@@ -201,9 +202,19 @@ def run(
             help="With --wait: print the run's output as it comes, and its retries'.",
         ),
     ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="A value for one of the job's params (repeat for more); the rest keep "
+            "their defaults.",
+        ),
+    ] = None,
 ) -> None:
     """Run a job now: through the running keeper, else locally (then it always waits)."""
-    cli_run.run(vault_flag(ctx, vault), job, wait, follow)
+    cli_run.run(vault_flag(ctx, vault), job, wait, follow, param or [])
 
 
 def cancel(
@@ -250,5 +261,5 @@ def resume(
 cli_vault.register(app)
 for command in (jobs, history, stats, run, cancel, pause, resume):
     app.command()(command)
-for module in (cli_logs, cli_describe, cli_service, cli_cluster, cli_worker):
+for module in (cli_logs, cli_describe, cli_service, cli_cluster, cli_worker, cli_notify):
     module.register(app)

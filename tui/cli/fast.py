@@ -29,6 +29,7 @@ class Grammar:
     flags: dict[str, str] = field(default_factory=dict)  # --flag -> its name
     values: dict[str, tuple[str, Convert]] = field(default_factory=dict)  # --opt -> name, type
     arguments: tuple[str, ...] = ()  # positional names, in order
+    repeated: dict[str, str] = field(default_factory=dict)  # -p (many times) -> list's name
     required: int = 0  # how many of them must be given
 
 
@@ -58,6 +59,7 @@ COMMANDS = {
         values=VAULT,
         arguments=("job",),
         required=1,
+        repeated={"-p": "param", "--param": "param"},
     ),
     "cancel": Grammar(values=VAULT, arguments=("run_id",), required=1),
 }
@@ -86,6 +88,12 @@ def _parse(
             positional.append(arg)
             continue
         name, equals, inline = arg.partition("=")
+        if arg in grammar.repeated:
+            # Its value is NAME=VALUE, so no inline `--param=` form is taken here.
+            if not rest or rest[0].startswith("-"):
+                raise Unsure(arg)
+            found.setdefault(grammar.repeated[arg], []).append(rest.pop(0))
+            continue
         if arg in grammar.flags:
             key, value = grammar.flags[arg], True
         elif name in grammar.values:

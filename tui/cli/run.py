@@ -4,6 +4,7 @@ run it (tui/cli/fast.py); tui/cli/app.py declares the options."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -97,19 +98,31 @@ class RunFollower:
         return False
 
 
-def run(vault: Path | None, job: str, wait: bool = False, follow: bool = False) -> NoReturn:
-    """`watchkeeper run JOB`; `vault`: the --vault flag."""
+def run(
+    vault: Path | None,
+    job: str,
+    wait: bool = False,
+    follow: bool = False,
+    param: Sequence[str] = (),
+) -> NoReturn:
+    """`watchkeeper run JOB [-p NAME=VALUE]...`; `vault`: the --vault flag."""
+    from watchkeeper.core.params import ParamError, check_given, parse_words
+
     config = open_config(vault)
     if follow and not wait:
         raise fail("--follow goes with --wait")
     if job not in config.jobs:
         raise unknown_job(config, job)
+    try:
+        params = check_given(config.jobs[job], parse_words(param))
+    except ParamError as error:
+        raise fail(f"cannot run {job}: {error}") from None
     connection, unreachable = keeper_link(config.vault)
     if connection is not None:
         with connection:
             if follow:
-                _follow_through(connection, config, job)
-            _run_through(connection, job, wait)
+                _follow_through(connection, config, job, params)
+            _run_through(connection, job, wait, params)
     if unreachable:
         raise fail(f"cannot run {job}: {unreachable}", EXIT_LOCKED)
     if config.cluster is not None:
@@ -119,10 +132,10 @@ def run(vault: Path | None, job: str, wait: bool = False, follow: bool = False) 
             "host to ask: start one with `watchkeeper --daemon`",
             EXIT_NO_KEEPER,
         )
-    raise SystemExit(_run_locally(config, job, follow))
+    raise SystemExit(_run_locally(config, job, follow, params))
 
 
-def _run_locally(config: Config, job: str, follow: bool) -> int:
+def _run_locally(config: Config, job: str, follow: bool, params: dict[str, str]) -> int:
     import asyncio
 
     from watchkeeper.core.keeper import Keeper
@@ -135,7 +148,7 @@ def _run_locally(config: Config, job: str, follow: bool) -> int:
     async def drive() -> None:
         subscription = keeper.bus.subscribe(maxsize=100_000)
         await keeper.start()
-        run_id = keeper.run_now(job)
+        run_id = keeper.run_now(job, params=params or None)
         if follow:
             follower.run_id = run_id
             echo(f"started run {run_id} of {job} (locally)")
@@ -162,9 +175,12 @@ def _run_locally(config: Config, job: str, follow: bool) -> int:
     return exit_code(outcome)
 
 
-def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
+def _run_through(
+    connection: Connection, job: str, wait: bool, params: dict[str, str]
+) -> NoReturn:
+    timeout = None if wait else 10.0
     try:
-        answer = ask(connection, "run", timeout=None if wait else 10.0, job=job, wait=wait)
+        answer = ask(connection, "run", timeout, job=job, wait=wait, **_given(params))
     except KeyboardInterrupt:
         echo(f"stopped waiting; the run of {job} goes on in keeper pid {connection.pid}")
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -176,7 +192,15 @@ def _run_through(connection: Connection, job: str, wait: bool) -> NoReturn:
     raise SystemExit(exit_code(record))
 
 
-def _follow_through(connection: Connection, config: Config, job: str) -> NoReturn:
+def _given(params: dict[str, str]) -> dict[str, Any]:
+    """The request's `params`, sent only when given: a request without them reads as it
+    always did."""
+    return {"params": params} if params else {}
+
+
+def _follow_through(
+    connection: Connection, config: Config, job: str, params: dict[str, str]
+) -> NoReturn:
     """Subscribe first, then start the run: every event of the run is in the stream."""
     from watchkeeper.core.control_client import subscribe
     from watchkeeper.core.control_protocol import ControlError
@@ -188,7 +212,7 @@ def _follow_through(connection: Connection, config: Config, job: str) -> NoRetur
         raise fail(f"cannot follow the run: {error}") from None
     follower = RunFollower(job, config.jobs[job].retries, where)
     with stream:
-        follower.run_id = ask(connection, "run", job=job)["run_id"]
+        follower.run_id = ask(connection, "run", job=job, **_given(params))["run_id"]
         echo(f"started run {follower.run_id} of {job} ({where})")
         try:
             while True:
