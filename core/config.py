@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
+from watchkeeper.core.config_vault import VaultSettings, parse_vault
 from watchkeeper.core.config_lines import (
     BARE_KEY,
     KeyLines,
@@ -55,6 +56,7 @@ class JobConfig:
     overlap: str = "skip"
     settle: float = 1.0
     quarantine_after: int = 3
+    unique_by: str | None = None  # "title": not handed when the title is there (core/titles.py)
     secret_env: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     env_file: str | None = None
@@ -115,6 +117,7 @@ class Config:
     jobs: dict[str, JobConfig]
     # Present: cluster mode (core/cluster/); absent: one keeper, no database.
     cluster: ClusterConfig | None = None
+    vault_settings: VaultSettings = VaultSettings()  # [vault]
 
     @property
     def vault(self) -> Path:
@@ -232,7 +235,7 @@ def _iana_name(text: str) -> str:
     return text.rsplit("zoneinfo/", 1)[-1]
 
 
-_TOP_LEVEL = ("keeper", "jobs", "cluster")
+_TOP_LEVEL = ("keeper", "jobs", "cluster", "vault")
 # A job name becomes Logs/jobs/<name>.log, so it must be a plain file name.
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -298,6 +301,7 @@ class _Checker:
         keeper = self.keeper(data.get("keeper", {}))
         jobs = self.jobs(data.get("jobs", {}))
         cluster = self.cluster(data.get("cluster"))
+        vault_settings = self.vault_table(data.get("vault", {}))
         if keeper is None or jobs is None:
             return None
         if cluster is None:
@@ -307,7 +311,21 @@ class _Checker:
                         ("jobs", name, "runs_on"),
                         "runs on workers only in cluster mode: add a [cluster] table",
                     )
-        return Config(self.path, keeper, jobs, cluster)
+        return Config(self.path, keeper, jobs, cluster, vault_settings=vault_settings)
+
+    def vault_table(self, value: object) -> VaultSettings:
+        if not isinstance(value, dict):
+            self.add(("vault",), f"expected a table [vault], got {show(value)}")
+            return VaultSettings()
+        try:
+            settings = parse_vault(value)
+        except Problems as exc:
+            for inner, message in exc.problems:
+                self.add(("vault", *inner), message)
+            return VaultSettings()
+        if not self.stays_inside(settings.approve_to):
+            self.add(("vault", "approve_to"), f"{settings.approve_to!r} leads outside the vault")
+        return settings
 
     def cluster(self, value: object) -> ClusterConfig | None:
         if value is None:
@@ -356,6 +374,8 @@ class _Checker:
                     self.add((*keypath, key), f"{fields.pop(key)!r} leads outside the vault")
             if "command" not in body:
                 self.add((*keypath, "command"), "missing required key 'command'")
+            if "unique_by" in fields and not fields.get("on_files"):
+                self.add((*keypath, "unique_by"), "unique_by goes with on_files")
             afters[name] = fields.get("after", ())
             if "command" in fields:
                 jobs[name] = JobConfig(name=name, line=self.line(keypath), **fields)

@@ -321,6 +321,7 @@ JOB_FIELDS: dict[str, Convert] = {
     "overlap": _choice("skip", "queue", "allow"),
     "settle": duration_between(0, DAY),
     "quarantine_after": _integer(1, 1000),
+    "unique_by": _choice("title"),
     "secret_env": _strings,
     "env": _env,
     "env_file": _inside_vault,

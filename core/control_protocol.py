@@ -24,7 +24,18 @@ from watchkeeper.core.lock import holder
 SOCKET_NAME = "watchkeeper.sock"
 # sun_path holds 108 bytes with the terminating NUL.
 _SUN_PATH_MAX = 107
-OPS = ("status", "jobs", "history", "pause", "resume", "run", "cancel", "subscribe")
+OPS = (
+    "status",
+    "jobs",
+    "history",
+    "pause",
+    "resume",
+    "run",
+    "cancel",
+    "subscribe",
+    "approve",
+    "dismiss",
+)
 
 # ---- limits (README "Control socket") -------------------------------------------------
 
@@ -199,6 +210,13 @@ class CancelAnswer(TypedDict):
     cancelled: str
 
 
+class DecideAnswer(TypedDict):
+    """approve / dismiss: the decision as core.triage.DecisionJson has it."""
+
+    ok: Literal[True]
+    decision: dict[str, Any]
+
+
 class SubscribeAnswer(TypedDict):
     ok: Literal[True]
     snapshot: Snapshot
@@ -219,6 +237,7 @@ Answer = (
     | RunAnswer
     | CancelAnswer
     | SubscribeAnswer
+    | DecideAnswer
 )
 
 

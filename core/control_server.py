@@ -31,6 +31,7 @@ from watchkeeper.core.control_protocol import (
     STALL_LIMIT,
     SUBSCRIBER_BACKLOG,
     Answer,
+    DecideAnswer,
     HistoryAnswer,
     JobView,
     PlanJson,
@@ -44,6 +45,8 @@ from watchkeeper.core.control_protocol import (
     socket_path_for,
 )
 from watchkeeper.core.events import EVENT_KINDS
+from watchkeeper.core.names import shown
+from watchkeeper.core.triage import DecisionJson, NotAnItem
 from watchkeeper.core.params import ParamError
 
 if TYPE_CHECKING:
@@ -88,6 +91,9 @@ class Controlled(Protocol):
         self, job: str, trigger: str = ..., params: dict[str, str] | None = None
     ) -> tuple[str, asyncio.Future[dict[str, Any]]]: ...
     def cancel(self, run_id: str) -> bool: ...
+    def decide(
+        self, path: str, outcome: str, reason: str | None = None, by: str | None = None
+    ) -> DecisionJson: ...
 
 
 class ControlServer:
@@ -186,6 +192,8 @@ class ControlServer:
             if not keeper.cancel(run_id):
                 raise RequestError(f"no run {run_id} in flight, queued or waiting to retry")
             return {"ok": True, "cancelled": run_id}
+        if op in ("approve", "dismiss"):
+            return self._decide(request)
         raise RequestError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
 
     def _job(self, request: dict[str, Any], optional: bool = False) -> str | None:
@@ -198,6 +206,21 @@ class ControlServer:
             known = ", ".join(self.keeper.jobs) or "none"
             raise RequestError(f"no job {job!r} in {self.keeper.config.path}; jobs: {known}")
         return job
+
+    def _decide(self, request: dict[str, Any]) -> DecideAnswer:
+        op = request["op"]
+        path = request.get("path")
+        if not isinstance(path, str) or not path:
+            raise RequestError(f"{op} needs path (vault-relative, like Needs_Action/x.md)")
+        reason, by = _optional_str(request, "reason"), _optional_str(request, "by")
+        outcome = "approved" if op == "approve" else "dismissed"
+        try:
+            decision = self.keeper.decide(path, outcome, reason, by)
+        except NotAnItem as error:
+            raise RequestError(str(error)) from None
+        except OSError as error:
+            raise RequestError(f"{op} {shown(path)}: {error.strerror or error}") from None
+        return {"ok": True, "decision": dict(decision)}
 
     async def _run(self, request: dict[str, Any]) -> RunAnswer:
         job = self._job(request)

@@ -18,6 +18,7 @@ EVENT_KINDS = (
     "config_error",
     "config_reloaded",
     "resync",
+    "item_decided",  # an item approved, dismissed (core/triage.py) or held as a duplicate
 )
 
 

@@ -21,6 +21,7 @@ from watchkeeper.core.history import RunRecord
 from watchkeeper.core.ledger import Ledger, file_digest, unique_destination
 from watchkeeper.core.logs import KeeperLog
 from watchkeeper.core.names import json_text, shell_word, shown
+from watchkeeper.core.titles import UniqueTitles
 
 # One run's WATCHKEEPER_FILES (and its JSON twin) must stay well under the kernel's
 # 128 KiB limit for a single environment string; files beyond it wait for the next run.
@@ -48,6 +49,7 @@ class Handover:
         self.ready = ready
         self.jobs: dict[str, JobFiles] = {}
         self.settler = Settler(self._whole)
+        self.unique = UniqueTitles(vault, ledger, log)
 
     def configure(self, jobs: dict[str, JobConfig]) -> None:
         """Start or reload: keep what is pending or in flight for jobs that stay."""
@@ -107,6 +109,8 @@ class Handover:
             ):
                 self.ledger.load()
             if not self.ledger.wants(name, rel, digest) or files.pending.get(rel) == digest:
+                continue
+            if files.config.unique_by == "title" and self.unique.duplicate(name, rel, digest):
                 continue
             files.pending[rel] = digest
             self.ready(name)

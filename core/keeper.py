@@ -42,6 +42,7 @@ from watchkeeper.core.seams import Clock, Executor, Store, SystemClock, utc
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
 from watchkeeper.core.store import JsonlStore
+from watchkeeper.core.triage import DecisionJson, decide
 from watchkeeper.core.views import DayCounts, Views
 from watchkeeper.core.watchers import Watches
 
@@ -70,6 +71,8 @@ class Keeper:
         self.store: Store = store or JsonlStore(self.vault, self.log)
         self.history, self.ledger = self.store.history, self.store.ledger
         self.handover = Handover(self.vault, self.ledger, self.log, self.files_ready)
+        self.handover.unique.approve_to = lambda: self.config.vault_settings.approve_to
+        self.handover.unique.announce = lambda **data: self.bus.publish("item_decided", **data)
         self.outputs = Outputs(self)
         self.state: RuntimeState = self.store.load_state()
         self.quota = Quota(config.keeper.max_runs_per_hour, job_limits(config))
@@ -202,6 +205,17 @@ class Keeper:
 
     def cancel(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         return self.runs.cancel(run_id, reason)
+
+    def decide(
+        self, path: str, outcome: str, reason: str | None = None, by: str | None = None
+    ) -> DecisionJson:
+        """Approve or dismiss an item waiting in Needs_Action/ (core/triage.py); NotAnItem
+        for a path or reason that will not do."""
+        approve_to = self.config.vault_settings.approve_to
+        decision = decide(self.vault, approve_to, self.ledger, path, outcome, reason, by)
+        self.log.info(decision.said())
+        self.bus.publish("item_decided", **decision.to_json())
+        return decision.to_json()
 
     def reload(self, reason: str) -> bool:
         """Re-read config, runtime state and the file ledger. A bad config is refused

@@ -13,6 +13,9 @@ from watchkeeper.core.history import iso, utc_now
 from watchkeeper.core.names import json_text
 
 LEDGER_NAME = "files.jsonl"
+# An operator's word on an item in Needs_Action/ (core/triage.py): a line with no job
+# ("job": ""), kept for the record; it changes nothing a job is handed.
+DECISIONS = ("approved", "dismissed")
 
 
 @dataclass
@@ -22,6 +25,7 @@ class FileState:
     failures: int = 0  # interruptions (runs cut off by a keeper's death) count too
     quarantined_to: str | None = None
     batch_limit: int | None = None  # since an interruption: handed in batches this small
+    duplicate_of: str | None = None  # unique_by: the item holding its title (not handed)
 
 
 class Ledger:
@@ -76,6 +80,8 @@ class Ledger:
         if outcome == "gone":
             self._files.pop(key, None)
             return
+        if outcome in DECISIONS:
+            return
         state = self._files.get(key)
         if state is None or state.digest != digest:
             state = self._files[key] = FileState(digest)
@@ -88,6 +94,8 @@ class Ledger:
             state.batch_limit = max(1, batch) if isinstance(batch, int) else 1
         elif outcome == "quarantined":
             state.quarantined_to = note
+        elif outcome == "duplicate":
+            state.duplicate_of = note or "?"
         elif outcome == "requeued":
             state.done, state.failures, state.quarantined_to = False, 0, None
             state.batch_limit = None
@@ -129,7 +137,7 @@ class Ledger:
 
     def wants(self, job: str, path: str, digest: str) -> bool:
         state = self.state(job, path, digest)
-        return state is None or not (state.done or state.quarantined_to)
+        return state is None or not (state.done or state.quarantined_to or state.duplicate_of)
 
     def forget(self, path: str) -> None:
         """The file left this path: whatever arrives there next is a new arrival."""
