@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import textwrap
 from datetime import UTC
 from pathlib import Path
 
+from cluster_daemons import Cluster, cluster_config
 from cluster_kit import (
     CLUSTER,
     KEEPER_CONFIG,
@@ -21,7 +23,7 @@ from cluster_kit import (
     plain_vault,
     write_cluster_file,
 )
-from conftest import pilot_until
+from conftest import pilot_until, wait_for
 from console_kit import console, header, screen_text
 
 from watchkeeper.core.client import SocketClient
@@ -32,6 +34,7 @@ from watchkeeper.core.config import load_config
 from watchkeeper.tui.app import make_app
 from watchkeeper.tui.commands import screen_commands
 from watchkeeper.tui.model import Model
+from watchkeeper.tui.screens.confirm import ConfirmScreen
 from watchkeeper.tui.screens.workers import WorkersScreen
 from watchkeeper.tui.text import Clock
 from watchkeeper.tui.themes import shipped_dir
@@ -111,3 +114,39 @@ async def test_without_a_cluster_the_console_offers_no_workers_key(tmp_path: Pat
         await pilot.pause()
         assert app.screen is app.main
         await pilot.press("q")
+
+
+async def test_take_over_in_cluster_mode_attaches_to_another_keeper_never_runs_one(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "watchkeeper.toml").write_text(cluster_config(pg_dsn))
+    keepers = Cluster(vault, pg_dsn)
+    try:
+        first, second = keepers.start(), keepers.start()
+        await asyncio.to_thread(lambda: keepers_leading(keepers))
+        config = load_config(vault / "watchkeeper.toml")
+        app = make_app(config, theme_dirs=[shipped_dir()])
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot_until(pilot, lambda: app.keeper_started and "LEADER" in header(app))
+            gone = app.client.pid
+            other = second.pid if gone == first.pid else first.pid
+            os.kill(gone, signal.SIGKILL)
+            await pilot_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            # Attached to the keeper left (a standby forwarding, then the leader); a
+            # keeper in this process would have fired outside the lease.
+            await pilot_until(pilot, lambda: app.client.mode == "attach" and app.keeper_started)
+            assert app.client.pid == other
+            await pilot_until(pilot, lambda: "LEADER" in header(app) or "STANDBY" in header(app))
+            await pilot.press("q")
+            await pilot_until(pilot, lambda: app.closed)
+        assert keepers.keepers[0 if other == first.pid else 1].poll() is None
+    finally:
+        keepers.stop_all()
+
+
+def keepers_leading(keepers: Cluster) -> None:
+    """Until one of them leads and has written where it listens."""
+    wait_for(lambda: keepers.leader() and (keepers.vault / "Logs" / "cluster.json").exists())

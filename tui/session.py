@@ -106,20 +106,29 @@ class KeeperSession:
 
     def take_over(self, config_path: Path, stop: Callable[[], bool]) -> KeeperClient | str:
         """Own the vault once the lock is free; if another keeper got there first (say
-        systemd restarted it), attach to that one instead. A string: why neither."""
+        systemd restarted it), attach to that one instead. A string: why neither. In
+        cluster mode, never own: attach to the new leader or a standby (a keeper run
+        here would fire outside the lease, unfenced)."""
         deadline = time.monotonic() + TAKEOVER_WAIT
         vault = self.client.vault
+        why = "the lock stayed taken"
         while time.monotonic() < deadline and not stop():
             try:
-                return InProcessClient(load_config(config_path), acquire(vault))
+                config = load_config(config_path)
+                if config.cluster is not None:
+                    return connect(config)
+                return InProcessClient(config, acquire(vault))
             except ConfigError as error:
                 return f"{len(error.issues)} error(s) in {config_path}"
+            except ControlUnavailable as error:
+                why = str(error)
+                time.sleep(0.1)  # a standby takes over the lease within lease + 5 s
             except LockHeld:
                 try:
                     return SocketClient(vault)
                 except ControlUnavailable:
                     time.sleep(0.1)  # the old keeper is still letting go of its lock
-        return "the lock stayed taken"
+        return why
 
     def adopt(self, client: KeeperClient) -> None:
         self.client = client
