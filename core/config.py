@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
+from watchkeeper.core.config_notify import NotifyChannel, check_notify
 from watchkeeper.core.config_vault import VaultSettings, parse_vault
 from watchkeeper.core.config_lines import (
     BARE_KEY,
@@ -66,6 +67,8 @@ class JobConfig:
     description: str = ""
     # "keeper" (the leader's host), "any" worker, or labels a worker must all have.
     runs_on: tuple[str, ...] = ON_KEEPER
+    # [notify.NAME] channels for this job's events; None: the keeper's `notify` default.
+    notify: tuple[str, ...] | None = None
     # Declared run parameters and their defaults (core/params.py); {} takes none.
     params: dict[str, str] = field(default_factory=dict)
     line: int = 0
@@ -99,6 +102,9 @@ class KeeperConfig:
     log_max_size: int = 5 * 1024 * 1024
     log_backups: int = 3
     history_retention_days: int = 30
+    # Rotated logs (job.log.1, watchkeeper.log.2...) older than this are removed.
+    log_retention_days: int | None = None
+    notify: tuple[str, ...] = ()
     catch_up: str = "once"
     kill_grace: float = 5.0
     shutdown_grace: float = 30.0
@@ -117,6 +123,7 @@ class Config:
     jobs: dict[str, JobConfig]
     # Present: cluster mode (core/cluster/); absent: one keeper, no database.
     cluster: ClusterConfig | None = None
+    notify: dict[str, NotifyChannel] = field(default_factory=dict)
     vault_settings: VaultSettings = VaultSettings()  # [vault]
 
     @property
@@ -235,7 +242,7 @@ def _iana_name(text: str) -> str:
     return text.rsplit("zoneinfo/", 1)[-1]
 
 
-_TOP_LEVEL = ("keeper", "jobs", "cluster", "vault")
+_TOP_LEVEL = ("keeper", "jobs", "cluster", "notify", "vault")
 # A job name becomes Logs/jobs/<name>.log, so it must be a plain file name.
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -301,6 +308,7 @@ class _Checker:
         keeper = self.keeper(data.get("keeper", {}))
         jobs = self.jobs(data.get("jobs", {}))
         cluster = self.cluster(data.get("cluster"))
+        channels = check_notify(self, data.get("notify", {}), keeper, jobs)
         vault_settings = self.vault_table(data.get("vault", {}))
         if keeper is None or jobs is None:
             return None
@@ -311,7 +319,7 @@ class _Checker:
                         ("jobs", name, "runs_on"),
                         "runs on workers only in cluster mode: add a [cluster] table",
                     )
-        return Config(self.path, keeper, jobs, cluster, vault_settings=vault_settings)
+        return Config(self.path, keeper, jobs, cluster, channels, vault_settings=vault_settings)
 
     def vault_table(self, value: object) -> VaultSettings:
         if not isinstance(value, dict):

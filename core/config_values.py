@@ -205,6 +205,13 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _strings_or_none(value: object) -> tuple[str, ...]:
+    """A list of names that may be empty: `notify = []` turns the keeper's default off."""
+    if value == []:
+        return ()
+    return _strings(value)
+
+
 def _globs(value: object) -> tuple[str, ...]:
     globs = _strings(value)
     for glob in globs:
@@ -301,6 +308,8 @@ KEEPER_FIELDS: dict[str, Convert] = {
     "log_backups": _integer(0, 1000),
     "log_mode": _log_mode,
     "history_retention_days": _integer(1, 36_500),
+    "log_retention_days": _integer(1, 36_500),
+    "notify": _strings_or_none,
     "catch_up": _choice("once", "none"),
     "kill_grace": duration_between(0, HOUR),
     "shutdown_grace": duration_between(0, DAY),
@@ -330,6 +339,7 @@ JOB_FIELDS: dict[str, Convert] = {
     "on_failure": _command,
     "description": _string,
     "runs_on": runs_on,
+    "notify": _strings_or_none,
     "params": _params,
 }
 

@@ -63,6 +63,7 @@ class Firing:
             for due in self.slots.due(host.jobs, now, wait, ready_by if ahead else 0.0):
                 if host.state.is_paused(due.job):
                     host.jobs[due.job].missed_while_paused += 1
+                    host.notifier.missed(due.job, "paused", due.due_wall)
                     continue
                 host.submit(
                     StartRequest(

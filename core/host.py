@@ -17,6 +17,7 @@ from watchkeeper.core.seams import Clock, History, Store
 from watchkeeper.core.state import RuntimeState
 
 if TYPE_CHECKING:
+    from watchkeeper.core.notify import Notifier
     from watchkeeper.core.outputs import Outputs
 
 
@@ -49,6 +50,8 @@ class Host(Protocol):
     def store(self) -> Store: ...
     @property
     def bus(self) -> EventBus: ...
+    @property
+    def notifier(self) -> Notifier: ...
     @property
     def host(self) -> str:
         """This machine's name, in every record."""

@@ -29,12 +29,14 @@ from watchkeeper.core.handover import Handover
 from watchkeeper.core.jobtable import JobTable, job_limits
 from watchkeeper.core.lock import VaultLock
 from watchkeeper.core.logs import open_keeper_log
+from watchkeeper.core.notify import Notifier
 from watchkeeper.core.outputs import Outputs
 from watchkeeper.core.params import check_given
 from watchkeeper.core.pausing import Pauses
 from watchkeeper.core.quota import WINDOW, Quota
 from watchkeeper.core.recovery import close_interrupted, missed_while_down
 from watchkeeper.core.resume import ResumePlan, plan_resume
+from watchkeeper.core.retention import LogRetention
 from watchkeeper.core.runner import LocalExecutor
 from watchkeeper.core.runs import Runs
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, StartRequest, UnknownJob
@@ -68,6 +70,10 @@ class Keeper:
             *(settings.log_mode, settings.log_max_size, settings.log_backups, self.tz),
         )
         self.log.listeners.append(self._publish_log_line)
+        self.notifier = Notifier(self.log, self.host)
+        self.retention = LogRetention(
+            self.vault / "Logs", lambda: self.config.keeper.log_retention_days, self.log
+        )
         self.store: Store = store or JsonlStore(self.vault, self.log)
         self.history, self.ledger = self.store.history, self.store.ledger
         self.handover = Handover(self.vault, self.ledger, self.log, self.files_ready)
@@ -100,6 +106,7 @@ class Keeper:
         self._loop_thread = threading.get_ident()
         self.log.defer = self._defer
         self.store.attach(self._loop)
+        self.notifier.attach(self._loop, self.config)
         previous = self.lock.previous if self.lock else {}
         keeper = self.config.keeper
         interrupted = await close_interrupted(
@@ -110,20 +117,25 @@ class Keeper:
         self.outputs.read_history(self.store)
         recent = self.store.last_runs(self.jobs, self.tz)
         self.views.learn(recent)
+        self.notifier.learn(recent.last)
+        self.notifier.lost(interrupted)
         if recent.bad_lines:
             self.log.warning(f"history: skipped {recent.bad_lines} unreadable line(s)")
         self.table.lay_out()
         pruned = self.store.prune(keeper.history_retention_days, utc(self.clock).date())
         if pruned:
             self.log.info(f"history retention removed {len(pruned)} old segment(s)")
+        self.retention.start()
         self.log.info(
             f"keeper started: pid {os.getpid()}, {len(self.jobs)} job(s), vault {self.vault}"
         )
         self.bus.publish("keeper_state", state=self.state_word)
-        if catch_up and keeper.catch_up == "once":
+        if catch_up and (keeper.catch_up == "once" or self.notifier.wants("missed")):
             for name in missed_while_down(self.jobs, recent.last, self.slots, self.state):
-                self.log.info(f"{name}: a slot passed since its last run; catching up once")
-                self.submit(StartRequest(name, "catch_up"))
+                self.notifier.missed(name, "no keeper was running", self.clock.time())
+                if keeper.catch_up == "once":
+                    self.log.info(f"{name}: a slot passed since its last run; catching up once")
+                    self.submit(StartRequest(name, "catch_up"))
         self.ledger.load()
         self.handover.configure(self.config.jobs)
         self.handover.cut_off(interrupted)
@@ -228,6 +240,7 @@ class Keeper:
         except Exception as error:
             return self._refused(reason, [f"{self.config.path}: {described(error)}"])
         self.config, self.tz = config, config.keeper.tz
+        self.notifier.configure(config)
         self.table.apply(config, fresh, self.runs.drop)
         self.quota.set_limits(config.keeper.max_runs_per_hour, job_limits(config))
         self.chains.configure(config)
@@ -275,6 +288,8 @@ class Keeper:
         await self.outputs.close()
         self.outputs.write_now()
         self.runs.close()
+        await self.notifier.close()
+        await self.retention.stop()
         self.log.info("keeper stopped")
         self.bus.publish("keeper_state", state="STOPPED")
         self.store.close()

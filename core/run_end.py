@@ -236,6 +236,7 @@ class RunEnd:
         host.count_today(record.status)
         host.outputs.ended(record, ran)
         publish_run(host, "run_finished", record)
+        host.notifier.ended(record)
         for finished in self.watchers.pop(record.id, ()):
             if not finished.done():
                 finished.set_result(record.to_json())

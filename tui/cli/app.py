@@ -15,6 +15,7 @@ from watchkeeper.tui.cli import cluster as cli_cluster
 from watchkeeper.tui.cli import describe as cli_describe
 from watchkeeper.tui.cli import history as cli_history
 from watchkeeper.tui.cli import logs as cli_logs
+from watchkeeper.tui.cli import notify as cli_notify
 from watchkeeper.tui.cli import ops as cli_ops
 from watchkeeper.tui.cli import run as cli_run
 from watchkeeper.tui.cli import service as cli_service
@@ -260,5 +261,5 @@ def resume(
 cli_vault.register(app)
 for command in (jobs, history, stats, run, cancel, pause, resume):
     app.command()(command)
-for module in (cli_logs, cli_describe, cli_service, cli_cluster, cli_worker):
+for module in (cli_logs, cli_describe, cli_service, cli_cluster, cli_worker, cli_notify):
     module.register(app)

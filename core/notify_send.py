@@ -1,0 +1,94 @@
+"""Sending one message to one channel, blocking: called on a worker thread of the
+notifier's own (core/notify.py), never on the keeper's loop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from watchkeeper.core.config_notify import NotifyChannel
+from watchkeeper.core.notify_events import Message
+
+# What of a refusal's answer (an HTTP body, a command's stderr) goes to the keeper log.
+EXCERPT = 200
+
+
+class SendFailed(Exception):
+    """This attempt failed: the message says why (masked by the caller before it is shown)."""
+
+
+def send(channel: NotifyChannel, message: Message, vault: Path) -> str:
+    """Deliver `message`; a few words on how it went (HTTP 200), or SendFailed."""
+    if channel.kind == "webhook":
+        assert isinstance(channel.target, str)
+        return _webhook(channel.target, message, channel.timeout)
+    if channel.kind == "url":
+        assert isinstance(channel.target, str)
+        return _apprise(channel.target, message)
+    return _command(channel.target, message, channel.timeout, vault)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + "..."
+
+
+def _webhook(url: str, message: Message, timeout: float) -> str:
+    body = json.dumps(message).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "watchkeeper"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return f"HTTP {answer.status}"
+    except urllib.error.HTTPError as error:
+        detail = _excerpt(error.read(EXCERPT * 2).decode(errors="replace"))
+        raise SendFailed(f"HTTP {error.code}" + (f": {detail}" if detail else "")) from None
+    except urllib.error.URLError as error:
+        raise SendFailed(str(error.reason)) from None
+    except (TimeoutError, OSError, ValueError) as error:
+        raise SendFailed(str(error) or type(error).__name__) from None
+
+
+def _apprise(url: str, message: Message) -> str:
+    import apprise  # the notify extra, checked when the config was read
+
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        raise SendFailed("Apprise does not accept this URL")
+    title = f"watchkeeper: {message['event']}"
+    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
+        sent = notifier.notify(title=title, body=message["text"])
+        said = captured.getvalue()
+    if not sent:
+        raise SendFailed("Apprise could not send" + (f": {_excerpt(said)}" if said else ""))
+    return "sent through Apprise"
+
+
+def _command(
+    command: str | tuple[str, ...], message: Message, timeout: float, vault: Path
+) -> str:
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    try:
+        done = subprocess.run(
+            argv,
+            input=json.dumps(message).encode(),
+            capture_output=True,
+            timeout=timeout,
+            cwd=vault,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SendFailed(f"command did not finish within {timeout:g}s; killed") from None
+    except OSError as error:
+        raise SendFailed(f"cannot start {argv[0]}: {error.strerror}") from None
+    if done.returncode != 0:
+        said = _excerpt(done.stderr.decode(errors="replace"))
+        raise SendFailed(f"command exit {done.returncode}" + (f": {said}" if said else ""))
+    return "command exit 0"
