@@ -172,9 +172,10 @@ class SocketClient:
 
     mode = "attach"
 
-    def __init__(self, vault: Path) -> None:
+    def __init__(self, vault: Path, role: str | None = None) -> None:
         self.vault = vault
-        self._commands = Connection(vault, CALL_TIMEOUT)  # ControlUnavailable: none runs
+        self.role = role  # "read": the keeper refuses this console's run, pause, cancel
+        self._commands = Connection(vault, CALL_TIMEOUT, role)  # ControlUnavailable: none runs
         self.pid: int = self._commands.pid or 0
         self._lock = threading.Lock()
         self._events: Connection | None = None
@@ -182,7 +183,7 @@ class SocketClient:
         self._closing = False
 
     def start(self, on_event: Callable[[Event], None]) -> None:
-        self._events, _ = subscribe(self.vault)
+        self._events, _ = subscribe(self.vault, role=self.role)
         self._reader = threading.Thread(
             target=self._read_events, args=(self._events, on_event), name="events", daemon=True
         )
@@ -218,7 +219,7 @@ class SocketClient:
         if (holder(self.vault) or {}).get("pid") != self.pid:
             return None
         try:
-            stream, _ = subscribe(self.vault)
+            stream, _ = subscribe(self.vault, role=self.role)
         except ControlError:
             return None
         old, self._events = self._events, stream

@@ -33,9 +33,11 @@ class Connection:
     then goes out on a fresh connection, which is safe because the keeper read nothing
     of it from the old one."""
 
-    def __init__(self, vault: Path, timeout: float = 10.0) -> None:
+    def __init__(self, vault: Path, timeout: float = 10.0, role: str | None = None) -> None:
         self._vault = vault
         self._timeout: float | None = timeout
+        # On every request, so a fresh connection (after an idle hang-up) is read-only too.
+        self._role = {"role": role} if role is not None else {}
         self._connect()
 
     def _connect(self) -> None:
@@ -79,7 +81,7 @@ class Connection:
         """Send one request and return its answer; ControlFailed when it says ok: false."""
         if timeout is not None:
             self.settimeout(timeout)
-        message = encode({"op": op, **args})
+        message = encode({"op": op, **args, **self._role})
         try:
             if self._hung_up():
                 self._reconnect()
@@ -132,10 +134,12 @@ def request(vault: Path, op: str, timeout: float = 10.0, **args: Any) -> dict[st
         return connection.request(op, **args)
 
 
-def subscribe(vault: Path, kinds: list[str] | None = None) -> tuple[Connection, dict[str, Any]]:
+def subscribe(
+    vault: Path, kinds: list[str] | None = None, role: str | None = None
+) -> tuple[Connection, dict[str, Any]]:
     """Open an event stream: the connection (whose read() then blocks for each event)
     and the snapshot the keeper answered with."""
-    connection = Connection(vault)
+    connection = Connection(vault, role=role)
     args: dict[str, Any] = {"kinds": kinds} if kinds is not None else {}
     try:
         answer = connection.request("subscribe", **args)

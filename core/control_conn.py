@@ -35,6 +35,7 @@ from watchkeeper.core.control_protocol import (
     error_answer,
     idle_answer,
 )
+from watchkeeper.core.control_roles import Role
 
 _READ_SIZE = 65536
 
@@ -123,6 +124,7 @@ class Slot:
         self.since = time.monotonic()
         self.evicted = False
         self.watch: asyncio.Task[None] | None = None
+        self.role: Role = "operate"  # lowered for good by a request that says read
 
     def waiting(self) -> None:
         self.state, self.since = "idle", time.monotonic()

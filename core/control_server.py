@@ -44,6 +44,8 @@ from watchkeeper.core.control_protocol import (
     error_answer,
     socket_path_for,
 )
+from watchkeeper.core.control_roles import check as check_role
+from watchkeeper.core.control_roles import session_role
 from watchkeeper.core.events import EVENT_KINDS
 from watchkeeper.core.names import shown
 from watchkeeper.core.triage import DecisionJson, NotAnItem
@@ -146,6 +148,8 @@ class ControlServer:
     ) -> Answer | None:
         try:
             request = decode_request(line)
+            slot.role = session_role(slot.role, request)
+            check_role(slot.role, request)
             if request["op"] == "subscribe":
                 await self._stream(slot, request, writer)
                 return None

@@ -38,17 +38,22 @@ def screen_commands(screen: MainScreen) -> Iterator[SystemCommand]:
 
 def job_commands(screen: MainScreen) -> Iterator[SystemCommand]:
     ops, model, jobs_pane = screen.ops, screen.model, screen.jobs_pane
+    # A read-only console (tui/attached.py) refuses these keys: their commands go too.
+    may_run, may_pause = screen.check_action("run_job", ()), screen.check_action("pause_job", ())
     for name, job in model.jobs.items():
-        yield SystemCommand(
-            f"Run {name}", f"Run {name} now ({job.trigger})", lambda name=name: ops.run_job(name)
-        )
-        if model.is_own_paused(name):
+        if may_run:
+            yield SystemCommand(
+                f"Run {name}",
+                f"Run {name} now ({job.trigger})",
+                lambda name=name: ops.run_job(name),
+            )
+        if may_pause and model.is_own_paused(name):
             yield SystemCommand(
                 f"Resume {name}",
                 f"Resume {name}; shows what would fire first",
                 lambda name=name: ops.toggle_pause(name),
             )
-        else:
+        elif may_pause:
             yield SystemCommand(
                 f"Pause {name}",
                 f"Pause {name}: no more runs start until it is resumed",
