@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
+from watchkeeper.core.config_isolate import isolation_problems
 from watchkeeper.core.config_notify import NotifyChannel, check_notify
 from watchkeeper.core.config_vault import VaultSettings, parse_vault
 from watchkeeper.core.config_lines import (
@@ -71,6 +72,14 @@ class JobConfig:
     notify: tuple[str, ...] | None = None
     # Declared run parameters and their defaults (core/params.py); {} takes none.
     params: dict[str, str] = field(default_factory=dict)
+    # isolate = "worktree": each run in a fresh git worktree of `repo` (core/worktree.py).
+    isolate: str | None = None
+    repo: str | None = None
+    base: str | None = None  # None: the repository's HEAD
+    keep_failed: bool = False
+    merge: str | None = None  # "ff": fast-forward base to a successful run's branch
+    jitter: float = 0.0  # each scheduled start up to this much later (core/slots.py)
+    timezone: str | None = None  # its cron's zone; None: the keeper's
     line: int = 0
 
     @property
@@ -81,7 +90,7 @@ class JobConfig:
     def trigger_summary(self) -> str:
         parts = []
         if self.cron is not None:
-            parts.append(f"cron {self.cron}")
+            parts.append(f"cron {self.cron}" + (f" ({self.timezone})" if self.timezone else ""))
         if self.every is not None:
             from watchkeeper.core.units import format_duration
 
@@ -90,6 +99,10 @@ class JobConfig:
             parts.append("files " + ",".join(self.on_files))
         if self.after:
             parts.append("after " + ",".join(self.after))
+        if self.jitter and self.scheduled:
+            from watchkeeper.core.units import format_duration
+
+            parts.append(f"jitter {format_duration(self.jitter)}")
         return "; ".join(parts) or "manual"
 
 
@@ -380,6 +393,8 @@ class _Checker:
             for key in VAULT_PATHS:
                 if key in fields and not self.stays_inside(fields[key]):
                     self.add((*keypath, key), f"{fields.pop(key)!r} leads outside the vault")
+            for key, message in isolation_problems(fields, self.path.parent):
+                self.add((*keypath, key), message)
             if "command" not in body:
                 self.add((*keypath, "command"), "missing required key 'command'")
             if "unique_by" in fields and not fields.get("on_files"):

@@ -273,6 +273,20 @@ def _timezone(value: object) -> ZoneInfo:
     return found
 
 
+def _zone_name(value: object) -> str:
+    """A job's zone, kept by name: a JobConfig is compared, copied and shown as JSON."""
+    return _timezone(value).key
+
+
+def _git_ref(value: object) -> str:
+    """A branch, tag or commit to start worktrees from; git itself says whether it exists
+    (at the run). A leading '-' would read as an option."""
+    ref = _non_empty(value).strip()
+    if ref.startswith("-") or any(char.isspace() or not char.isprintable() for char in ref):
+        raise ValueError(f"expected a git branch, tag or commit, got {show(value)}")
+    return ref
+
+
 # A label names a queue (procrastinate's queue names are plain text, but they show in
 # `cluster status` and in unit files): the characters of a job's name.
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -339,6 +353,13 @@ JOB_FIELDS: dict[str, Convert] = {
     "on_failure": _command,
     "description": _string,
     "runs_on": runs_on,
+    "isolate": _choice("worktree"),
+    "repo": _non_empty,
+    "base": _git_ref,
+    "keep_failed": _boolean,
+    "merge": _choice("ff"),
+    "jitter": duration_between(0, DAY),
+    "timezone": _zone_name,
     "notify": _strings_or_none,
     "params": _params,
 }

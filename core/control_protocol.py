@@ -88,7 +88,7 @@ class RunJson(TypedDict):
     duration: int | None
     error: str | None
     cronExpression: str | None
-    worktreeBranch: None
+    worktreeBranch: str | None
     trigger: str
     attempt: int
     exitCode: int | None

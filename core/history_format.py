@@ -78,6 +78,8 @@ class RunRecord:
     files: list[str] = field(default_factory=list)
     # The run's parameters (secret-looking values masked); None: the job declares none.
     params: dict[str, str] | None = None
+    # The branch a run with isolate = "worktree" worked on (core/worktree.py).
+    worktree_branch: str | None = None
 
     @property
     def written_at(self) -> datetime:
@@ -97,7 +99,7 @@ class RunRecord:
             "duration": self.duration_ms,
             "error": self.error,
             "cronExpression": self.cron,
-            "worktreeBranch": None,
+            "worktreeBranch": self.worktree_branch,
             "trigger": self.trigger,
             "attempt": self.attempt,
             "exitCode": self.exit_code,
@@ -131,6 +133,7 @@ class RunRecord:
             exit_code=data.get("exitCode"),
             files=list(data.get("files") or []),
             host=data.get("host") or "",
+            worktree_branch=data.get("worktreeBranch"),
             params=_params(data.get("params")),
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from watchkeeper.core.config import JobConfig
 from watchkeeper.core.units import format_duration
+from watchkeeper.core.worktree import isolation_rows
 
 
 def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:
@@ -18,6 +19,12 @@ def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:
         ("overlap", job.overlap),
         ("max per hour", str(job.max_per_hour or "no limit")),
     ]
+    if job.timezone:
+        rows.append(("timezone", job.timezone))
+    if job.jitter:
+        rows.append(("jitter", f"up to {format_duration(job.jitter)} after each slot"))
+    if job.isolate:
+        rows.extend(isolation_rows(job))
     if job.on_files:
         rows.append(("settle", format_duration(job.settle)))
         rows.append(("quarantine after", f"{job.quarantine_after} failed runs"))

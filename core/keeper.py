@@ -34,7 +34,7 @@ from watchkeeper.core.outputs import Outputs
 from watchkeeper.core.params import check_given
 from watchkeeper.core.pausing import Pauses
 from watchkeeper.core.quota import WINDOW, Quota
-from watchkeeper.core.recovery import close_interrupted, missed_while_down
+from watchkeeper.core.recovery import close_interrupted, missed_while_down, prune_worktrees
 from watchkeeper.core.resume import ResumePlan, plan_resume
 from watchkeeper.core.retention import LogRetention
 from watchkeeper.core.runner import LocalExecutor
@@ -112,6 +112,7 @@ class Keeper:
         interrupted = await close_interrupted(
             self.store, previous, keeper.kill_grace, self.log, self.clock
         )
+        await prune_worktrees(self.config, interrupted, self.log)
         now = self.clock.time()
         self.quota.rebuild(self.store.starts_since(now - WINDOW), now)
         self.outputs.read_history(self.store)

@@ -71,6 +71,11 @@ class OutputSink:
         if self.wrote or not quiet_ok:
             self._write(f"{self._stamp()} {self.tag} {text()}\n".encode())
 
+    def note(self, text: str) -> None:
+        """A line of the keeper's own about the run, between its output and its end."""
+        self.flush()
+        self._write(f"{self._stamp()} {self.tag} {text}\n".encode())
+
     def feed(self, data: bytes) -> None:
         data = self._pending + data
         cut = data.rfind(b"\n") + 1

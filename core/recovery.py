@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from watchkeeper.core import history as hist
+from watchkeeper.core.config import Config
 from watchkeeper.core.history import RunRecord
 from watchkeeper.core.logs import KeeperLog
 from watchkeeper.core.processes import end_leftovers
@@ -15,6 +17,7 @@ from watchkeeper.core.runtime import JobRuntime
 from watchkeeper.core.seams import Clock, Store, utc
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
+from watchkeeper.core.worktree import WorktreeError, prune_interrupted
 
 
 async def close_interrupted(
@@ -46,6 +49,24 @@ async def close_interrupted(
         log.warning(f"run {record.id} of {record.job} closed as interrupted: {record.error}")
     store.history.flush()  # before the keeper reads the history back
     return open_runs
+
+
+async def prune_worktrees(config: Config, interrupted: list[RunRecord], log: KeeperLog) -> None:
+    """The worktrees of runs a dead keeper left, settled as a failed run's are (removed
+    unless keep_failed). git runs in a thread: the loop is already serving."""
+    for record in interrupted:
+        job = config.jobs.get(record.job)
+        if record.worktree_branch is None:
+            continue
+        if job is None or job.isolate is None:
+            log.warning(f"run {record.id} of {record.job}: its worktree branch "
+                        f"{record.worktree_branch} is left: the job no longer isolates")
+            continue
+        try:
+            said = await asyncio.to_thread(prune_interrupted, job, config.vault, record.id)
+        except WorktreeError as error:
+            said = f"cannot remove its worktree: {error}"
+        log.info(f"run {record.id} of {record.job}: {said}")
 
 
 def missed_while_down(

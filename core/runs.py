@@ -32,6 +32,7 @@ from watchkeeper.core.environment import EnvFileError, inside_vault
 from watchkeeper.core.faults import described
 from watchkeeper.core.hooks import Hooks
 from watchkeeper.core.host import Host
+from watchkeeper.core.isolation import Isolation
 from watchkeeper.core.output import OutputSink
 from watchkeeper.core.run_end import RunEnd, RunWatch, publish_run
 from watchkeeper.core.runner import RunSpec
@@ -39,6 +40,7 @@ from watchkeeper.core.runprep import run_env, run_record, run_spec
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
 from watchkeeper.core.seams import Executor, Started, utc
 from watchkeeper.core.units import format_duration
+from watchkeeper.core.worktree import branch_name
 
 
 class Runs:
@@ -55,6 +57,7 @@ class Runs:
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries, held-back file runs
         self.hooks = Hooks(host, self.executor, self._update_idle)
         self.end = RunEnd(host, chains, self)
+        self.isolation = Isolation(host.vault, host.log)
         self.watchers = self.end.watchers  # a run's final record, as JSON, when it ends
         self.on_readied: list[Callable[[StartRequest], None]] = []
         self.on_started: list[Callable[[ActiveRun, Started], None]] = []
@@ -178,6 +181,8 @@ class Runs:
             # the run started before its slot.
             started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
         record = run_record(request, started_at, host.config, host.vault, host.host)
+        if job.isolate:  # in its running line, so a restart after a kill finds the worktree
+            record.worktree_branch = branch_name(job.name, request.run_id)
         host.outputs.recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next
         # keeper still finds the run and closes it as interrupted.
@@ -196,12 +201,23 @@ class Runs:
         runtime.active[request.run_id] = active
         self.active[request.run_id] = active
         self.idle.clear()
+        if job.isolate:
+            self.isolation.prepare(active, spec, self._ready, self._no_worktree)
+            return
+        self._ready(active, spec)
+
+    def _ready(self, active: ActiveRun, spec: RunSpec) -> None:
         self._to_spawn.append((active, spec))
         if len(self._to_spawn) >= tuning.SPAWN_BATCH and not self._ahead:
             self.spawn()  # a burst: let the executor start on it while we prepare the rest
         elif len(self._to_spawn) == 1:
             assert self.loop is not None
             self.loop.call_soon(self.spawn)
+
+    def _no_worktree(self, active: ActiveRun, error: str) -> None:
+        active.record.worktree_branch = None
+        self.end.forget(active)
+        self.end.failed_unstarted(active.runtime, active.request, active.record, error, 126)
 
     # ---- spawn -----------------------------------------------------------------------
 
@@ -238,6 +254,7 @@ class Runs:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             exit_code = 127 if isinstance(error, FileNotFoundError) else 126
             self.end.forget(active)
+            self.isolation.discard(active)
             self.end.failed_unstarted(
                 runtime, request, record, f"cannot start {spec.argv[0]}: {reason}", exit_code
             )
@@ -252,6 +269,7 @@ class Runs:
             run = self.executor.watch(spec, result, active.sink.feed)
         except OSError as error:
             self.end.forget(active)
+            self.isolation.discard(active)
             self.end.failed_unstarted(
                 runtime, request, record, f"cannot watch the run: {error.strerror}", 126
             )
@@ -264,7 +282,9 @@ class Runs:
             lateness_ms = (run.started_mono - request.due_mono) * 1000
         host.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
         publish_run(host, "run_started", record, pid=run.pid, lateness_ms=lateness_ms)
-        run.done.add_done_callback(lambda finished: self.end.ended(active, finished.result()))
+        run.done.add_done_callback(
+            lambda finished: self.isolation.finish(active, finished.result(), self.end.ended)
+        )
 
     def release_waiting(self) -> None:
         host = self.host
