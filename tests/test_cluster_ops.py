@@ -4,8 +4,10 @@ worker has taken, pause/resume and requeue with no keeper on this host."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,3 +68,92 @@ def test_cancel_withdraws_a_remote_run_no_worker_has_taken(remote: Cluster) -> N
         "SELECT state, status FROM watchkeeper.remote_runs WHERE run_id = %s", run_id
     )
     assert state == [("ended", "cancelled")]
+
+
+def test_pause_and_resume_with_no_keeper_write_the_clusters_database(
+    make_vault: Any, pg_dsn: str
+) -> None:
+    cluster = Cluster(make_vault(cluster_config(pg_dsn)), pg_dsn)
+    vault = str(cluster.vault)
+    try:
+        keeper = cluster.start()
+        wait_for(cluster.leader)
+        # Through the leader once: the cluster's pauses now live in the database.
+        assert run_cli("pause", "tick0", "--vault", vault).returncode == 0
+        assert run_cli("resume", "tick0", "--vault", vault).returncode == 0
+        keeper.terminate()
+        assert keeper.wait(timeout=30) == 0
+
+        paused = run_cli("pause", "tick0", "--vault", vault)
+        assert paused.returncode == 0, paused.stderr
+        assert "paused tick0" in paused.stdout
+        assert cluster.query("SELECT state->'paused_jobs' FROM watchkeeper.state") == [
+            (["tick0"],)
+        ]
+        jobs = run_cli("jobs", "--json", "--vault", vault)
+        assert json.loads(jobs.stdout)[0]["paused"] is True, jobs.stdout
+        # The next leader starts paused, whichever host it is on.
+        cluster.start()
+        wait_for(cluster.leader)
+        through = run_cli("jobs", "--json", "--vault", vault)
+        assert "through keeper pid" in through.stderr
+        assert json.loads(through.stdout)[0]["paused"] is True
+        cluster.stop_all()
+
+        resumed = run_cli("resume", "tick0", "--vault", vault)
+        assert resumed.returncode == 0, resumed.stderr
+        assert cluster.query("SELECT state->'paused_jobs' FROM watchkeeper.state") == [([],)]
+    finally:
+        cluster.stop_all()
+
+
+def test_pause_with_the_database_down_is_exit_2_masked(make_vault: Any, tmp_path: Path) -> None:
+    dsn = f"postgresql://wk:s3cret-pw@/wk?host={tmp_path / 'nowhere'}"
+    vault = make_vault(cluster_config(dsn))
+    result = run_cli("pause", "--vault", str(vault))
+    assert result.returncode == 2, result.stderr
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
+    assert not (vault / "Logs" / "state.toml").exists()
+
+
+FILE_JOB = """
+[jobs.inbox]
+command = ["sh", "-c", "test -e ok"]
+on_files = ["Inbox/*.md"]
+settle = "0s"
+quarantine_after = 1
+"""
+
+
+def test_requeue_in_cluster_mode_records_in_the_database_ledger(
+    make_vault: Any, pg_dsn: str
+) -> None:
+    cluster = Cluster(make_vault(cluster_config(pg_dsn, jobs=0) + FILE_JOB), pg_dsn)
+    vault = cluster.vault
+    try:
+        cluster.start()
+        wait_for(cluster.leader)
+        (vault / "Inbox").mkdir(exist_ok=True)
+        (vault / "Inbox" / "x.md").write_text("hello")
+        quarantined = vault / "Needs_Action" / "x.md"
+        wait_for(quarantined.exists, timeout=60)
+        (vault / "ok").write_text("")
+        result = run_cli("requeue", str(quarantined), "--vault", str(vault))
+        assert result.returncode == 0, result.stderr
+        assert "requeued" in result.stdout
+        outcomes = [
+            json.loads(row[0])["outcome"]
+            for row in cluster.query("SELECT entry FROM watchkeeper.files ORDER BY seq")
+        ]
+        assert "requeued" in outcomes, outcomes
+
+        def handed_again() -> list[dict[str, Any]]:
+            return [
+                r
+                for r in final_records(vault).values()
+                if r["status"] == "success" and r.get("files") == ["Inbox/x.md"]
+            ]
+
+        wait_for(handed_again, timeout=30)
+    finally:
+        cluster.stop_all()

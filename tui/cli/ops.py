@@ -1,16 +1,26 @@
 """`watchkeeper pause [JOB]` and `resume [JOB] [--preview] [--skip-missed]`: through
-the running keeper, else in the vault's state file. No typer here: the quick commands
-run it (tui/cli/fast.py); tui/cli/app.py declares the options."""
+the running keeper, else in the vault's state file (the cluster's database in cluster
+mode). No typer here: the quick commands run it (tui/cli/fast.py); tui/cli/app.py
+declares the options."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watchkeeper.tui.cli.common import ask, echo, keeper_link, open_config, through, unknown_job
+from watchkeeper.tui.cli.common import (
+    ask,
+    echo,
+    fail,
+    keeper_link,
+    open_config,
+    through,
+    unknown_job,
+)
 
 if TYPE_CHECKING:
-    from watchkeeper.core.config import JobConfig
+    from watchkeeper.core.config import Config, JobConfig
     from watchkeeper.core.control_client import Connection
     from watchkeeper.core.state import RuntimeState
 
@@ -31,8 +41,8 @@ def pause(vault: Path | None, job: str | None = None) -> None:
                 echo(f"paused {job or 'everything'} ({through(connection)})")
             return
     from watchkeeper.core.lock import ask_keeper_to_reload
-    from watchkeeper.core.state import load_state, save_state
 
+    load_state, save_state = _state_of(config)
     state = load_state(config.vault)
     if job is None:
         if state.paused:
@@ -62,8 +72,9 @@ def resume(
             _resume_through(connection, job, preview, skip_missed)
             return
     from watchkeeper.core.lock import ask_keeper_to_reload
-    from watchkeeper.core.state import RuntimeState, load_state, save_state
+    from watchkeeper.core.state import RuntimeState
 
+    load_state, save_state = _state_of(config)
     state = load_state(config.vault)
     # A paused name no longer in the config may still be resumed, to clear it from the state.
     if job is not None and job not in config.jobs and job not in state.paused_jobs:
@@ -99,6 +110,35 @@ def resume(
     if job is None and still:
         message += f"; still paused by name: {', '.join(still)}"
     echo(message)
+
+
+def _state_of(
+    config: Config,
+) -> tuple[Callable[[Path], RuntimeState], Callable[[Path, RuntimeState], None]]:
+    """Where the pauses live with no keeper to ask: the vault's state file, or in
+    cluster mode the cluster's database (exit 2 naming it, masked, when it is down)."""
+    if config.cluster is None:
+        from watchkeeper.core.state import load_state, save_state
+
+        return load_state, save_state
+    from watchkeeper.core.cluster.dsn import DatabaseUnavailable
+    from watchkeeper.core.cluster.offline import cluster_state, save_cluster_state
+
+    cluster = config.cluster
+
+    def load(vault: Path) -> RuntimeState:
+        try:
+            return cluster_state(cluster, vault)
+        except DatabaseUnavailable as error:
+            raise fail(str(error)) from None
+
+    def save(vault: Path, state: RuntimeState) -> None:
+        try:
+            save_cluster_state(cluster, vault, state)
+        except (DatabaseUnavailable, ValueError) as error:
+            raise fail(str(error)) from None
+
+    return load, save
 
 
 def _resume_through(connection: Connection, job: str | None, preview: bool, skip: bool) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from watchkeeper.tui.cli.common import NO_VAULT, fail, open_config, read_config, vault_flag
 from watchkeeper.tui.cli.options import VaultOption
+
+if TYPE_CHECKING:
+    from watchkeeper.core.config_cluster import ClusterConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -87,11 +90,35 @@ def requeue(
         location = absolute.resolve().relative_to(root).as_posix()
     except ValueError:
         raise fail(f"{path} is not inside the vault {root}") from None
-    ledger = Ledger(root / "Logs" / LEDGER_NAME)
-    ledger.load()
-    try:
-        original = put_back(root, ledger, location)
-    except (LookupError, OSError) as error:
-        raise fail(str(error)) from None
+    if config.cluster is not None:
+        original = _requeue_in_cluster(config.cluster, root, location)
+    else:
+        ledger = Ledger(root / "Logs" / LEDGER_NAME)
+        ledger.load()
+        try:
+            original = put_back(root, ledger, location)
+        except (LookupError, OSError) as error:
+            raise fail(str(error)) from None
     said = f"requeued {shown(location)} -> {shown(original)}"  # shown: a name may not be UTF-8
     typer.echo(f"{said} ({ask_keeper_to_reload(root)})")
+
+
+def _requeue_in_cluster(cluster: ClusterConfig, root: Path, location: str) -> str:
+    """The cluster's ledger is in its database: the leader (here or on another host)
+    reads the file's new outcome there. Exit 2 when it cannot be reached."""
+    from watchkeeper.core.cluster.dsn import DatabaseUnavailable
+    from watchkeeper.core.cluster.offline import ClusterLedger
+    from watchkeeper.core.handover import requeue as put_back
+    from watchkeeper.core.ledger import LEDGER_NAME
+
+    try:
+        ledger = ClusterLedger(root / "Logs" / LEDGER_NAME, cluster)
+    except DatabaseUnavailable as error:
+        raise fail(str(error)) from None
+    try:
+        ledger.load()
+        return put_back(root, ledger, location)
+    except (LookupError, OSError, DatabaseUnavailable, ValueError) as error:
+        raise fail(str(error)) from None
+    finally:
+        ledger.close()
