@@ -28,6 +28,7 @@ from watchkeeper.core.history import Query, QueryResult, recent
 from watchkeeper.core.keeper import Keeper
 from watchkeeper.core.lock import VaultLock, holder
 from watchkeeper.core.resume import ResumePlan
+from watchkeeper.core.triage import operator
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
@@ -45,6 +46,7 @@ class KeeperClient(Protocol):
     def resume_plan(self, job: str | None = None) -> ResumePlan: ...
     def resume(self, job: str | None = None, missed: bool = True) -> None: ...
     def cancel(self, run_id: str) -> bool: ...
+    def decide(self, path: str, outcome: str, reason: str | None = None) -> dict[str, Any]: ...
     def history(self, query: Query) -> QueryResult: ...
     def close(self, end_runs: bool = False) -> None: ...
 
@@ -140,6 +142,10 @@ class InProcessClient:
 
     def cancel(self, run_id: str) -> bool:
         return self._call(self.keeper.cancel, run_id)
+
+    def decide(self, path: str, outcome: str, reason: str | None = None) -> dict[str, Any]:
+        """Approve or dismiss an item in Needs_Action/ (core/triage.py)."""
+        return dict(self._call(self.keeper.decide, path, outcome, reason, operator()))
 
     def history(self, query: Query) -> QueryResult:
         # History is the vault's files: read here, on the caller's thread, not the keeper's.
@@ -256,6 +262,12 @@ class SocketClient:
         except ControlFailed:
             return False  # nothing by that id in flight any more
         return True
+
+    def decide(self, path: str, outcome: str, reason: str | None = None) -> dict[str, Any]:
+        op = "approve" if outcome == "approved" else "dismiss"
+        answer = self._request(op, path=path, reason=reason, by=operator())
+        decision: dict[str, Any] = answer["decision"]
+        return decision
 
     def history(self, query: Query) -> QueryResult:
         # Same host, same files: reading them here spares the keeper the work.

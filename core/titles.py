@@ -8,6 +8,7 @@ are the same when they are, case and runs of whitespace aside.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -119,3 +120,39 @@ class UniqueTitles:
         if self.announce is not None:
             self.announce(path=rel, outcome="duplicate", job=job, title=title, duplicate_of=holder)
         return True
+
+
+class DuplicateMarks:
+    """Which files the ledger last said are duplicates, for the console's marks: follows
+    Logs/files.jsonl from where it read up to (a ledger replaced by a shorter one is read
+    again from its start). Paths come as people see them (names.shown)."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.path = ledger
+        self._offset = 0
+        self._marked: set[str] = set()
+
+    def read(self) -> frozenset[str]:
+        try:
+            with self.path.open("rb") as file:
+                if os.fstat(file.fileno()).st_size < self._offset:
+                    self._offset, self._marked = 0, set()
+                file.seek(self._offset)
+                chunk = file.read()
+        except OSError:
+            return frozenset(self._marked)
+        whole = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(whole)
+        for line in whole.splitlines():
+            try:
+                entry = json.loads(line)
+                path, outcome = entry["path"], entry["outcome"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if not isinstance(path, str):
+                continue
+            if outcome == "duplicate":
+                self._marked.add(shown(path))
+            else:
+                self._marked.discard(shown(path))
+        return frozenset(self._marked)

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from watchkeeper.core.history import iso, utc_now
 from watchkeeper.core.ledger import Ledger, file_digest, unique_destination
@@ -64,6 +64,19 @@ class Decision:
             "reason": self.reason,
             "note": self.note,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        outcome: Outcome = "approved" if data.get("outcome") == "approved" else "dismissed"
+        return cls(
+            str(data["path"]),
+            outcome,
+            str(data["to"]),
+            str(data["by"]),
+            str(data["at"]),
+            data.get("reason"),
+            data.get("note"),
+        )
 
     def said(self) -> str:
         """One line for the keeper log and the CLI."""

@@ -21,6 +21,7 @@ from watchkeeper.tui.cli import run as cli_run
 from watchkeeper.tui.cli import serve as cli_serve
 from watchkeeper.tui.cli import service as cli_service
 from watchkeeper.tui.cli import status as cli_status
+from watchkeeper.tui.cli import triage as cli_triage
 from watchkeeper.tui.cli import tokens as cli_tokens
 from watchkeeper.tui.cli import vault as cli_vault
 from watchkeeper.tui.cli import worker as cli_worker
@@ -265,5 +266,6 @@ for command in (jobs, history, stats, run, cancel, pause, resume):
     app.command()(command)
 for module in (cli_logs, cli_describe, cli_service, cli_cluster, cli_worker, cli_notify):
     module.register(app)
+cli_triage.register(app)
 cli_serve.register(app)
 cli_tokens.register(app)
