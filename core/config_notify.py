@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watchkeeper.core.config_values import (
     DAY,
@@ -111,8 +111,9 @@ def parse_notify(value: object) -> dict[str, NotifyChannel]:
 
 def _fields(
     name: str, body: dict[str, object], problems: list[tuple[tuple[str, ...], str]]
-) -> dict[str, object]:
-    fields: dict[str, object] = {}
+) -> dict[str, Any]:
+    """Each key's converted value (typed per CHANNEL_FIELDS, so Any to the dataclass)."""
+    fields: dict[str, Any] = {}
     for key, item in body.items():
         convert = CHANNEL_FIELDS.get(key)
         if convert is None:

@@ -3,15 +3,22 @@ notifier's own (core/notify.py), never on the keeper's loop."""
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from watchkeeper.core.config_notify import NotifyChannel
 from watchkeeper.core.notify_events import Message
 
+# Apprise says why a send failed only in its logger ("apprise"): listened to one send at
+# a time, so that each failure quotes its own reason.
+_APPRISE = threading.Lock()
 # What of a refusal's answer (an HTTP body, a command's stderr) goes to the keeper log.
 EXCERPT = 200
 
@@ -38,12 +45,14 @@ def _excerpt(text: str) -> str:
 
 def _webhook(url: str, message: Message, timeout: float) -> str:
     body = json.dumps(message).encode()
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "watchkeeper"},
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "watchkeeper"}
+    parts = urlsplit(url)
+    if parts.username is not None:
+        # urllib would take user:password@ for part of the host name: sent as Basic auth.
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return f"HTTP {answer.status}"
@@ -63,12 +72,27 @@ def _apprise(url: str, message: Message) -> str:
     if not notifier.add(url):
         raise SendFailed("Apprise does not accept this URL")
     title = f"watchkeeper: {message['event']}"
-    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
-        sent = notifier.notify(title=title, body=message["text"])
-        said = captured.getvalue()
+    heard = _Heard()
+    logger = logging.getLogger("apprise")
+    with _APPRISE:
+        logger.addHandler(heard)
+        try:
+            sent = notifier.notify(title=title, body=message["text"])
+        finally:
+            logger.removeHandler(heard)
     if not sent:
-        raise SendFailed("Apprise could not send" + (f": {_excerpt(said)}" if said else ""))
+        said = _excerpt("; ".join(heard.lines))
+        raise SendFailed("Apprise could not send" + (f": {said}" if said else ""))
     return "sent through Apprise"
+
+
+class _Heard(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def _command(
