@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
+from watchkeeper.core.config_http import BreakerConfig, HttpCall, kind_problem
 from watchkeeper.core.config_isolate import isolation_problems
 from watchkeeper.core.config_notify import NotifyChannel, check_notify
 from watchkeeper.core.config_vault import VaultSettings, parse_vault
@@ -44,7 +45,7 @@ Command = tuple[str, ...] | str
 @dataclass(frozen=True, slots=True)  # one per job: thousands of them
 class JobConfig:
     name: str
-    command: Command
+    command: Command = ""  # "" for an http job
     cron: str | None = None
     every: float | None = None
     on_files: tuple[str, ...] = ()
@@ -68,6 +69,8 @@ class JobConfig:
     description: str = ""
     # "keeper" (the leader's host), "any" worker, or labels a worker must all have.
     runs_on: tuple[str, ...] = ON_KEEPER
+    http: HttpCall | None = None  # an endpoint called instead of a command
+    breaker: BreakerConfig | None = None  # an http job's circuit breaker
     # [notify.NAME] channels for this job's events; None: the keeper's `notify` default.
     notify: tuple[str, ...] | None = None
     # Declared run parameters and their defaults (core/params.py); {} takes none.
@@ -395,12 +398,12 @@ class _Checker:
                     self.add((*keypath, key), f"{fields.pop(key)!r} leads outside the vault")
             for key, message in isolation_problems(fields, self.path.parent):
                 self.add((*keypath, key), message)
-            if "command" not in body:
-                self.add((*keypath, "command"), "missing required key 'command'")
+            if (kind := kind_problem(body, fields)) is not None:
+                self.add((*keypath, kind[0]), kind[1])
             if "unique_by" in fields and not fields.get("on_files"):
                 self.add((*keypath, "unique_by"), "unique_by goes with on_files")
             afters[name] = fields.get("after", ())
-            if "command" in fields:
+            if "command" in fields or "http" in fields:
                 jobs[name] = JobConfig(name=name, line=self.line(keypath), **fields)
         self.check_after(afters, list(value))
         return jobs

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from watchkeeper.core.config_http import breaker, http_call
 from watchkeeper.core.cron import CronSchedule
 from watchkeeper.core.param_rules import declaration_problems
 from watchkeeper.core.units import brief, parse_duration, parse_size
@@ -353,6 +354,8 @@ JOB_FIELDS: dict[str, Convert] = {
     "on_failure": _command,
     "description": _string,
     "runs_on": runs_on,
+    "http": http_call,
+    "breaker": breaker,
     "isolate": _choice("worktree"),
     "repo": _non_empty,
     "base": _git_ref,

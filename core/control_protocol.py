@@ -104,6 +104,12 @@ class RunningView(TypedDict):
     elapsed_s: float
 
 
+class BreakerView(TypedDict):
+    state: str  # closed, open, half-open (core/breaker.py)
+    failures: int  # in a row
+    open_until: str | None  # ISO 8601, while open
+
+
 class JobView(TypedDict):
     name: str
     trigger: str
@@ -115,6 +121,7 @@ class JobView(TypedDict):
     queued: int
     files_pending: NotRequired[int]  # the keeper's view; absent when read from files
     missed_while_paused: NotRequired[int]
+    breaker: NotRequired[BreakerView]  # an http job with a breaker
 
 
 class QuotaUsage(TypedDict):

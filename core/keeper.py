@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.core.breaker import Breakers
 from watchkeeper.core.chains import Chains
 from watchkeeper.core.config import Config, ConfigError, load_config
 from watchkeeper.core.control_protocol import JobView, Snapshot
@@ -319,6 +320,11 @@ class Keeper:
 
     def job_view(self, runtime: JobRuntime) -> JobView:
         return self.views.job(runtime)
+
+    @property
+    def breakers(self) -> Breakers:
+        """The http jobs' circuit breakers (core/breaker.py)."""
+        return self.runs.route.breakers
 
     def snapshot(self) -> Snapshot:
         return self.views.snapshot()

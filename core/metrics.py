@@ -114,6 +114,7 @@ class Metrics:
         yield from self._duration_family()
         yield from _quota_families(snapshot.get("quota") or [])
         yield from _vault_family(folders)
+        yield from _breaker_family(snapshot.get("jobs") or [])
         yield from _gauge("running_runs", "Runs in flight now.", snapshot.get("running", 0))
         yield from _gauge("up", "1 while the keeper that writes this file runs.", 1)
         yield from _gauge(
@@ -181,6 +182,15 @@ def _vault_family(folders: Iterable[FolderSummary]) -> Iterator[str]:
     yield from _header("vault_files", "gauge", "Files in each vault folder.")
     for folder in folders:
         yield _sample("vault_files", folder.count, folder=folder.name)
+
+
+def _breaker_family(jobs: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    help_text = "1 while an http job's circuit breaker refuses runs (open or half-open)."
+    yield from _header("breaker_open", "gauge", help_text)
+    for job in sorted(jobs, key=lambda job: str(job.get("name"))):
+        breaker = job.get("breaker")
+        if breaker:
+            yield _sample("breaker_open", breaker["state"] != "closed", job_name=str(job["name"]))
 
 
 def write_metrics(vault: Path, text: str) -> None:

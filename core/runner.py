@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from watchkeeper.core import tuning
+from watchkeeper.core.config_http import HttpCall
 from watchkeeper.core.history_format import elapsed_ms
 from watchkeeper.core.units import format_duration
 
@@ -40,6 +41,7 @@ class RunSpec:
     # routes by it) and the job it belongs to (a worker's record of it).
     runs_on: tuple[str, ...] = ("keeper",)
     job: str = ""
+    http: HttpCall | None = None  # an http job's request: core/http_job.py runs it
 
 
 @dataclass(frozen=True)

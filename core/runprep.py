@@ -60,6 +60,7 @@ def run_spec(
         config.keeper.kill_grace,
         runs_on=job.runs_on,
         job=request.job,
+        http=job.http,
     )
 
 

@@ -28,10 +28,12 @@ from typing import Any
 from watchkeeper.core import tuning
 from watchkeeper.core.admission import decide
 from watchkeeper.core.chains import Chains
+from watchkeeper.core.config_http import BreakerConfig
 from watchkeeper.core.environment import EnvFileError, inside_vault
 from watchkeeper.core.faults import described
 from watchkeeper.core.hooks import Hooks
 from watchkeeper.core.host import Host
+from watchkeeper.core.http_job import HttpRouting
 from watchkeeper.core.isolation import Isolation
 from watchkeeper.core.output import OutputSink
 from watchkeeper.core.run_end import RunEnd, RunWatch, publish_run
@@ -52,6 +54,11 @@ class Runs:
     ) -> None:
         self.host = host
         self.executor = make_executor(self._started)
+        # Runs go through this: http jobs' calls are made here, in the keeper
+        # (core/http_job.py), every other run goes on to the executor given.
+        self.route = HttpRouting(
+            self.executor, self._started, host.clock, host.tz, self._breaker_of, self._breaker_moved
+        )
         self.active: dict[str, ActiveRun] = {}
         self.waiting: deque[StartRequest] = deque()  # for a free place under max_parallel
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries, held-back file runs
@@ -138,8 +145,20 @@ class Runs:
         finally:
             self._ahead = False
 
+    def _breaker_of(self, job: str) -> BreakerConfig | None:
+        runtime = self.host.jobs.get(job)
+        return runtime.config.breaker if runtime is not None else None
+
+    def _breaker_moved(self, job: str, message: str) -> None:
+        self.host.log.warning(f"{job}: {message}")
+        if (runtime := self.host.jobs.get(job)) is not None:
+            self.host.publish_job(runtime)
+
     def _admit(self, runtime: JobRuntime, request: StartRequest) -> bool:
         host = self.host
+        if (circuit := self.route.refusal(request.job)) is not None:
+            self.end.never_started(request, "skipped", circuit)
+            return False
         now = host.clock.time()
         refusal = host.quota.check(request.job, now, manual=request.trigger == "manual")
         if refusal is None:
@@ -229,7 +248,7 @@ class Runs:
             return
         batch, self._to_spawn = self._to_spawn, []
         self.host.history.flush()
-        self.executor.submit([(token, token[1]) for token in batch])
+        self.route.submit([(token, token[1]) for token in batch])
 
     def _started(self, batch: list[tuple[Any, Any]]) -> None:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
@@ -266,7 +285,7 @@ class Runs:
             f"▶ started: trigger {request.trigger}, attempt {request.attempt}, pid {result.pid}"
         )
         try:
-            run = self.executor.watch(spec, result, active.sink.feed)
+            run = self.route.watch(spec, result, active.sink.feed)
         except OSError as error:
             self.end.forget(active)
             self.isolation.discard(active)
@@ -393,6 +412,6 @@ class Runs:
         return finished
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.route.shutdown()
         self.logs.close()
         self.end.close()

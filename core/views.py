@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol, cast
 from zoneinfo import ZoneInfo
 
+from watchkeeper.core.breaker import Breakers
 from watchkeeper.core.control_protocol import (
     JobView,
     QuotaUsage,
@@ -148,6 +149,8 @@ class Viewed(Protocol):
     def started_at(self) -> datetime: ...
     @property
     def started_mono(self) -> float: ...
+    @property
+    def breakers(self) -> Breakers: ...
 
 
 class Views:
@@ -175,13 +178,16 @@ class Views:
     def job(self, runtime: JobRuntime) -> JobView:
         keeper = self.keeper
         files = keeper.handover.jobs.get(runtime.name)
-        return job_view(
+        view = job_view(
             runtime,
             keeper.state.is_paused(runtime.name),
             self.next_run(runtime),
             len(files.pending) if files else 0,
             keeper.clock.monotonic(),
         )
+        if runtime.config.breaker is not None:
+            view["breaker"] = keeper.breakers.view(runtime.name)
+        return view
 
     def head(self) -> Snapshot:
         """The snapshot with its job views left out."""

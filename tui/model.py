@@ -43,6 +43,8 @@ class JobRow:
     """Run id -> when it started."""
     queued: int = 0
     files_pending: int = 0
+    breaker: str | None = None
+    """An http job's circuit breaker: closed, open or half-open; None without one."""
 
     def update(self, view: dict[str, Any], now: datetime, ended: set[str] | None = None) -> bool:
         """Take a job_view from the keeper; whether anything shown changed. Runs in
@@ -63,6 +65,7 @@ class JobRow:
         self.running = running
         self.queued = int(view.get("queued") or 0)
         self.files_pending = int(view.get("files_pending") or 0)
+        self.breaker = (view.get("breaker") or {}).get("state")
         return self._shown() != before
 
     def _shown(self) -> tuple:
@@ -76,6 +79,7 @@ class JobRow:
             tuple(self.running),
             self.queued,
             self.files_pending,
+            self.breaker,
         )
 
 

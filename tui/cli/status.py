@@ -91,6 +91,11 @@ def jobs_table(views: list[dict], tz: Any) -> None:
             when = local_time(last["completedAt"] or last["startedAt"], tz, "%m-%d %H:%M:%S")
             last_text = f"{status_label(last['status'])} {when}"
         state = "paused" if job["paused"] else ("disabled" if not job["enabled"] else "")
+        breaker = job.get("breaker")
+        if breaker and breaker["state"] != "closed":
+            until = breaker["open_until"]
+            until = f" until {local_time(until, tz, '%H:%M:%S')}" if until else ""
+            state = f"{state} circuit {breaker['state']}{until}".strip()
         rows.append(
             [job["name"], job["trigger"], local_time(job["next_run"], tz), last_text, state]
         )

@@ -103,6 +103,8 @@ class JobsPane(Pane):
                 state.append(f" +{job.queued}q")
             if job.paused or model.is_own_paused(job.name):
                 state.append(" ⏸")
+        elif job.breaker in ("open", "half-open"):
+            state.append(f"⊘ {job.breaker}", style=palette.error)
         elif model.is_own_paused(job.name):
             state.append("⏸ paused")
         elif job.paused:
