@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from watchkeeper.core.config import JobConfig
 from watchkeeper.core.cron import CronSchedule
+from watchkeeper.core.triggers import job_zone
 
 FIRE_TIMES = 5
 
@@ -41,7 +42,8 @@ def fire_times(
     from the keeper's next run in `view` (only the keeper knows an interval's phase)."""
     if job is None or not job.enabled or count <= 0:
         return []
-    cron_times = CronSchedule.parse(job.cron).upcoming(now, tz, count) if job.cron else []
+    zone = job_zone(job, tz)
+    cron_times = CronSchedule.parse(job.cron).upcoming(now, zone, count) if job.cron else []
     series: list[Iterable[FireTime]] = [(FireTime(moment, "cron") for moment in cron_times)]
     if job.every is not None:
         every = job.every

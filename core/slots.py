@@ -6,6 +6,7 @@ processes, so DST, clock steps and catch-up are tested with a ManualClock in mic
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -45,17 +46,27 @@ class Slot:
 
 
 class Slots:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, rng: random.Random | None = None) -> None:
         self.clock = clock
         self.heaps: dict[str, list[Entry]] = {"wall": [], "mono": []}
         self._seq = 0
+        # A jittered entry waits in its heap at its delayed start; its slot is kept here,
+        # by push order, for the slot's identity and the series' next slot.
+        self.slot_of: dict[int, float] = {}
+        self.rng = rng or random.Random()
 
     def now(self) -> Now:
         return {"wall": self.clock.time(), "mono": self.clock.monotonic()}
 
-    def push(self, clock: str, due: float, job: str, index: int) -> None:
+    def push(self, clock: str, due: float, job: str, index: int, jitter: float = 0.0) -> None:
+        """A slot into its heap; with `jitter`, to start a random delay up to that after it
+        (never before it)."""
         self._seq += 1
-        heapq.heappush(self.heaps[clock], (due, self._seq, job, index))
+        start = due
+        if jitter > 0:
+            start = due + self.rng.uniform(0.0, jitter)
+            self.slot_of[self._seq] = due
+        heapq.heappush(self.heaps[clock], (start, self._seq, job, index))
 
     def first_dues(self, job: Scheduled) -> None:
         now = self.now()
@@ -63,7 +74,7 @@ class Slots:
 
     def lay_out(self, name: str, job: Scheduled) -> None:
         for index, schedule in enumerate(job.schedules):
-            self.push(schedule.clock, job.next_due[index], name, index)
+            self.push(schedule.clock, job.next_due[index], name, index, schedule.jitter)
 
     def next_slot(self, now: Now | None = None) -> tuple[float, list[Entry]] | None:
         """Seconds from `now` until the soonest slot on either clock (negative if
@@ -105,21 +116,24 @@ class Slots:
             while heap and heap[0][0] <= now[clock] + wait:
                 if ready_by and self.clock.monotonic() >= ready_by:
                     return
-                due, _, name, index = heapq.heappop(heap)
+                start, seq, name, index = heapq.heappop(heap)
+                due = self.slot_of.pop(seq, start)
                 job = jobs.get(name)
                 if job is None or index >= len(job.next_due):
                     continue
                 if job.next_due[index] != due:
                     continue  # superseded by a reload
-                following = job.schedules[index].following(due, now[clock])
+                schedule = job.schedules[index]
+                following = schedule.following(due, now[clock])
                 job.next_due[index] = following
-                self.push(clock, following, name, index)
+                self.push(clock, following, name, index, schedule.jitter)
+                # The run is due at its start: the slot put off by its jitter.
                 yield Slot(
                     name,
                     clock,
                     due,
-                    due_mono=due if clock == "mono" else now["mono"] - (now["wall"] - due),
-                    due_wall=due if clock == "wall" else now["wall"] - (now["mono"] - due),
+                    due_mono=start if clock == "mono" else now["mono"] - (now["wall"] - start),
+                    due_wall=start if clock == "wall" else now["wall"] - (now["mono"] - start),
                 )
 
     def next_wall(self, job: Scheduled) -> float | None:

@@ -21,6 +21,11 @@ class Schedule(Protocol):
         """Which clock its slots are read on: wall (cron) or monotonic (intervals)."""
         ...
 
+    @property
+    def jitter(self) -> float:
+        """Each slot's start is put off by a random amount up to this (seconds)."""
+        ...
+
     def first(self, now: float) -> float:
         """The first slot after `now` (seconds on this schedule's clock)."""
         ...
@@ -41,6 +46,7 @@ class Schedule(Protocol):
 class EverySchedule:
     interval: float
     clock: ClockName = "mono"
+    jitter: float = 0.0
 
     def first(self, now: float) -> float:
         return now + self.interval
@@ -59,6 +65,7 @@ class CronTrigger:
     cron: CronSchedule
     tz: ZoneInfo
     clock: ClockName = "wall"
+    jitter: float = 0.0
 
     def first(self, now: float) -> float:
         return self.cron.next_after(datetime.fromtimestamp(now, self.tz), self.tz).timestamp()
@@ -79,10 +86,16 @@ def wall_moment(seconds: float, tz: ZoneInfo) -> datetime | None:
         return None
 
 
+def job_zone(job: JobConfig, tz: ZoneInfo) -> ZoneInfo:
+    """The zone a job's cron reads: its own `timezone`, else the keeper's `tz`."""
+    return ZoneInfo(job.timezone) if job.timezone else tz
+
+
 def schedules_for(job: JobConfig, tz: ZoneInfo) -> list[Schedule]:
     schedules: list[Schedule] = []
     if job.cron is not None:
-        schedules.append(CronTrigger(CronSchedule.parse(job.cron), tz))
+        cron = CronSchedule.parse(job.cron)
+        schedules.append(CronTrigger(cron, job_zone(job, tz), "wall", job.jitter))
     if job.every is not None:
-        schedules.append(EverySchedule(job.every))
+        schedules.append(EverySchedule(job.every, "mono", job.jitter))
     return schedules

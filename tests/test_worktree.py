@@ -239,3 +239,39 @@ def test_a_worktree_left_by_a_keeper_killed_mid_run_is_removed_at_start(
     assert worktrees(repo) == [str(repo)]
     again.send_signal(signal.SIGTERM)
     assert again.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "message"),
+    [
+        (
+            'isolate = "worktree"\nrepo = "nowhere"',
+            "jobs.build.repo",
+            "'nowhere': no such directory",
+        ),
+        ('isolate = "worktree"\nrepo = "plain"', "jobs.build.repo", "is not the top of a git"),
+        ('isolate = "worktree"', "jobs.build.repo", 'needs repo = "path/to/a/git/repository"'),
+        ('repo = "plain"', "jobs.build.repo", "'repo' needs isolate = \"worktree\""),
+        ('isolate = "copy"', "jobs.build.isolate", "expected one of 'worktree'"),
+        ('isolate = "worktree"\nrepo = "code"\nmerge = "rebase"', "jobs.build.merge", "'ff'"),
+        ('isolate = "worktree"\nrepo = "code"\nbase = "-x"', "jobs.build.base", "expected a git"),
+        ('isolate = "worktree"\nrepo = "code"\ncwd = "plain"', "jobs.build.cwd", "its worktree"),
+    ],
+)
+def test_validate_refuses_an_isolation_it_cannot_make(
+    make_vault, repo: Path, lines: str, key: str, message: str
+) -> None:
+    vault = make_vault(f'[jobs.build]\ncommand = "true"\n{lines}\n')
+    (vault / "plain").mkdir()
+    (vault / "code").symlink_to(repo)
+    done = run_cli("validate", "--vault", str(vault))
+    assert done.returncode == 2, done.stdout
+    assert f": {key}: " in done.stderr and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_validate_accepts_a_repository_relative_to_the_vault(make_vault, repo: Path) -> None:
+    vault = make_vault('[jobs.build]\ncommand = "true"\nisolate = "worktree"\nrepo = "code"\n')
+    (vault / "code").symlink_to(repo)
+    done = run_cli("validate", "--vault", str(vault))
+    assert done.returncode == 0, done.stderr

@@ -39,6 +39,7 @@ def describe(
 
     from watchkeeper.core.firetimes import fire_times
     from watchkeeper.core.history import status_label
+    from watchkeeper.core.triggers import job_zone
     from watchkeeper.core.units import format_duration
 
     config = open_config(vault_flag(ctx, vault))
@@ -83,7 +84,7 @@ def describe(
         typer.echo(f"next {len(times)} fire time(s):")
         for fire in times:
             wait = format_duration(max(0.0, (fire.moment - now).total_seconds()))
-            local = fire.moment.astimezone(tz)
+            local = fire.moment.astimezone(job_zone(spec, tz))
             typer.echo(f"  {local:%Y-%m-%d %H:%M:%S %Z}  in {wait}  ({fire.source})")
         if view.get("paused"):
             typer.echo("  (paused: these slots are missed until it is resumed)")
