@@ -396,7 +396,7 @@ class _Checker:
             for key in VAULT_PATHS:
                 if key in fields and not self.stays_inside(fields[key]):
                     self.add((*keypath, key), f"{fields.pop(key)!r} leads outside the vault")
-            for key, message in isolation_problems(fields, self.path.parent):
+            for key, message in isolation_problems(name, fields, self.path.parent):
                 self.add((*keypath, key), message)
             if (kind := kind_problem(body, fields)) is not None:
                 self.add((*keypath, kind[0]), kind[1])

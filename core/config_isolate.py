@@ -31,13 +31,16 @@ def is_git_repo(path: Path) -> bool:
     return False
 
 
-def isolation_problems(fields: dict[str, Any], vault: Path) -> list[tuple[str, str]]:
+def isolation_problems(job: str, fields: dict[str, Any], vault: Path) -> list[tuple[str, str]]:
     """(key, message) for each problem of a job's isolation keys."""
     if fields.get("isolate") is None:
         return [
             (key, f'{key!r} needs isolate = "worktree"') for key in ISOLATE_KEYS if key in fields
         ]
     problems: list[tuple[str, str]] = []
+    if ".." in job or job.endswith((".", ".lock")):
+        # Its runs' branches are watchkeeper/<job>/<run id>, and git refuses such a name.
+        problems.append(("isolate", f"job name {job!r} cannot name a git branch"))
     repo = fields.get("repo")
     if repo is None:
         problems.append(("repo", 'isolate = "worktree" needs repo = "path/to/a/git/repository"'))

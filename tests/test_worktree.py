@@ -275,3 +275,22 @@ def test_validate_accepts_a_repository_relative_to_the_vault(make_vault, repo: P
     (vault / "code").symlink_to(repo)
     done = run_cli("validate", "--vault", str(vault))
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_run_past_its_timeout_loses_its_worktree_and_branch(make_vault, repo: Path) -> None:
+    vault = make_vault(job(f"{COMMIT} && exec sleep 60", repo, 'timeout = "300ms"'))
+    record = await one_run(vault)
+    assert record["status"] == "timeout"
+    assert not has_branch(repo, record["worktreeBranch"])
+    assert worktrees(repo) == [str(repo)]
+
+
+def test_validate_refuses_isolating_a_job_whose_name_git_cannot_branch(
+    make_vault, repo: Path
+) -> None:
+    vault = make_vault(
+        f'[jobs."x.lock"]\ncommand = "true"\nisolate = "worktree"\nrepo = "{repo}"\n'
+    )
+    done = run_cli("validate", "--vault", str(vault))
+    assert done.returncode == 2
+    assert "jobs.\"x.lock\".isolate: job name 'x.lock' cannot name a git branch" in done.stderr
