@@ -293,7 +293,7 @@ async def test_capital_r_runs_a_failed_runs_job_again(make_vault) -> None:
         await until(pilot, lambda: len(client.history(Query(job="flaky")).records) == 2)
         again = client.history(Query(job="flaky")).records[0]
         assert again.id != failed and again.trigger == "manual"
-        # In the Jobs pane, R retries the selected job's last run when it failed.
+        # In the Jobs pane R is the params form; a job without params runs at once, as r.
         await select_job(pilot, app, "flaky")
         await until(pilot, lambda: (app.model.jobs["flaky"].last or {}).get("id") == again.id)
         await until(pilot, lambda: (app.model.jobs["flaky"].last or {}).get("status") == "failure")
@@ -318,7 +318,7 @@ async def test_palette_lists_each_jobs_actions_short_titles_and_one_theme_picker
         assert titles.count("Theme") == 1 and "Keys" not in titles
         assert all(len(title) <= 30 for title in titles), titles
         helps = {command.title: command.help for command in app.get_system_commands(app.main)}
-        assert helps["Zoom"].endswith("(z)") and helps["Retry"].endswith("(R)")
+        assert helps["Zoom"].endswith("(z)") and helps["Params"].endswith("(R)")
         # Through the palette itself: pause a job by name.
         await pilot.press("ctrl+p")
         await pilot.press(*"pause nightly")

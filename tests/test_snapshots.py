@@ -24,6 +24,7 @@ from watchkeeper.core.vault import ensure_layout
 from watchkeeper.tui.app import ConsoleApp, make_app
 from watchkeeper.tui.screens.help import HelpScreen
 from watchkeeper.tui.screens.job_details import JobScreen
+from watchkeeper.tui.screens.params import ParamsScreen
 from watchkeeper.tui.themes import shipped_dir
 from watchkeeper.tui.widgets.history_pane import HistoryPane
 from watchkeeper.tui.widgets.log_pane import LogPane
@@ -44,6 +45,7 @@ description = "pull new mail into Inbox"
 command = "python3 scripts/summarise.py --once"
 timeout = "5m"
 retries = 2
+params = { day = "today", model = "small", API_KEY = "from-env" }
 
 [jobs.new-year]
 command = ["python3", "scripts/report.py"]
@@ -180,6 +182,19 @@ def test_job_details_of_a_cron_job(snap_compare, console) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(console(), terminal_size=(120, 40), run_before=details)
+
+
+def test_params_form_80x24(snap_compare, console) -> None:
+    async def form_open(pilot: Pilot) -> None:
+        await settled(pilot)
+        jobs = pilot.app.query_one("#jobs", DataTable)
+        jobs.move_cursor(row=jobs.get_row_index("summarise"))
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ParamsScreen))
+        await pilot.press("end", "-", "0", "1")  # the first field, changed
+        await pilot.pause(0.2)
+
+    assert snap_compare(console(), terminal_size=(80, 24), run_before=form_open)
 
 
 @pytest.mark.parametrize("theme", sorted(path.stem for path in shipped_dir().glob("*.toml")))

@@ -34,6 +34,7 @@ def screen_commands(screen: MainScreen) -> Iterator[SystemCommand]:
         screen.action_log_source,
     )
     yield from job_commands(screen)
+    yield from params_commands(screen)
 
 
 def job_commands(screen: MainScreen) -> Iterator[SystemCommand]:
@@ -64,3 +65,16 @@ def job_commands(screen: MainScreen) -> Iterator[SystemCommand]:
             f"{name}'s config and next fire times",
             lambda name=name: jobs_pane.post_message(JobsPane.Details(name)),
         )
+
+
+def params_commands(screen: MainScreen) -> Iterator[SystemCommand]:
+    """"Run NAME with…" for each job that declares params (R on the job)."""
+    if not screen.check_action("run_with_params", ()):
+        return
+    for name, job in screen.ops.app.config.jobs.items():
+        if job.params and name in screen.model.jobs:
+            yield SystemCommand(
+                f"Run {name} with…",
+                f"Run {name} with parameters: a form of {', '.join(job.params)} (R)",
+                lambda name=name: screen.ops.run_with_params(name),
+            )

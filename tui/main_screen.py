@@ -47,7 +47,14 @@ class MainScreen(Screen[None]):
             tooltip="Filter jobs or history; search the log",
         ),
         Binding("f", "follow", "Follow", tooltip="Follow the end of the log, or stop"),
-        Binding("R", "retry", "Retry", show=False, tooltip="Run a failed run's job again"),
+        Binding(
+            "R",
+            "run_with_params",
+            "Params",
+            show=False,  # at 80 columns the footer has no room left: palette and help
+            tooltip="Run the selected job with parameters (a form); on a failed run in "
+            "History, run its job again",
+        ),
         Binding("e", "edit", "Edit", show=False, tooltip="Edit the config or a vault file"),
         Binding("w", "wrap", "Wrap", show=False, tooltip="Wrap long log lines, or not"),
         Binding("z", "zoom", "Zoom", show=False, tooltip="Give the focused pane the whole screen"),
@@ -131,15 +138,6 @@ class MainScreen(Screen[None]):
         run_id = min(job.running, key=lambda key: job.running[key])
         return run_id, job.name
 
-    def selected_record(self) -> dict[str, Any] | None:
-        """The run `R` would retry: the one selected in History, else the selected
-        job's last."""
-        if isinstance(self.focused_pane(), HistoryPane):
-            return self.history_pane.selected()
-        name = self.jobs_pane.selected
-        job = self.model.jobs.get(name) if name else None
-        return job.last if job is not None else None
-
     # ---- keys that act on the keeper -------------------------------------------------
 
     def action_run_job(self) -> None:
@@ -154,8 +152,13 @@ class MainScreen(Screen[None]):
     def action_cancel_run(self) -> None:
         self.ops.cancel_run(self.selected_run())
 
-    def action_retry(self) -> None:
-        self.ops.retry(self.selected_record())
+    def action_run_with_params(self) -> None:
+        # DESIGN's R is the form; on a run in History it is a retry (prefilled with that
+        # run's values when the job has params), as it was before params.
+        if isinstance(self.focused_pane(), HistoryPane):
+            self.ops.retry(self.history_pane.selected())
+        else:
+            self.ops.run_with_params(self.jobs_pane.selected)
 
     def action_edit(self) -> None:
         pane = self.focused_pane()
@@ -218,6 +221,9 @@ class MainScreen(Screen[None]):
         self.query_one(f"#{PANE_ORDER[number - 1]}", Pane).main().focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run_with_params":
+            # It runs a job as `r` does, so wherever `r` is refused (read-only), so is this.
+            return self.check_action("run_job", parameters)
         # Without [cluster] there are no workers: the key is neither shown nor offered.
         return action != "workers" or self.ops.app.config.cluster is not None
 

@@ -22,7 +22,7 @@ LEFT: list[Section] = [
             ("p", "pause or resume the job"),
             ("P", "pause or resume everything"),
             ("x", "cancel the selected run"),
-            ("R", "retry: run a failed run's job"),
+            ("R", "params form; History: retry"),
             ("e", "edit config or vault file"),
             ("enter", "details; Log: keeper/job log"),
         ],
