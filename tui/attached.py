@@ -50,8 +50,7 @@ class AttachedConsole(ConsoleApp):
         self.model.attached_pid = None
         self.redraw()
         self.notify(
-            f"keeper pid {pid} went away; this console only attaches: reopen it once a "
-            "keeper runs",
+            f"keeper pid {pid} went away; this console only attaches: reopen it once a keeper runs",
             severity="warning",
             timeout=30,
         )

@@ -47,6 +47,10 @@ def _size(value: str | None, default: int) -> int:
         return default
 
 
+async def _close(socket: web.WebSocketResponse) -> None:
+    await socket.close()
+
+
 class BrowserConsole:
     def __init__(self, vault: Path, command_for: Callable[[Path, str], str] = attach_command):
         self.vault = vault
@@ -86,7 +90,7 @@ class BrowserConsole:
             self.command_for(self.vault, role),
             write_bytes=socket.send_bytes,
             write_str=socket.send_str,
-            close=socket.close,
+            close=lambda: _close(socket),
             download_manager=self.downloads,
         )
         await service.start(

@@ -137,7 +137,7 @@ def add_token(path: Path, name: str, role: str) -> str:
         secret = PREFIX + secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        tokens[name] = Token(name, role, created, salt, digest(salt, secret))  # type: ignore[arg-type]
+        tokens[name] = Token(name, role, created, salt, digest(salt, secret))
         _write(path, tokens)
     return secret
 

@@ -44,6 +44,16 @@ def serve(
         typer.Option("--bind", help="HOST:PORT to listen on (port 0: any free one)."),
     ] = DEFAULT_BIND,
     read_only: ReadOnlyOption = False,
+    sse_stall: Annotated[
+        float,
+        typer.Option(
+            "--sse-stall",
+            min=0.1,
+            max=60.0,
+            hidden=True,  # tests: a stalled client dropped within a second
+            help="Seconds an SSE client may take to accept a write before it is dropped.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Serve the console, events, metrics and probes over HTTP, next to a running keeper."""
     from watchkeeper.core.config import CONFIG_NAME, ConfigError, load_config
@@ -84,7 +94,7 @@ def serve(
 
     if not tokens_path(root).exists():
         note("no tokens yet: make one with `watchkeeper token add NAME --role read|operate`")
-    settings = Settings(root, config_path, read_only=read_only, database=database)
+    settings = Settings(root, config_path, read_only, database, stall=sse_stall)
     app = make_app(settings, BrowserConsole(root).install, log=note)
     try:
         asyncio.run(run_server(app, host, port, echo))
