@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import run_cli
+from conftest import finals, finish, run_cli, started_keeper, until
 
 from watchkeeper.core.config import parse_config
 from watchkeeper.core.cron import CronSchedule
@@ -164,3 +165,29 @@ def test_validate_refuses_a_bad_zone_or_jitter(make_vault, line: str, key: str, 
     done = run_cli("validate", "--vault", str(vault))
     assert done.returncode == 2
     assert f"watchkeeper.toml:4: {key}: {message}" in done.stderr
+
+
+async def test_a_keeper_runs_a_jittered_job_once_a_slot_and_never_before_it(make_vault) -> None:
+    vault = make_vault(
+        """
+        [jobs.tick]
+        command = "true"
+        every = "400ms"
+        jitter = "100ms"
+        """
+    )
+    keeper = await started_keeper(vault)
+    first = keeper.slots.next_wall(keeper.jobs["tick"])
+    assert first is not None
+    serving = asyncio.create_task(keeper.serve())
+    await until(lambda: len(finals(vault, "tick")) >= 4)
+    await finish(keeper, serving)
+    starts = sorted(
+        datetime.fromisoformat(record["startedAt"]).timestamp() for record in finals(vault, "tick")
+    )
+    # Slot n is at first + 0.4 n; its run starts up to 100 ms after it (and a busy box's
+    # lateness), never before, and no slot has two runs.
+    slots = [int((start - first + 0.002) // 0.4) for start in starts]
+    assert slots == sorted(set(slots)) and slots[0] == 0
+    for n, start in zip(slots, starts, strict=True):
+        assert first + 0.4 * n - 0.002 <= start <= first + 0.4 * n + 0.1 + 0.25
