@@ -50,6 +50,8 @@ def isolation_problems(job: str, fields: dict[str, Any], vault: Path) -> list[tu
             problems.append(("repo", f"{repo!r}: no such directory ({path})"))
         elif not is_git_repo(path):
             problems.append(("repo", f"{repo!r} is not the top of a git working tree ({path})"))
+    if "http" in fields:
+        problems.append(("isolate", "an http job starts no process: there is nothing to isolate"))
     if "cwd" in fields:
         problems.append(("cwd", 'a run with isolate = "worktree" works in its worktree'))
     runs_on = fields.get("runs_on")

@@ -256,6 +256,11 @@ def test_a_worktree_left_by_a_keeper_killed_mid_run_is_removed_at_start(
         ('isolate = "worktree"\nrepo = "code"\nmerge = "rebase"', "jobs.build.merge", "'ff'"),
         ('isolate = "worktree"\nrepo = "code"\nbase = "-x"', "jobs.build.base", "expected a git"),
         ('isolate = "worktree"\nrepo = "code"\ncwd = "plain"', "jobs.build.cwd", "its worktree"),
+        (
+            'isolate = "worktree"\nrepo = "code"\nhttp = { url = "http://127.0.0.1:9/" }',
+            "jobs.build.isolate",
+            "nothing to isolate",
+        ),
     ],
 )
 def test_validate_refuses_an_isolation_it_cannot_make(
