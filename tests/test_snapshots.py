@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import pilot_until as until
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from watchkeeper.core.client import InProcessClient
 from watchkeeper.core.config import load_config
@@ -22,6 +22,7 @@ from watchkeeper.core.history import HistoryWriter, RunRecord
 from watchkeeper.core.lock import acquire, holder
 from watchkeeper.core.vault import ensure_layout
 from watchkeeper.tui.app import ConsoleApp, make_app
+from watchkeeper.tui.screens.dismiss import DismissScreen
 from watchkeeper.tui.screens.help import HelpScreen
 from watchkeeper.tui.screens.job_details import JobScreen
 from watchkeeper.tui.screens.params import ParamsScreen
@@ -164,6 +165,19 @@ def test_help_screen(snap_compare, console) -> None:
 
 def test_help_screen_80x24(snap_compare, console) -> None:
     assert snap_compare(console(), terminal_size=(80, 24), run_before=help_open)
+
+
+def test_dismiss_form_80x24(snap_compare, console) -> None:
+    async def asking(pilot: Pilot) -> None:
+        await settled(pilot)
+        pilot.app.push_screen(DismissScreen("Needs_Action/renew the certificate.md"))
+        await until(pilot, lambda: pilot.app.screen.query("DismissScreen Input"))
+        reason = pilot.app.screen.query_one(Input)
+        reason.cursor_blink = False  # a blinking cursor is in one frame and not the next
+        await pilot.press(*"done last week")
+        await pilot.pause(0.2)
+
+    assert snap_compare(console(), terminal_size=(80, 24), run_before=asking)
 
 
 def test_job_details_of_a_cron_job(snap_compare, console) -> None:

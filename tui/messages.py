@@ -67,6 +67,11 @@ class ConfigReloaded(KeeperMessage):
     """data: {jobs: N}: the config file was read again and is the running one now."""
 
 
+class ItemDecided(KeeperMessage):
+    """data: an item approved or dismissed (core.triage.DecisionJson), or a file held as
+    a duplicate ({path, outcome: duplicate, job, title, duplicate_of})."""
+
+
 class Resync(KeeperMessage):
     """Events were lost (the keeper's queue or ours overflowed): refetch everything."""
 
@@ -82,6 +87,7 @@ MESSAGES: dict[str, type[KeeperMessage]] = {
     "config_error": ConfigProblem,
     "config_reloaded": ConfigReloaded,
     "resync": Resync,
+    "item_decided": ItemDecided,
 }
 
 

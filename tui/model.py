@@ -15,6 +15,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.core.names import shown
 from watchkeeper.core.quota import GLOBAL
 from watchkeeper.tui.text import parse_time
 
@@ -96,6 +97,7 @@ class Model:
     own_paused: set[str] = field(default_factory=set)
     jobs: dict[str, JobRow] = field(default_factory=dict)
     folders: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    duplicates: frozenset[str] = frozenset()  # vault-relative: held by unique_by, marked
     quota: list[dict[str, Any]] = field(default_factory=list)
     runs_last_hour: int = 0
     starts: deque[list[int]] = field(default_factory=deque)
@@ -242,6 +244,19 @@ class Model:
 
     def _on_vault_changed(self, data: dict[str, Any], now: datetime) -> None:
         self.set_folders(data.get("folders", {}))
+
+    def _on_item_decided(self, data: dict[str, Any], now: datetime) -> None:
+        path = shown(str(data.get("path", "")))
+        held = path in self.duplicates
+        if data.get("outcome") == "duplicate" and not held:
+            self.set_duplicates(self.duplicates | {path})
+        elif data.get("outcome") != "duplicate" and held:
+            self.set_duplicates(self.duplicates - {path})
+
+    def set_duplicates(self, paths: frozenset[str]) -> None:
+        if paths != self.duplicates:
+            self.duplicates = paths
+            self.dirty.add("vault")
 
     def _on_log_line(self, data: dict[str, Any], now: datetime) -> None:
         source = data.get("source", "keeper")

@@ -14,6 +14,7 @@ from watchkeeper.core import history as hist
 from watchkeeper.core.config import ConfigError, load_config
 from watchkeeper.core.quota import started as run_counted
 from watchkeeper.core.tail import last_lines
+from watchkeeper.core.titles import DuplicateMarks
 from watchkeeper.core.vault import summarize_all
 from watchkeeper.tui.host import ConsoleHost
 
@@ -23,6 +24,7 @@ LOG_TAIL = 500
 class Readers:
     def __init__(self, app: ConsoleHost) -> None:
         self.app = app
+        self.marks = DuplicateMarks(app.vault / "Logs" / "files.jsonl")
 
     def _worker(self, function: Callable[[], None], group: str, exclusive: bool = True) -> None:
         self.app.run_worker(
@@ -57,6 +59,7 @@ class Readers:
                 for summary in summarize_all(app.vault)
             }
             app.call_from_thread(app.model.set_folders, folders)
+            app.call_from_thread(app.model.set_duplicates, self.marks.read())
 
         self._worker(read, "vault")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Markdown, Static
 
 from watchkeeper.core.vault import inside_vault
+from watchkeeper.tui import decisions
 from watchkeeper.tui.screens.details import DetailScreen, Scroll
 
 PREVIEW_LIMIT = 512 * 1024
@@ -17,6 +20,11 @@ PREVIEW_LIMIT = 512 * 1024
 
 
 class VaultFileScreen(DetailScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve", tooltip="Approve this Needs_Action item: to Plans/"),
+        Binding("d", "dismiss_item", "Dismiss", tooltip="Dismiss this Needs_Action item"),
+    ]
+
     def __init__(self, vault: Path, relative: str) -> None:
         super().__init__(classes="detail")
         self.vault = vault
@@ -30,6 +38,12 @@ class VaultFileScreen(DetailScreen):
 
     def on_mount(self) -> None:
         self.query_one("#file-scroll").focus()
+
+    def action_approve(self) -> None:
+        decisions.approve(self.app, self.relative, self.dismiss)  # type: ignore[arg-type]
+
+    def action_dismiss_item(self) -> None:
+        decisions.dismiss(self.app, self.relative, self.dismiss)  # type: ignore[arg-type]
         self.reread()
 
     @work(thread=True, exclusive=True, exit_on_error=False)

@@ -3,15 +3,17 @@ as the pane has room for; enter previews an item (on a folder: its newest)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
 from watchkeeper.core.vault import FOLDERS
+from watchkeeper.tui import decisions
 from watchkeeper.tui.model import Model
 from watchkeeper.tui.widgets.cells import plain
 from watchkeeper.tui.widgets.pane import Pane
@@ -40,6 +42,10 @@ def items_shown(folders: dict[str, tuple[int, tuple[str, ...]]], room: int) -> d
 
 class VaultPane(Pane):
     number, pane_name = 2, "Vault"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve", tooltip="Approve the Needs_Action item: to Plans/"),
+        Binding("d", "dismiss", "Dismiss", tooltip="Dismiss the Needs_Action item (asks why)"),
+    ]
 
     class Details(Message):
         def __init__(self, relative: str) -> None:
@@ -79,9 +85,17 @@ class VaultPane(Pane):
             count, newest = model.folders.get(folder, (0, ()))
             table.add_row(Text(f" ▾ {folder}", style="bold"), plain(count), key=f"{folder}/")
             for name in newest[: shown[folder]]:
-                table.add_row(plain(f"  {name}"), plain(""), key=f"{folder}/{name}")
+                # unique_by held it: its title is an item's already (the # column).
+                mark = "dup" if f"{folder}/{name}" in model.duplicates else ""
+                table.add_row(plain(f"  {name}"), plain(mark), key=f"{folder}/{name}")
         table.move_to_key(keep)
         self.redraws += 1
+
+    def action_approve(self) -> None:
+        decisions.approve(self.app, self.table.key_at_cursor())  # type: ignore[arg-type]
+
+    def action_dismiss(self) -> None:
+        decisions.dismiss(self.app, self.table.key_at_cursor())  # type: ignore[arg-type]
 
     def on_resize(self, event: events.Resize) -> None:
         self.call_after_refresh(self._fit_items)
