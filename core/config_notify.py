@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from watchkeeper.core.config_values import (
     DAY,
@@ -22,9 +22,6 @@ from watchkeeper.core.config_values import (
 )
 from watchkeeper.core.config_values import _command as command
 from watchkeeper.core.config_values import _integer as integer
-
-if TYPE_CHECKING:
-    from watchkeeper.core.config import JobConfig, KeeperConfig
 
 EVENTS = ("failure", "retries_exhausted", "recovered", "quota_refused", "missed", "lost")
 TARGETS = ("url", "webhook", "command")
@@ -134,11 +131,19 @@ class _Issues(Protocol):
     def add(self, keypath: tuple[str, ...], message: str) -> None: ...
 
 
+class _Notifies(Protocol):
+    """The keeper's settings or a job's (config.py's dataclasses, not imported: config.py
+    imports this module)."""
+
+    @property
+    def notify(self) -> tuple[str, ...] | None: ...
+
+
 def check_notify(
     issues: _Issues,
     value: object,
-    keeper: KeeperConfig | None,
-    jobs: Mapping[str, JobConfig] | None,
+    keeper: _Notifies | None,
+    jobs: Mapping[str, _Notifies] | None,
 ) -> dict[str, NotifyChannel]:
     """The channels, and every `notify = [...]` naming one checked against them."""
     channels: dict[str, NotifyChannel] = {}
@@ -149,7 +154,7 @@ def check_notify(
             issues.add(("notify", *inner), message)
     names = sorted(value) if isinstance(value, dict) else []
     users: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-    if keeper is not None:
+    if keeper is not None and keeper.notify:
         users.append((("keeper", "notify"), keeper.notify))
     for name, job in (jobs or {}).items():
         if job.notify:

@@ -206,11 +206,14 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _strings_or_none(value: object) -> tuple[str, ...]:
-    """A list of names that may be empty: `notify = []` turns the keeper's default off."""
-    if value == []:
-        return ()
-    return _strings(value)
+def _channel_names(value: object) -> tuple[str, ...]:
+    """[notify.NAME] channels; may be empty: `notify = []` turns the keeper's default off."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValueError(f'expected a list of channel names like ["ops"], got {show(value)}')
+    for name in value:
+        if not LABEL.fullmatch(name):
+            raise ValueError(f"bad channel name {show(name)}: a NAME of a [notify.NAME] table")
+    return tuple(dict.fromkeys(value))
 
 
 def _globs(value: object) -> tuple[str, ...]:
@@ -324,7 +327,7 @@ KEEPER_FIELDS: dict[str, Convert] = {
     "log_mode": _log_mode,
     "history_retention_days": _integer(1, 36_500),
     "log_retention_days": _integer(1, 36_500),
-    "notify": _strings_or_none,
+    "notify": _channel_names,
     "catch_up": _choice("once", "none"),
     "kill_grace": duration_between(0, HOUR),
     "shutdown_grace": duration_between(0, DAY),
@@ -363,7 +366,7 @@ JOB_FIELDS: dict[str, Convert] = {
     "merge": _choice("ff"),
     "jitter": duration_between(0, DAY),
     "timezone": _zone_name,
-    "notify": _strings_or_none,
+    "notify": _channel_names,
     "params": _params,
 }
 

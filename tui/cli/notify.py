@@ -4,9 +4,6 @@ attempt's outcome printed (URL secrets masked); exit 0 when it went, 1 when it d
 
 from __future__ import annotations
 
-import asyncio
-import socket
-
 import typer
 
 from watchkeeper.tui.cli.common import (
@@ -59,6 +56,10 @@ def test(
         known = ", ".join(sorted(config.notify)) or f"none: add a [notify.{name}] table"
         raise fail(f"unknown notify channel {name!r}{did_you_mean(name, config.notify)} "
                    f"(channels: {known})")
+    # Only now: the other commands' start stays free of asyncio (tests/test_hygiene.py).
+    import asyncio
+    import socket
+
     from watchkeeper.core.notify import Notifier
 
     async def send() -> bool:
