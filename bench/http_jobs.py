@@ -14,7 +14,8 @@ first second is warm-up, then `window` seconds are measured. Per side, its media
 - end lateness: the run's end (the response read; curl exited) minus its due time;
 - keeper_cpu_pct: the worker's own CPU (all threads) over the window, % of one core;
   children_cpu_pct: the curl processes' (0 for http); total_cpu_pct both;
-- missed: measured slots that did not run (skipped: the last still going), failed runs.
+- runs, expected, missed (slots that did not run: skipped, the job's last run still
+  going), failed: summed over the rounds.
 loadavg before and after is in the output: the box may be shared. The default run takes
 about a minute and a half on 2 CPUs.
 """
@@ -167,8 +168,8 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     chosen = dict(ordered[len(ordered) // 2])
     for key in ("keeper_cpu_pct", "children_cpu_pct", "total_cpu_pct"):
         chosen[key] = round(statistics.median(r[key] for r in rounds), 1)
-    chosen["missed"] = sum(r["missed"] for r in rounds)
-    chosen["failed"] = sum(r["failed"] for r in rounds)
+    for key in ("runs", "expected", "missed", "skipped", "failed"):
+        chosen[key] = sum(r[key] for r in rounds)  # over all rounds
     return chosen
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from watchkeeper.core.units import brief, parse_duration
 
@@ -50,6 +50,23 @@ class HttpCall:
     @property
     def expected(self) -> str:
         return ", ".join(map(str, self.expect)) if self.expect else "2xx"
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password (if it has one) as ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def summary(call: HttpCall) -> str:
+    """The call in a line, as `describe` shows it (no header values, no password)."""
+    parts = [f"{call.method} {shown_url(call.url)}", f"expect {call.expected}"]
+    if call.headers:
+        parts.append("headers " + ", ".join(name for name, _ in call.headers))
+    return "; ".join(parts)
 
 
 def show(value: object) -> str:

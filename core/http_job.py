@@ -7,7 +7,7 @@ Why aiohttp (bench/http_jobs.py and README "HTTP jobs" have the numbers): on thi
 burst of 1,000 requests to a local server cost the keeper's process 128 µs of CPU each
 with aiohttp, 394 µs with urllib in a thread pool (a connection per request) and 2 ms
 with httpx; a single request took 0.42 ms (p50) against 0.66 and 0.96 ms. Its import
-(0.3 s) is paid only by a keeper that has an http job.
+(0.3 s) is paid only by a keeper that has an http job, on a thread as it starts.
 
 A run's job log gets the request (secrets masked), the status, its duration and a
 bounded excerpt of the body; its record gets `exitCode` = the status, and for a status
@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import re
+import sys
+import threading
 import time
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from watchkeeper.core.breaker import Breakers
-from watchkeeper.core.config_http import BreakerConfig, HttpCall, expand
-from watchkeeper.core.environment import MASK, Masker
+from watchkeeper.core.config_http import BreakerConfig, HttpCall, expand, shown_url
+from watchkeeper.core.environment import Masker
 from watchkeeper.core.history_format import elapsed_ms
 from watchkeeper.core.runner import RunOutcome, RunSpec
 from watchkeeper.core.seams import Clock, Executor
@@ -42,8 +45,9 @@ if TYPE_CHECKING:
 
 EXCERPT = 1024  # bytes of a response body kept in the job log
 ERROR_EXCERPT = 200  # characters of it quoted in a failed run's error
-# Connections open at once to all endpoints: 1,000 jobs a second to one host reuse these.
-CONNECTIONS = 256
+# Connections open at once to all endpoints (aiohttp's default): kept alive and reused,
+# so 1,000 calls a second to one host do not each connect.
+CONNECTIONS = 100
 # Header names whose values are credentials whatever the variable they came from.
 _SECRET_HEADER = re.compile(r"AUTHORIZATION|COOKIE|TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
 
@@ -70,14 +74,11 @@ def prepare(call: HttpCall, env: dict[str, str]) -> _Request:
             secrets.append(value)
             secrets += value.split()[1:]  # "Bearer abc": abc alone, as a server may echo it
     parts = urlsplit(url)
-    shown = url
     if parts.password:
         # aiohttp sends these as Basic auth: a server echoing its header shows them so.
         basic = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
         secrets += [parts.password, unquote(parts.password), b64encode(basic.encode()).decode()]
-        netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-        shown = urlunsplit(parts._replace(netloc=netloc))
-    return _Request(url, headers, Masker(secrets), shown)
+    return _Request(url, headers, Masker(secrets), shown_url(url))
 
 
 class HttpRun:
@@ -262,6 +263,13 @@ class HttpRouting:
         self._breaker_of = breaker_of
         self._moved = moved
         self.http = HttpExecutor(deliver, self._ended)
+
+    def warm(self, http_jobs: Iterable[bool]) -> None:
+        """With an http job in the config, import aiohttp on a thread now: its import (and
+        the TLS contexts it makes) held the loop some 0.3 s at the first call, late enough
+        to delay the slots around it."""
+        if any(http_jobs) and "aiohttp" not in sys.modules:
+            threading.Thread(target=importlib.import_module, args=("aiohttp",), daemon=True).start()
 
     def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
         calls = [item for item in batch if item[1].http is not None]

@@ -4,6 +4,7 @@ job screen list."""
 from __future__ import annotations
 
 from watchkeeper.core.config import JobConfig
+from watchkeeper.core.config_http import summary
 from watchkeeper.core.units import format_duration
 from watchkeeper.core.worktree import isolation_rows
 
@@ -11,7 +12,7 @@ from watchkeeper.core.worktree import isolation_rows
 def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:
     command = job.command if isinstance(job.command, str) else " ".join(job.command)
     rows: list[tuple[str, str]] = [
-        ("command", command),
+        ("http", summary(job.http)) if job.http else ("command", command),
         ("trigger", job.trigger_summary),
         ("enabled", "yes" if job.enabled else "no (runs only when named)"),
         ("timeout", format_duration(job.timeout) if job.timeout else "none"),
@@ -36,6 +37,9 @@ def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:
         rows.append(("on_success", str(job.on_success)))
     if job.on_failure:
         rows.append(("on_failure", str(job.on_failure)))
+    if job.breaker:
+        cooldown = format_duration(job.breaker.cooldown)
+        rows.append(("breaker", f"opens after {job.breaker.failures} failures, {cooldown}"))
     if job.description:
         rows.append(("description", job.description))
     rows.append(("config line", f"{config_name}:{job.line}"))

@@ -185,12 +185,13 @@ def _vault_family(folders: Iterable[FolderSummary]) -> Iterator[str]:
 
 
 def _breaker_family(jobs: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    help_text = "1 while an http job's circuit breaker refuses runs (open or half-open)."
-    yield from _header("breaker_open", "gauge", help_text)
-    for job in sorted(jobs, key=lambda job: str(job.get("name"))):
-        breaker = job.get("breaker")
-        if breaker:
-            yield _sample("breaker_open", breaker["state"] != "closed", job_name=str(job["name"]))
+    """Only in a vault with a breaker: a family with no samples says nothing."""
+    guarded = sorted((str(job["name"]), job["breaker"]) for job in jobs if job.get("breaker"))
+    if guarded:
+        help_text = "1 while an http job's circuit breaker refuses runs (open or half-open)."
+        yield from _header("breaker_open", "gauge", help_text)
+    for name, breaker in guarded:
+        yield _sample("breaker_open", breaker["state"] != "closed", job_name=name)
 
 
 def write_metrics(vault: Path, text: str) -> None:

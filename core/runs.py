@@ -81,6 +81,7 @@ class Runs:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.logs.fit_to_limit()
+        self.route.warm(job.http is not None for job in self.host.config.jobs.values())
 
     # ---- request ---------------------------------------------------------------------
 

@@ -86,3 +86,26 @@ def test_breakers_keep_state_per_job() -> None:
         breakers.get("a").record(CONFIG, False)
     assert breakers.view("a")["state"] == OPEN
     assert breakers.view("b")["state"] == CLOSED
+
+
+def test_metrics_has_a_breaker_open_gauge_per_guarded_job_only() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from watchkeeper.core.metrics import Metrics
+    from watchkeeper.core.slices import text_of
+
+    jobs = [
+        {"name": "api", "breaker": {"state": "open", "failures": 3, "open_until": "x"}},
+        {"name": "probe", "breaker": {"state": "half-open", "failures": 3, "open_until": None}},
+        {"name": "fine", "breaker": {"state": "closed", "failures": 0, "open_until": None}},
+        {"name": "plain"},
+    ]
+    text = text_of(Metrics().lines({"jobs": jobs, "quota": []}, []))
+    [family] = [f for f in text_string_to_metric_families(text) if f.name.endswith("breaker_open")]
+    assert family.type == "gauge"
+    assert {s.labels["job_name"]: s.value for s in family.samples} == {
+        "api": 1,
+        "probe": 1,
+        "fine": 0,
+    }
+    assert "breaker_open" not in text_of(Metrics().lines({"jobs": jobs[3:], "quota": []}, []))
