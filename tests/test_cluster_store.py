@@ -21,6 +21,7 @@ from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.config import Config, load_config
 from watchkeeper.core.history import Query, RunRecord
 from watchkeeper.core.seams import Store
+from watchkeeper.core.store import JsonlStore
 from watchkeeper.core.vault import ensure_layout
 
 CLUSTER = "ops"
@@ -135,6 +136,32 @@ async def test_a_running_line_then_its_final_line_leave_one_row_the_final(
         ("r1", "success"),
         ("r1", "running"),
     ]
+    assert not [line for line in log.lines if line.startswith("error")]
+
+
+async def test_a_killed_leaders_lines_only_in_the_export_are_taken_up_by_the_next(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """kill -9 between the JSONL export's write and the database's transaction: the next
+    leader reads the export too, so the run that ended there is recorded with that end
+    (not closed `interrupted` over it) and the run that was only started there is open."""
+    await prepared(pg_dsn)
+    lead(pg_dsn, 2)
+    config = vault_config(tmp_path, pg_dsn)
+    export = JsonlStore(config.vault, Log())
+    done = record("r-done")
+    export.history.append(done)
+    ended = record("r-done", "success")
+    ended.started_at = done.started_at
+    export.history.append(ended)
+    export.history.append(record("r-open", ago=2))
+    export.close()
+    store, log = store_of(config, "next", 2)
+    assert [r.id for r in store.open_runs(datetime.now(UTC) - timedelta(days=1))] == ["r-open"]
+    await drained(store)
+    rows = sql(pg_dsn, "SELECT run_id, status, epoch FROM watchkeeper.runs")
+    assert rows == [("r-done", "success", 2)]
+    store.close()
     assert not [line for line in log.lines if line.startswith("error")]
 
 

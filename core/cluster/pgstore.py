@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from watchkeeper.core import history as hist
 from watchkeeper.core.appender import Log
 from watchkeeper.core.cluster import reads
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable
@@ -157,7 +158,36 @@ class PgStore:
                 found.pop(run_id, None)
             elif record.started_at >= floor:
                 found[run_id] = record
+        # A leader killed before its last writes' transaction left them only in the JSONL
+        # export (written first, on the vault the keepers share): a run open there is
+        # open; a run that ended there has that end written here, not closed again.
+        exported = {r.id: r for r in self._export_runs(since)}
+        if exported:
+            known = dict(
+                self._read(
+                    lambda c, name: c.execute(
+                        "SELECT run_id, status FROM watchkeeper.runs WHERE cluster = %s"
+                        " AND run_id = ANY(%s)",
+                        (name, list(exported)),
+                    ).fetchall()
+                )
+            )
+            waiting = self._unwritten()
+            for run_id, record in exported.items():
+                if known.get(run_id, "running") != "running" or run_id in waiting:
+                    continue
+                if record.status == "running":
+                    found.setdefault(run_id, record)
+                else:
+                    found.pop(run_id, None)
+                    what = f"run {run_id} of {record.job} ({record.status}, from the export)"
+                    self.writer.add(
+                        RUN_UPSERT, run_params(self.writer.cluster, record), what, record
+                    )
         return sorted(found.values(), key=lambda r: (r.started_at, r.id), reverse=True)
+
+    def _export_runs(self, since: datetime) -> list[RunRecord]:
+        return hist.runs_since(self.export.directory, since).records
 
     def starts_since(self, since: float) -> list[tuple[str, float]]:
         moment = datetime.fromtimestamp(since, UTC)
