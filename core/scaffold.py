@@ -13,16 +13,20 @@ from watchkeeper.core.config import CONFIG_NAME
 from watchkeeper.core.vault import ensure_layout
 
 DEMO_DIR = Path(__file__).parent / "demo"
-DEMO_SCRIPTS = ("watcher.py", "task_planner.py", "archive.py", "sample_notes.py")
+DEMO_SCRIPTS = ("watcher.py", "task_planner.py", "plan_worker.py", "archive.py", "sample_notes.py")
 
 WELCOME = """# Welcome to watchkeeper
 
 This note arrived in Inbox. The vault-watcher job moves it to Needs_Action,
-then task-planner writes a plan for it into Plans.
+then task-planner writes a plan for it, Welcome.plan.md, which waits in
+Needs_Action until you decide.
 
-- Open the plan in Plans
-- Tick every box when the work is done
+- Approve the plan: select it in the console's Vault pane and press a
+  (or run `watchkeeper approve Needs_Action/Welcome.plan.md`)
+- Approval moves it to Plans, and plan-worker works through it
 - The archiver job files it into Done
+- Or dismiss it with d (`watchkeeper dismiss PATH --reason TEXT`): it goes to Done
+  with a note of why
 
 Meanwhile the sample-notes job drops a sample note into Inbox now and then and
 finishes it a little later, so there is always something flowing to watch.
@@ -68,7 +72,9 @@ SECTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
-        "# Runs each time vault-watcher succeeds; a plain string runs under /bin/sh -c.",
+        "# Runs each time vault-watcher succeeds; a plain string runs under /bin/sh -c.\n"
+        "# Its plans wait in Needs_Action until approved (a in the console, `watchkeeper\n"
+        "# approve PATH`) or dismissed (d, `watchkeeper dismiss PATH --reason TEXT`).",
         {
             "jobs": {
                 "task-planner": {
@@ -81,6 +87,21 @@ SECTIONS: list[tuple[str, dict[str, Any]]] = [
                     "timeout": "1m",
                     "retries": 2,
                     "retry_delay": "10s",
+                }
+            }
+        },
+    ),
+    (
+        "# Approving a plan moves it to Plans, which hands it to this job (on_files);\n"
+        "# every minute it also sweeps Plans for approved plans left unworked.",
+        {
+            "jobs": {
+                "plan-worker": {
+                    "description": "Work through each approved plan (ticks its boxes)",
+                    "command": ["python3", "scripts/plan_worker.py"],
+                    "on_files": ["Plans/*.plan.md"],
+                    "every": "1m",
+                    "overlap": "queue",
                 }
             }
         },
@@ -101,7 +122,7 @@ SECTIONS: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "# Demo only: drops a sample note into Inbox every 20s (while fewer than 3 wait)\n"
-        "# and later ticks its plan, so work visibly flows Inbox -> Needs_Action -> Plans\n"
+        "# and later approves its plan, so work visibly flows Inbox -> Needs_Action -> Plans\n"
         "# -> Done. The demo jobs take DEMO_PACE seconds (default 1.5) when they have work,\n"
         "# so that you can see them RUNNING. Delete this job when the vault is yours.",
         {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import final_records, run_cli
 
-DEMO_JOBS = ["archiver", "sample-notes", "task-planner", "vault-watcher"]
+DEMO_JOBS = ["archiver", "plan-worker", "sample-notes", "task-planner", "vault-watcher"]
 # The demo's jobs pause so that an operator sees them RUNNING; these tests need not wait.
 FAST_DEMO = {"DEMO_PACE": "0"}
 
@@ -29,12 +29,18 @@ def test_init_then_once_records_a_success_per_job(demo_vault: Path) -> None:
     finals = [r for r in final_records(demo_vault).values() if r["status"] != "running"]
     assert sorted({r["taskId"] for r in finals}) == DEMO_JOBS
     assert all(r["status"] == "success" for r in finals)
-    # The demo flow really ran: Welcome.md and a sample note left Inbox and got plans.
+    # The demo flow really ran: Welcome.md and a sample note left Inbox and got plans,
+    # which wait beside them in Needs_Action until approved.
     assert (demo_vault / "Needs_Action" / "Welcome.md").exists()
-    assert (demo_vault / "Plans" / "Welcome.plan.md").exists()
-    samples = list((demo_vault / "Needs_Action").glob("sample-*.md"))
+    assert (demo_vault / "Needs_Action" / "Welcome.plan.md").exists()
+    samples = [
+        path
+        for path in (demo_vault / "Needs_Action").glob("sample-*.md")
+        if not path.name.endswith(".plan.md")
+    ]
     assert len(samples) == 1
-    assert (demo_vault / "Plans" / f"{samples[0].stem}.plan.md").exists()
+    assert (demo_vault / "Needs_Action" / f"{samples[0].stem}.plan.md").exists()
+    assert list((demo_vault / "Plans").iterdir()) == []
     assert list((demo_vault / "Inbox").iterdir()) == []
     if shutil.which("jq"):
         for segment in (demo_vault / "Logs" / "history").glob("*.jsonl"):
@@ -93,7 +99,7 @@ def test_validate_reports_every_error_with_file_line_key(make_vault) -> None:
 
 def test_validate_ok(demo_vault: Path) -> None:
     result = run_cli("validate", "--vault", str(demo_vault))
-    assert result.returncode == 0 and "ok, 4 job(s)" in result.stdout
+    assert result.returncode == 0 and "ok, 5 job(s)" in result.stdout
 
 
 def test_missing_config_is_a_usage_error(tmp_path: Path) -> None:
@@ -120,6 +126,7 @@ def test_default_vault_is_created_with_the_demo(tmp_path: Path) -> None:
     assert [job["name"] for job in status["jobs"]] == [
         "vault-watcher",
         "task-planner",
+        "plan-worker",
         "archiver",
         "sample-notes",
     ]
@@ -132,7 +139,8 @@ def test_status_json_after_a_run(demo_vault: Path) -> None:
     status = json.loads(result.stdout)
     assert status["keeper"]["running"] is False
     waiting = status["folders"]["Needs_Action"]
-    assert waiting["count"] == 2 and "Welcome.md" in waiting["newest"]
+    # Two notes and their plans, which wait for approval.
+    assert waiting["count"] == 4 and "Welcome.md" in waiting["newest"]
     successes = [r for r in final_records(demo_vault).values() if r["status"] == "success"]
     assert status["today"] == {"ok": len(successes), "failed": 0}
     jobs = {job["name"]: job for job in status["jobs"]}

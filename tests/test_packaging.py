@@ -86,7 +86,8 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
         env=env,
     )
     assert once.returncode == 0, once.stdout + once.stderr
-    # Each of the demo's four jobs ran (some twice, as notes arrive), and none failed.
+    # Each of the demo's five jobs ran (some twice, as notes arrive), and none failed.
     ran = {line.split()[2] for line in once.stdout.splitlines() if line.startswith("✔ success")}
-    assert ran == {"vault-watcher", "task-planner", "archiver", "sample-notes"}, once.stdout
+    demo = {"vault-watcher", "task-planner", "plan-worker", "archiver", "sample-notes"}
+    assert ran == demo, once.stdout
     assert "✘" not in once.stdout

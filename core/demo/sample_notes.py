@@ -1,10 +1,11 @@
 """Demo job: keep work flowing through the demo vault, so there is something to watch.
 
 Each run drops a sample note into Inbox (while fewer than OPEN sample notes wait in
-Inbox and Needs_Action), ticks the plan of the oldest sample planned more than FINISH
-seconds ago (so the archiver files it into Done), and keeps the newest KEEP_DONE
-finished samples in Done. It only ever touches files named sample-*: your own notes are
-left alone. Remove [jobs.sample-notes] from watchkeeper.toml to stop it.
+Inbox and Needs_Action), approves the plan of the oldest sample that waited in
+Needs_Action more than FINISH seconds (moves it to Plans/, as an operator's `a` would:
+the plan-worker job works through it, the archiver files it into Done), and keeps the
+newest KEEP_DONE finished samples in Done. It only ever touches files named sample-*:
+your own notes are left alone. Remove [jobs.sample-notes] from watchkeeper.toml to stop it.
 """
 
 import datetime
@@ -26,20 +27,23 @@ SAMPLES = [
 vault = pathlib.Path(os.environ.get("WATCHKEEPER_VAULT", "."))
 inbox, waiting, plans, done = (vault / name for name in ("Inbox", "Needs_Action", "Plans", "Done"))
 
-for plan in sorted(plans.glob("sample-*.plan.md")):
-    if time.time() - plan.stat().st_mtime < FINISH:
+for plan in sorted(waiting.glob("sample-*.plan.md"), key=lambda path: path.stat().st_mtime):
+    if time.time() - plan.stat().st_mtime < FINISH or (plans / plan.name).exists():
         continue
-    text = plan.read_text(encoding="utf-8")
-    if "- [ ]" in text:
-        plan.write_text(text.replace("- [ ]", "- [x]"), encoding="utf-8")
-        print(f"ticked every box of {plan.name}: the archiver files it into Done")
-        break
+    plans.mkdir(exist_ok=True)
+    plan.rename(plans / plan.name)
+    print(f"approved {plan.name}: the plan-worker works through it")
+    break
 
 finished = sorted(done.glob("sample-*"), key=lambda path: path.stat().st_mtime, reverse=True)
 for old in finished[KEEP_DONE:]:
     old.unlink()
 
-open_notes = [*inbox.glob("sample-*.md"), *waiting.glob("sample-*.md")]
+open_notes = [
+    note
+    for note in [*inbox.glob("sample-*.md"), *waiting.glob("sample-*.md")]
+    if not note.name.endswith(".plan.md")
+]
 if len(open_notes) >= OPEN:
     print(f"{len(open_notes)} sample notes still open: none dropped")
 else:
