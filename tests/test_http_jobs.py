@@ -114,6 +114,26 @@ async def test_a_slow_endpoint_times_out_and_a_closed_port_fails(make_vault, end
     assert "connection failed" in job_log(vault, "gone")
 
 
+async def test_a_call_in_flight_is_cancelled_and_frees_a_probe(make_vault, endpoint) -> None:
+    endpoint.delay = 30
+    vault = make_vault(
+        f"""
+        [jobs.held]
+        http = {{ url = "{endpoint.url}/" }}
+        breaker = {{ failures = 1, cooldown = "1h" }}
+        """
+    )
+    keeper = await started_keeper(vault)
+    run_id = keeper.run_now("held")
+    await until(lambda: len(endpoint.requests) == 1)
+    assert keeper.cancel(run_id, "enough")
+    assert await keeper.wait_idle(15)
+    [record] = finals(vault, "held")
+    assert (record["status"], record["exitCode"], record["error"]) == ("cancelled", None, "enough")
+    assert keeper.breakers.view("held")["state"] == "closed"  # a cancel proves nothing
+    await finish(keeper)
+
+
 async def test_failed_calls_are_retried_with_the_jobs_backoff(make_vault, endpoint) -> None:
     endpoint.statuses.extend([503, 500])
     vault = make_vault(
@@ -276,7 +296,7 @@ def test_config_errors_name_the_file_line_and_key(
     [issue] = caught.value.issues
     lines = (vault / "watchkeeper.toml").read_text().splitlines()
     assert issue.key == f"jobs.x.{key}"
-    assert lines[issue.line - 1].startswith(key) or key == "http" and "http" in body.split("\n")[0]
+    assert lines[issue.line - 1].startswith(f"{key} = ")
     assert message in issue.message
     assert str(issue).startswith(f"{vault / 'watchkeeper.toml'}:{issue.line}: jobs.x.{key}: ")
 
@@ -313,3 +333,34 @@ def test_jobs_json_the_table_and_metrics_show_the_breaker(make_vault, endpoint, 
 
     wait_for(open_line, timeout=15)
     assert 'breaker_open{job_name="plain"}' not in metrics.read_text()
+
+
+async def test_http_and_command_runs_share_a_batch_and_an_unset_variable_is_named(
+    make_vault, endpoint
+) -> None:
+    vault = make_vault(
+        f"""
+        [jobs.call]
+        http = {{ url = "{endpoint.url}/", headers = {{ X-Key = "${{WK_TEST_UNSET_VAR}}" }} }}
+
+        [jobs.good]
+        http = {{ url = "{endpoint.url}/" }}
+
+        [jobs.cmd]
+        command = ["sh", "-c", "echo from-a-child"]
+        """
+    )
+    keeper = await started_keeper(vault)
+    ids = {job: keeper.run_now(job) for job in ("call", "good", "cmd")}  # one loop turn
+    assert await keeper.wait_idle(15)
+    await finish(keeper)
+    records = {record["taskId"]: record for record in finals(vault)}
+    assert {job: records[job]["id"] for job in ids} == ids
+    assert (records["call"]["status"], records["call"]["error"]) == (
+        "failure",
+        "${WK_TEST_UNSET_VAR} is not set",
+    )
+    assert (records["good"]["status"], records["good"]["exitCode"]) == ("success", 200)
+    assert (records["cmd"]["status"], records["cmd"]["exitCode"]) == ("success", 0)
+    assert "from-a-child" in job_log(vault, "cmd")
+    assert len(endpoint.requests) == 1
