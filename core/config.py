@@ -35,6 +35,7 @@ from watchkeeper.core.config_values import (
     text_problem,
     zone,
 )
+from watchkeeper.core.limits import limit_problems
 
 CONFIG_NAME = "watchkeeper.toml"
 
@@ -83,6 +84,12 @@ class JobConfig:
     merge: str | None = None  # "ff": fast-forward base to a successful run's branch
     jitter: float = 0.0  # each scheduled start up to this much later (core/slots.py)
     timezone: str | None = None  # its cron's zone; None: the keeper's
+    # Resource limits of each run (core/limits.py); None: not limited.
+    memory_max: int | None = None
+    tasks_max: int | None = None
+    cpu_weight: int | None = None
+    nice: int | None = None
+    io_weight: int | None = None
     line: int = 0
 
     @property
@@ -397,6 +404,8 @@ class _Checker:
                 if key in fields and not self.stays_inside(fields[key]):
                     self.add((*keypath, key), f"{fields.pop(key)!r} leads outside the vault")
             for key, message in isolation_problems(name, fields, self.path.parent):
+                self.add((*keypath, key), message)
+            for key, message in limit_problems(fields):
                 self.add((*keypath, key), message)
             if (kind := kind_problem(body, fields)) is not None:
                 self.add((*keypath, kind[0]), kind[1])

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from watchkeeper.core.config_http import breaker, http_call
 from watchkeeper.core.cron import CronSchedule
+from watchkeeper.core.limits import cpu_weight, io_weight, memory_max, nice, tasks_max
 from watchkeeper.core.param_rules import declaration_problems
 from watchkeeper.core.units import brief, parse_duration, parse_size
 
@@ -366,6 +367,11 @@ JOB_FIELDS: dict[str, Convert] = {
     "merge": _choice("ff"),
     "jitter": duration_between(0, DAY),
     "timezone": _zone_name,
+    "memory_max": memory_max,
+    "tasks_max": tasks_max,
+    "cpu_weight": cpu_weight,
+    "nice": nice,
+    "io_weight": io_weight,
     "notify": _channel_names,
     "params": _params,
 }

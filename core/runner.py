@@ -26,6 +26,8 @@ from typing import Any
 from watchkeeper.core import tuning
 from watchkeeper.core.config_http import HttpCall
 from watchkeeper.core.history_format import elapsed_ms
+from watchkeeper.core.limits import Limits
+from watchkeeper.core.limits_apply import Limited, prepare
 from watchkeeper.core.units import format_duration
 
 
@@ -42,6 +44,7 @@ class RunSpec:
     runs_on: tuple[str, ...] = ("keeper",)
     job: str = ""
     http: HttpCall | None = None  # an http job's request: core/http_job.py runs it
+    limits: Limits | None = None  # memory_max, tasks_max...: core/limits_apply.py
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Spawned:
     read_end: int | None  # non-blocking; None once read to its end ahead of the loop
     started_mono: float
     early_output: bytes = b""
+    limited: Limited | None = None
 
     @property
     def pid(self) -> int:
@@ -107,10 +111,11 @@ def _stdin() -> int:
 def spawn(spec: RunSpec) -> Spawned:
     """Start the child in a process group of its own. Blocking (the parent waits while
     the vfork'd child execs) but thread-safe: the keeper calls it off its loop."""
+    limited = prepare(spec.limits, spec.argv, spec.job, spec.run_id) if spec.limits else None
     read_end, write_end = os.pipe()
     try:
         process = subprocess.Popen(
-            spec.argv,
+            limited.argv if limited else spec.argv,
             stdin=_stdin(),
             stdout=write_end,
             stderr=write_end,
@@ -118,16 +123,20 @@ def spawn(spec: RunSpec) -> Spawned:
             env=spec.env,
             process_group=0,
             close_fds=True,
+            # Only a limited run forks without vfork: its child sets rlimits before exec.
+            preexec_fn=limited.preexec if limited else None,
         )
     except BaseException:
         os.close(read_end)
+        if limited:
+            limited.release()
         raise
     finally:
         os.close(write_end)
     started_mono = time.monotonic()
     # Here rather than on the loop, which has enough to do while a burst of runs starts.
     os.set_blocking(read_end, False)
-    return Spawned(process, read_end, started_mono)
+    return Spawned(process, read_end, started_mono, limited=limited)
 
 
 SpawnResult = tuple[Any, Spawned | Exception]
@@ -268,6 +277,9 @@ class Run:
         self._timeout_timer: asyncio.TimerHandle | None = None
         self._watch_timer: asyncio.TimerHandle | None = None
         spawned = spawned or spawn(spec)
+        self._limited = spawned.limited
+        if self._limited is not None:  # its output's end may tell which limit ended it
+            self.on_output = _keeping_tail(on_output, self._limited)
         self.process = spawned.process
         self.started_mono = spawned.started_mono
         read_end = spawned.read_end
@@ -384,6 +396,9 @@ class Run:
             error = f"ended by {_signal_name(info.si_status)}"
         if self._stop_status is not None:
             return RunOutcome(self._stop_status, exit_code, self._stop_reason, duration_ms)
+        if exit_code != 0 and self._limited is not None:
+            ended_by = None if info.si_code == os.CLD_EXITED else info.si_status
+            error = self._limited.judge(ended_by) or error
         return RunOutcome("success" if exit_code == 0 else "failure", exit_code, error, duration_ms)
 
     def _finish(self) -> None:
@@ -392,11 +407,21 @@ class Run:
         if self._kill_timer is not None:
             self._kill_timer.cancel()
         self.process.wait()
+        if self._limited is not None:
+            self._limited.release(self.loop.call_later)
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
         assert self._outcome is not None
         self.done.set_result(self._outcome)
+
+
+def _keeping_tail(on_output: Callable[[bytes], None], limited: Limited) -> Callable[[bytes], None]:
+    def feed(data: bytes) -> None:
+        limited.keep(data)
+        on_output(data)
+
+    return feed
 
 
 class LocalExecutor:

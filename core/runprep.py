@@ -11,6 +11,7 @@ from watchkeeper.core.config import Command, Config
 from watchkeeper.core.environment import Masker, job_environment, secret_values
 from watchkeeper.core.handover import files_env
 from watchkeeper.core.history import RunRecord
+from watchkeeper.core.limits import limits_of
 from watchkeeper.core.params import param_env, recorded, run_values, secrets
 from watchkeeper.core.runner import RunSpec
 from watchkeeper.core.runtime import JobRuntime, StartRequest
@@ -61,6 +62,7 @@ def run_spec(
         runs_on=job.runs_on,
         job=request.job,
         http=job.http,
+        limits=limits_of(job),
     )
 
 

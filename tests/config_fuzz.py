@@ -39,6 +39,11 @@ BOUNDS: dict[tuple[str, str], tuple[float, float]] = {
     ("jobs", "max_per_hour"): (0, 1_000_000),
     ("jobs", "settle"): (0, DAY),
     ("jobs", "quarantine_after"): (1, 1000),
+    ("jobs", "memory_max"): (4 * 1024**2, 1024**4),
+    ("jobs", "tasks_max"): (1, 1_000_000),
+    ("jobs", "cpu_weight"): (1, 10_000),
+    ("jobs", "nice"): (-20, 19),
+    ("jobs", "io_weight"): (1, 10_000),
 }
 
 KEYS: list[tuple[str, str]] = [("keeper", key) for key in KEEPER_FIELDS] + [

@@ -45,8 +45,13 @@ def validate(
         ),
     ] = None,
     vault: VaultOption = None,
+    limits: Annotated[
+        bool,
+        typer.Option("--limits", help="Show how this host enforces limits, used or not."),
+    ] = False,
 ) -> None:
-    """Check a config; each error names file:line and key. Exit 0 valid, 2 not."""
+    """Check a config; each error names file:line and key. Exit 0 valid, 2 not. With
+    resource limits in it (or --limits), says how this host enforces each."""
     from watchkeeper.core.config import CONFIG_NAME
 
     if file is None:
@@ -61,6 +66,14 @@ def validate(
             raise fail(f"no config file at {target}")
         config = read_config(target)
     typer.echo(f"{config.path}: ok, {len(config.jobs)} job(s)")
+    from watchkeeper.core.limits import used_limits
+
+    used = used_limits(config.jobs.values())
+    if used or limits:
+        from watchkeeper.core.limits_host import enforcement_lines, host_limits
+
+        for line in enforcement_lines(host_limits(), used):
+            typer.echo(line)
 
 
 def requeue(
