@@ -36,10 +36,16 @@ def test_a_remote_runs_record_names_the_workers_host(remote: Cluster) -> None:
     record = wait_for(ended, timeout=60)
     assert isinstance(record, list)
     assert record[0]["host"] == "far-host", record[0]
-    rows = remote.query(
-        "SELECT host, record->>'host' FROM watchkeeper.runs WHERE run_id = %s", record[0]["id"]
-    )
-    assert rows == [("far-host", "far-host")]
+
+    def in_the_database() -> list[tuple[Any, ...]]:
+        # Written a transaction after the JSONL export's line.
+        return remote.query(
+            "SELECT host, record->>'host' FROM watchkeeper.runs WHERE run_id = %s"
+            " AND status <> 'running'",
+            record[0]["id"],
+        )
+
+    assert wait_for(in_the_database) == [("far-host", "far-host")]
 
 
 def test_cancel_withdraws_a_remote_run_no_worker_has_taken(remote: Cluster) -> None:
