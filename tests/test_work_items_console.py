@@ -102,12 +102,13 @@ async def test_escape_leaves_the_item_where_it_is(make_vault) -> None:
 
 async def test_a_and_d_work_from_the_items_preview(make_vault) -> None:
     vault = make_vault(JOBS)
-    (vault / "Needs_Action" / "one.md").write_text("# One\n")
+    (vault / "Needs_Action" / "one.md").write_text("# One\n\nThe first one.\n")
     (vault / "Needs_Action" / "two.md").write_text("# Two\n")
     async with console(vault) as (app, pilot, _client):
         await select_item(pilot, app, "Needs_Action/one.md")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, VaultFileScreen))
+        await until(pilot, lambda: "The first one" in screen_text(app))  # it still previews
         assert "Approve" in screen_text(app) and "Dismiss" in screen_text(app)
         await pilot.press("a")
         await until(pilot, lambda: (vault / "Plans" / "one.md").exists())

@@ -38,13 +38,13 @@ class VaultFileScreen(DetailScreen):
 
     def on_mount(self) -> None:
         self.query_one("#file-scroll").focus()
+        self.reread()
 
     def action_approve(self) -> None:
         decisions.approve(self.app, self.relative, self.dismiss)  # type: ignore[arg-type]
 
     def action_dismiss_item(self) -> None:
         decisions.dismiss(self.app, self.relative, self.dismiss)  # type: ignore[arg-type]
-        self.reread()
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def reread(self) -> None:
