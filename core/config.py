@@ -14,8 +14,6 @@ from zoneinfo import ZoneInfo
 from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
 from watchkeeper.core.config_http import BreakerConfig, HttpCall, kind_problem
 from watchkeeper.core.config_isolate import isolation_problems
-from watchkeeper.core.config_notify import NotifyChannel, check_notify
-from watchkeeper.core.config_vault import VaultSettings, parse_vault
 from watchkeeper.core.config_lines import (
     BARE_KEY,
     KeyLines,
@@ -23,6 +21,7 @@ from watchkeeper.core.config_lines import (
     syntax_error,
     unreadable_value,
 )
+from watchkeeper.core.config_notify import NotifyChannel, check_notify
 from watchkeeper.core.config_values import (
     DEFAULT_LOG_MODE,
     JOB_FIELDS,
@@ -35,6 +34,7 @@ from watchkeeper.core.config_values import (
     text_problem,
     zone,
 )
+from watchkeeper.core.config_vault import VaultSettings, parse_vault
 from watchkeeper.core.limits import limit_problems
 
 CONFIG_NAME = "watchkeeper.toml"
@@ -72,10 +72,10 @@ class JobConfig:
     runs_on: tuple[str, ...] = ON_KEEPER
     http: HttpCall | None = None  # an endpoint called instead of a command
     breaker: BreakerConfig | None = None  # an http job's circuit breaker
-    # [notify.NAME] channels for this job's events; None: the keeper's `notify` default.
-    notify: tuple[str, ...] | None = None
     # Declared run parameters and their defaults (core/params.py); {} takes none.
     params: dict[str, str] = field(default_factory=dict)
+    # [notify.NAME] channels for this job's events; None: the keeper's `notify` default.
+    notify: tuple[str, ...] | None = None
     # isolate = "worktree": each run in a fresh git worktree of `repo` (core/worktree.py).
     isolate: str | None = None
     repo: str | None = None
@@ -147,7 +147,7 @@ class Config:
     # Present: cluster mode (core/cluster/); absent: one keeper, no database.
     cluster: ClusterConfig | None = None
     notify: dict[str, NotifyChannel] = field(default_factory=dict)
-    vault_settings: VaultSettings = VaultSettings()  # [vault]
+    vault_settings: VaultSettings = field(default_factory=VaultSettings)  # [vault]
 
     @property
     def vault(self) -> Path:
@@ -331,8 +331,8 @@ class _Checker:
         keeper = self.keeper(data.get("keeper", {}))
         jobs = self.jobs(data.get("jobs", {}))
         cluster = self.cluster(data.get("cluster"))
-        channels = check_notify(self, data.get("notify", {}), keeper, jobs)
         vault_settings = self.vault_table(data.get("vault", {}))
+        channels = check_notify(self, data.get("notify", {}), keeper, jobs)
         if keeper is None or jobs is None:
             return None
         if cluster is None:

@@ -372,8 +372,8 @@ JOB_FIELDS: dict[str, Convert] = {
     "cpu_weight": cpu_weight,
     "nice": nice,
     "io_weight": io_weight,
-    "notify": _channel_names,
     "params": _params,
+    "notify": _channel_names,
 }
 
 # Keys whose path the checker follows through symlinks, which must end inside the vault.

@@ -48,8 +48,8 @@ from watchkeeper.core.control_roles import check as check_role
 from watchkeeper.core.control_roles import session_role
 from watchkeeper.core.events import EVENT_KINDS
 from watchkeeper.core.names import shown
-from watchkeeper.core.triage import DecisionJson, NotAnItem
 from watchkeeper.core.params import ParamError
+from watchkeeper.core.triage import DecisionJson, NotAnItem
 
 if TYPE_CHECKING:
     from watchkeeper.core.config import Config

@@ -21,8 +21,8 @@ from watchkeeper.tui.cli import run as cli_run
 from watchkeeper.tui.cli import serve as cli_serve
 from watchkeeper.tui.cli import service as cli_service
 from watchkeeper.tui.cli import status as cli_status
-from watchkeeper.tui.cli import triage as cli_triage
 from watchkeeper.tui.cli import tokens as cli_tokens
+from watchkeeper.tui.cli import triage as cli_triage
 from watchkeeper.tui.cli import vault as cli_vault
 from watchkeeper.tui.cli import worker as cli_worker
 from watchkeeper.tui.cli.common import (
