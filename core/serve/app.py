@@ -82,8 +82,14 @@ async def metrics(request: web.Request) -> web.Response:
         (
             "serve_sse_dropped_total",
             "counter",
-            "SSE clients dropped as too slow.",
+            "SSE clients dropped for taking nothing within the stall limit.",
             hub.dropped_total,
+        ),
+        (
+            "serve_sse_resyncs_total",
+            "counter",
+            "Backlogs of SSE clients too far behind replaced by a resync event.",
+            hub.resyncs_total,
         ),
         ("serve_events_total", "counter", "Keeper events fanned out.", hub.events_total),
     ]

@@ -3,8 +3,10 @@
 Each event gets an id (`<boot>-<n>`, boot naming this server's start) and is kept in a
 bounded ring, so a client that reconnects with `Last-Event-ID` gets what it missed. The
 keeper sees one reader however many clients there are, and that reader never waits for
-a client: each client has its own bounded queue, and one that lets it fill (or takes
-longer than `stall` to take a write) is dropped, its connection cut.
+a client: each client has its own bounded queue. One that lets it fill while it still
+reads (a burst of job output faster than it takes it) loses that backlog for a single
+`resync`, as the keeper's own subscribers do; one that takes nothing for `stall` seconds
+is dropped, its connection cut (core/serve/sse.py times its writes).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from watchkeeper.core.control_protocol import ControlError, decode, encode
 from watchkeeper.core.serve.link import open_stream
 
 RING = 10_000  # events kept for Last-Event-ID
-CLIENT_QUEUE = 2_000  # events a client may fall behind before it is dropped
+CLIENT_QUEUE = 2_000  # events a client may fall behind before its backlog becomes a resync
 STALL = 5.0  # seconds a client may take to accept one write
 RETRY = 0.5  # seconds between attempts to subscribe while no keeper answers
+YIELD_EVERY = 64  # events published before the clients' writers get a turn
 
 
 def frame(event_id: str, kind: str, data: Any) -> bytes:
@@ -45,17 +48,21 @@ class Client:
     """One SSE connection's queue. `cut` ends its connection (the server aborts the
     transport, so a write blocked on a full socket ends too)."""
 
-    def __init__(self, kinds: set[str] | None, cut: Callable[[], None]) -> None:
+    def __init__(self, kinds: set[str] | None, cut: Callable[[], None], boot: str = "") -> None:
         self.kinds = kinds
         self.queue: asyncio.Queue[Item] = asyncio.Queue(CLIENT_QUEUE)
         self.dropped: str | None = None
+        self.resyncs = 0
         self._cut = cut
+        self._boot = boot
 
     def wants(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds or kind == "resync"
 
     def offer(self, item: Item) -> bool:
-        """False when the client could not take it (and was dropped)."""
+        """False when the client could not take it: it was dropped, or its backlog (and
+        this event) became one `resync` carrying this event's id, so a reconnect with
+        that id resumes after it."""
         if self.dropped is not None:
             return False
         if not self.wants(item.kind):
@@ -63,7 +70,14 @@ class Client:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
-            self.drop(f"fell {CLIENT_QUEUE} events behind")
+            lost = self.queue.qsize() + 1
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            why = {"reason": f"fell {CLIENT_QUEUE} events behind", "lost": lost}
+            self.queue.put_nowait(
+                Item(item.number, "resync", frame(f"{self._boot}-{item.number}", "resync", why))
+            )
+            self.resyncs += 1
             return False
         return True
 
@@ -89,6 +103,7 @@ class EventHub:
         self.connected = False
         self.keeper_pid: int | None = None
         self.dropped_total = 0
+        self.resyncs_total = 0
         self.events_total = 0
         self._on_event = on_event
         self._log = log
@@ -131,6 +146,10 @@ class EventHub:
                     message = decode(line)
                     data = message.get("data")
                     self.publish(str(message.get("event")), data if isinstance(data, dict) else {})
+                    if self.last % YIELD_EVERY == 0:
+                        # readline does not wait while the keeper's burst is buffered:
+                        # let the clients' writers drain their queues before they overflow.
+                        await asyncio.sleep(0)
             except (OSError, ValueError, ControlError) as error:
                 self._log(f"serve: the keeper's event stream ended: {error}")
             finally:
@@ -148,13 +167,17 @@ class EventHub:
         if self._on_event is not None:
             self._on_event(kind, data)
         for client in list(self.clients):
-            if not client.offer(item):
+            if client.offer(item):
+                continue
+            if client.dropped is not None:
                 self._forget(client)
+            else:
+                self.resyncs_total += 1
 
     # ---- the client side --------------------------------------------------------------
 
     def attach(self, kinds: Iterable[str] | None, cut: Callable[[], None]) -> Client:
-        client = Client(set(kinds) if kinds is not None else None, cut)
+        client = Client(set(kinds) if kinds is not None else None, cut, self.boot)
         self.clients.add(client)
         return client
 
