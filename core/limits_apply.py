@@ -96,31 +96,22 @@ class Limited:
         self.tail += data
         del self.tail[:-TAIL_BYTES]
 
-    def judge(self, ended_by: int | None) -> str | None:
+    def judge(self, ended_by: int | None, pid: int) -> str | None:
         """For a run that failed by itself (not one the keeper stopped), the limit that
-        ended it: `memory_max 512MB exceeded`; None when nothing says one did."""
+        ended it: `memory_max 512MB exceeded`; None when nothing says one did. `pid` is
+        its leader, still a zombie: its /proc entry names the scope it ran in."""
+        group = self.cgroup
+        if self.in_scope:
+            group = scope_cgroup(pid)
         evidence = Evidence(
-            forks_refused=self._forks_refused(),
+            oom_kills=counter(group, "memory.events", "oom_kill") if self.in_scope else None,
+            forks_refused=counter(group, "pids.events", "max"),
             tail=bytes(self.tail),
-            # Under a scope, a SIGKILL nobody sent is the OOM killer's, as far as we can
-            # tell without the scope's memory.events (gone with the scope).
+            # Under a scope whose memory.events is gone (systemd removes an empty scope at
+            # once), a SIGKILL nobody sent is the OOM killer's as far as we can tell.
             killed=self.in_scope and ended_by == signal.SIGKILL,
         )
         return limit_hit(self.limits, evidence)
-
-    def _forks_refused(self) -> int | None:
-        """pids.events `max N`: forks the cgroup refused (exact, not read from output)."""
-        if self.cgroup is None:
-            return None
-        try:
-            text = (self.cgroup / "pids.events").read_text()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            name, _, count = line.partition(" ")
-            if name == "max" and count.strip().isdigit():
-                return int(count)
-        return None
 
     def release(self, later: Later | None = None, tries: int = RELEASE_TRIES) -> None:
         """Remove the run's cgroup once its group is gone. Whatever is still in it (a
@@ -140,6 +131,36 @@ class Limited:
                     os.kill(int(pid), signal.SIGKILL)
         if later is not None and tries > 1:
             later(RELEASE_EVERY, lambda: self.release(later, tries - 1))
+
+
+def scope_cgroup(
+    pid: int, proc: Path = Path("/proc"), root: Path = Path("/sys/fs/cgroup")
+) -> Path | None:
+    """The cgroup v2 directory a process is in (systemd's scopes live in the unified tree)."""
+    try:
+        text = (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("0::/"):
+            return root / line[4:]
+    return None
+
+
+def counter(group: Path | None, file: str, name: str) -> int | None:
+    """One counter of a cgroup's events file (`max 3` in pids.events, `oom_kill 1` in
+    memory.events): exact, where the output's words are a guess. None if unreadable."""
+    if group is None:
+        return None
+    try:
+        text = (group / file).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, count = line.partition(" ")
+        if key == name and count.strip().isdigit():
+            return int(count)
+    return None
 
 
 def prepare(

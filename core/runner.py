@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +272,7 @@ class Run:
         self.done: asyncio.Future[RunOutcome] = self.loop.create_future()
         self._stop_status: str | None = None
         self._stop_reason: str | None = None
+        self._ended_by: int | None = None  # the signal that ended the leader
         self._outcome: RunOutcome | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._timeout_timer: asyncio.TimerHandle | None = None
@@ -392,13 +393,11 @@ class Run:
             exit_code = info.si_status
             error = None if exit_code == 0 else f"exit code {exit_code}"
         else:
+            self._ended_by = info.si_status
             exit_code = 128 + info.si_status
             error = f"ended by {_signal_name(info.si_status)}"
         if self._stop_status is not None:
             return RunOutcome(self._stop_status, exit_code, self._stop_reason, duration_ms)
-        if exit_code != 0 and self._limited is not None:
-            ended_by = None if info.si_code == os.CLD_EXITED else info.si_status
-            error = self._limited.judge(ended_by) or error
         return RunOutcome("success" if exit_code == 0 else "failure", exit_code, error, duration_ms)
 
     def _finish(self) -> None:
@@ -406,13 +405,20 @@ class Run:
             return
         if self._kill_timer is not None:
             self._kill_timer.cancel()
+        assert self._outcome is not None
+        if self._limited is not None and self._outcome.status == "failure":
+            # A run that failed by itself (one the keeper stopped has its stop's status),
+            # judged once all its output is in and before the leader is reaped (its /proc
+            # entry names its scope): which limit, if any, ended it.
+            hit = self._limited.judge(self._ended_by, self.pid)
+            if hit is not None:
+                self._outcome = replace(self._outcome, error=hit)
         self.process.wait()
         if self._limited is not None:
             self._limited.release(self.loop.call_later)
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        assert self._outcome is not None
         self.done.set_result(self._outcome)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -17,8 +18,15 @@ import pytest
 from conftest import run_cli
 
 from watchkeeper.core.config import ConfigError, parse_config
-from watchkeeper.core.limits import Limits, weight_as_ionice, weight_as_nice
-from watchkeeper.core.limits_apply import LimitError, prepare, scope_argv, user_processes
+from watchkeeper.core.limits import Evidence, Limits, limit_hit, weight_as_ionice, weight_as_nice
+from watchkeeper.core.limits_apply import (
+    LimitError,
+    counter,
+    prepare,
+    scope_argv,
+    scope_cgroup,
+    user_processes,
+)
 from watchkeeper.core.limits_host import HostLimits, enforcement, host_limits, user_manager
 from watchkeeper.core.runner import Run, RunOutcome, RunSpec
 
@@ -27,9 +35,9 @@ NO_MANAGER = HostLimits(None, None, "/usr/bin/ionice", root=False, lower_nice=Tr
 WITH_MANAGER = HostLimits("/usr/bin/systemd-run", None, None, root=False, lower_nice=True)
 
 
-async def run(tmp_path: Path, argv: list[str], limits: Limits, **spec: float) -> tuple[
-    RunOutcome, bytes, Run
-]:
+async def run(
+    tmp_path: Path, argv: list[str], limits: Limits, **spec: float
+) -> tuple[RunOutcome, bytes, Run]:
     output = bytearray()
     handle = Run(
         RunSpec("r1", argv, dict(os.environ), tmp_path, job="j", limits=limits, **spec),
@@ -166,6 +174,35 @@ def test_without_one_rlimits_nice_and_ionice_stand_in() -> None:
     assert as_root.nproc_max is None  # the kernel would ignore it: validate says so
 
 
+def test_a_scope_run_is_judged_by_its_cgroups_counters(tmp_path: Path) -> None:
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "42").mkdir(parents=True)
+    (proc / "42" / "cgroup").write_text("0::/user.slice/watchkeeper-j-r1.scope\n")
+    scope = root / "user.slice" / "watchkeeper-j-r1.scope"
+    scope.mkdir(parents=True)
+    assert scope_cgroup(42, proc, root) == scope
+    assert scope_cgroup(43, proc, root) is None
+    (scope / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n")
+    (scope / "pids.events").write_text("max 0\n")
+    assert counter(scope, "memory.events", "oom_kill") == 1
+    assert counter(scope, "pids.events", "max") == 0
+    assert counter(None, "pids.events", "max") is None
+    assert counter(scope, "io.events", "max") is None
+
+
+def test_which_limit_a_failed_run_hit_and_how_sure_that_is() -> None:
+    limits = Limits(memory_max=512 * 2**20, tasks_max=20)
+    assert limit_hit(limits, Evidence(oom_kills=1)) == "memory_max 512MB exceeded"
+    guessed = limit_hit(limits, Evidence(killed=True))
+    assert guessed == "memory_max 512MB exceeded (killed by SIGKILL: likely the OOM killer)"
+    assert limit_hit(limits, Evidence(oom_kills=0, forks_refused=0, killed=True)) is None
+    assert limit_hit(limits, Evidence(forks_refused=2)) == "tasks_max 20 exceeded"
+    # A counter that says no fork was refused outweighs words in the output.
+    assert limit_hit(limits, Evidence(forks_refused=0, tail=b"sh: Cannot fork")) is None
+    assert limit_hit(limits, Evidence(tail=b"sh: Cannot fork")) == "tasks_max 20 exceeded"
+    assert limit_hit(Limits(nice=3), Evidence(tail=b"MemoryError", killed=True)) is None
+
+
 def test_weights_map_to_nice_and_ionice_levels() -> None:
     assert [weight_as_nice(w) for w in (100, 50, 200, 1, 10_000)] == [0, 3, -3, 19, -20]
     assert [weight_as_ionice(w) for w in (100, 50, 200, 1, 10_000)] == [4, 5, 3, 7, 0]
@@ -216,6 +253,54 @@ async def test_under_memory_max_a_run_succeeds(tmp_path: Path) -> None:
     )
     assert (outcome.status, outcome.error) == ("success", None)
     assert b"allocated" in output
+
+
+async def test_a_quick_run_is_judged_by_what_it_wrote_as_it_exited(tmp_path: Path) -> None:
+    # Its output is read after the leader's exit: the judgement waits for it.
+    script = "echo 'tool: Cannot allocate memory' >&2; exit 1"
+    outcome, _, _ = await run(tmp_path, ["sh", "-c", script], Limits(memory_max=64 * 2**20))
+    assert (outcome.status, outcome.error) == ("failure", "memory_max 64MB exceeded")
+
+
+NOBODY = 65534
+NPROC_PROBE = """
+import asyncio, os, sys
+from pathlib import Path
+from watchkeeper.core.limits import Limits
+from watchkeeper.core.limits_host import host_limits
+from watchkeeper.core.runner import Run, RunSpec
+assert host_limits().pids_root is None and not host_limits().root, host_limits()
+async def main():
+    run = Run(RunSpec("r1", ["sh", "-c", sys.argv[1]], dict(os.environ), Path("/"), timeout=30,
+              kill_grace=1, job="j", limits=Limits(tasks_max=10)), lambda data: None)
+    print((await run.done).error)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to become nobody"
+)
+def test_as_a_plain_user_rlimit_nproc_stops_a_fork_bomb() -> None:
+    # The keeper as a user with no pids cgroup to write: RLIMIT_NPROC over its count.
+    done = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            NPROC_PROBE,
+            BOMB,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tasks_max 10 exceeded"
 
 
 async def test_a_failure_that_is_no_limit_keeps_its_own_error(tmp_path: Path) -> None:
