@@ -24,6 +24,7 @@ LEFT: list[Section] = [
             ("x", "cancel the selected run"),
             ("R", "params form; History: retry"),
             ("e", "edit config or vault file"),
+            ("a d", "approve / dismiss an item"),
             ("enter", "details; Log: keeper/job log"),
         ],
     ),
