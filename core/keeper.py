@@ -28,6 +28,7 @@ from watchkeeper.core.faults import described
 from watchkeeper.core.firing import Firing
 from watchkeeper.core.handover import Handover
 from watchkeeper.core.jobtable import JobTable, job_limits
+from watchkeeper.core.limits_host import probe_at_start
 from watchkeeper.core.lock import VaultLock
 from watchkeeper.core.logs import open_keeper_log
 from watchkeeper.core.notify import Notifier
@@ -114,6 +115,7 @@ class Keeper:
             self.store, previous, keeper.kill_grace, self.log, self.clock
         )
         await prune_worktrees(self.config, interrupted, self.log)
+        await probe_at_start(self.config.jobs.values(), self.log)
         now = self.clock.time()
         self.quota.rebuild(self.store.starts_since(now - WINDOW), now)
         self.outputs.read_history(self.store)

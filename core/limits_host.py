@@ -5,15 +5,21 @@ table; core/limits_apply.py uses the probe for each run."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import resource
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from watchkeeper.core.limits import LIMIT_KEYS
+from watchkeeper.core.limits import LIMIT_KEYS, used_limits
+
+if TYPE_CHECKING:
+    from watchkeeper.core.logs import KeeperLog
 
 # `systemctl --user is-system-running` says one of these when a manager answers at all
 # ("offline" or an error when there is none: a container, a cron session without lingering).
@@ -176,3 +182,15 @@ def enforcement_lines(host: HostLimits, used: set[str]) -> list[str]:
         mark = "*" if key in used else " "
         lines.append(f" {mark} {key:<10} {table[key]}")
     return lines
+
+
+async def probe_at_start(jobs: Iterable[Any], log: KeeperLog) -> None:
+    """At keeper start, when some job has limits: probe the host in a thread (systemctl
+    may take a while to answer), so no run's spawn waits for it, and log how each limit
+    the config uses is enforced."""
+    used = used_limits(jobs)
+    if not used:
+        return
+    host = await asyncio.to_thread(host_limits)
+    table = enforcement(host)
+    log.info("limits: " + "; ".join(f"{key} by {table[key]}" for key in LIMIT_KEYS if key in used))

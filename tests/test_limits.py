@@ -441,3 +441,34 @@ def test_a_run_through_the_cli_records_the_limit_that_ended_it(make_vault) -> No
     [history] = (vault / "Logs" / "history").glob("*.jsonl")
     record = json.loads(history.read_text().splitlines()[-1])
     assert (record["status"], record["error"]) == ("failure", "tasks_max 15 exceeded")
+
+
+async def test_a_keeper_says_how_it_limits_and_records_the_limit_a_run_hit(make_vault) -> None:
+    from conftest import finish, keeper_log, started_keeper
+
+    vault = make_vault(
+        f"""
+        [jobs.hungry]
+        command = ["{sys.executable}", "-c", "b = bytearray(600 * 2**20)"]
+        memory_max = "64MB"
+        nice = 4
+
+        [jobs.plain]
+        command = "true"
+        """
+    )
+    keeper = await started_keeper(vault)
+    serving = asyncio.create_task(keeper.serve())
+    try:
+        _, finished = keeper.run_and_watch("hungry")
+        record = await asyncio.wait_for(finished, 30)
+    finally:
+        await finish(keeper, serving)
+    assert record["status"] == "failure"
+    assert record["error"].startswith("memory_max 64MB exceeded")
+    said = [line for line in keeper_log(vault).splitlines() if "limits: " in line]
+    table = enforcement(HOST)
+    assert len(said) == 1, said
+    assert f"memory_max by {table['memory_max']}; nice by {table['nice']}" in said[0]
+    job_log = (vault / "Logs" / "jobs" / "hungry.log").read_text()
+    assert "memory_max 64MB exceeded" in job_log
