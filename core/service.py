@@ -28,9 +28,10 @@ _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _C_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def unit_name(vault: Path, worker: bool = False) -> str:
+def unit_name(vault: Path, worker: bool = False, serve: bool = False) -> str:
     """`watchkeeper-<slug of the folder name>-<8 hex of the resolved path>.service`, and
-    `watchkeeper-worker-...` for the vault's cluster worker on this host.
+    `watchkeeper-worker-...` for the vault's cluster worker on this host,
+    `watchkeeper-serve-...` for its `watchkeeper serve`.
 
     The slug makes `systemctl --user list-units` readable; the hash keeps two vaults
     with the same folder name (~/a/vault, ~/b/vault) apart.
@@ -38,7 +39,7 @@ def unit_name(vault: Path, worker: bool = False) -> str:
     resolved = vault.resolve()
     slug = re.sub(r"[^a-z0-9]+", "-", resolved.name.lower()).strip("-")[:32].strip("-")
     digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
-    kind = "watchkeeper-worker" if worker else "watchkeeper"
+    kind = "watchkeeper-worker" if worker else "watchkeeper-serve" if serve else "watchkeeper"
     return f"{kind}-{slug or 'vault'}-{digest}.service"
 
 
@@ -179,6 +180,40 @@ KillSignal=SIGTERM
 # grace) and reports them interrupted. Whatever is left at TimeoutStopSec gets SIGKILL.
 KillMode=mixed
 TimeoutStopSec={stop_timeout}
+
+[Install]
+WantedBy=default.target
+"""
+
+
+SERVE_STOP_TIMEOUT = 30  # serve holds no runs: its browser consoles and streams just close
+
+
+def serve_unit_text(vault: Path, executable: Sequence[str], options: Sequence[str]) -> str:
+    """The unit file for `watchkeeper serve` next to `vault`'s keeper; `options` are its
+    --bind and --read-only. Ordered after the keeper's unit when both start, never tied
+    to it: serve answers /healthz 503 while no keeper runs and catches up when one does."""
+    check_path(vault)
+    command = exec_line([*executable, "serve", "--vault", str(vault), *options])
+    folder = _specifiers(str(vault))
+    return f"""\
+# Written by `watchkeeper service install --serve`; `watchkeeper service uninstall --serve`
+# removes it.
+[Unit]
+Description=watchkeeper serve (console, events, metrics over HTTP) for the vault {folder}
+After={unit_name(vault)}
+
+[Service]
+Type=simple
+ExecStart={command}
+WorkingDirectory={folder}
+Environment=PYTHONUNBUFFERED=1
+Restart=on-failure
+RestartSec=5
+# Exit 2 is a bad --bind but also a port another process still holds, which a restart
+# may mend: no RestartPreventExitStatus; systemd's start limit ends a hopeless loop.
+KillSignal=SIGTERM
+TimeoutStopSec={SERVE_STOP_TIMEOUT}
 
 [Install]
 WantedBy=default.target

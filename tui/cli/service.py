@@ -98,6 +98,12 @@ WorkerOption = Annotated[
 ]
 
 
+ServeOption = Annotated[
+    bool,
+    typer.Option("--serve", help="The unit of `watchkeeper serve` (HTTP), not the keeper's."),
+]
+
+
 @service_app.command()
 def install(
     ctx: typer.Context,
@@ -111,9 +117,16 @@ def install(
         int | None,
         typer.Option("--concurrency", min=1, help="With --worker: the worker's --concurrency."),
     ] = None,
+    serve: ServeOption = False,
+    bind: Annotated[
+        str | None, typer.Option("--bind", help="With --serve: serve's --bind HOST:PORT.")
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="With --serve: serve's --read-only.")
+    ] = False,
 ) -> None:
     """Write a systemd user unit that runs this vault's keeper (with --worker: this
-    host's cluster worker), enable and start it.
+    host's cluster worker; with --serve: `watchkeeper serve`), enable and start it.
 
     Installing again rewrites a unit that differs and leaves an identical one alone.
     """
@@ -123,10 +136,15 @@ def install(
     config = open_config(vault_flag(ctx, vault))
     if not worker and (labels or concurrency is not None):
         raise fail("--labels and --concurrency go with --worker")
+    if worker and serve:
+        raise fail("--worker and --serve are two units: install them one at a time")
     if worker and config.cluster is None:
         raise fail(f"{config.path} has no [cluster] table: a worker serves a cluster")
+    if not serve and (bind is not None or read_only):
+        raise fail("--bind and --read-only go with --serve")
+    serve_options = _serve_options(bind, read_only)
     root = config.vault.resolve()
-    name = service.unit_name(root, worker)
+    name = service.unit_name(root, worker, serve)
     path = service.unit_path(name)
     timeout = service.stop_timeout(config.keeper)
     options = ["--labels", labels] if labels else []
@@ -142,6 +160,8 @@ def install(
     try:
         if worker:
             text = service.worker_unit_text(root, service.launcher(), options, timeout)
+        elif serve:
+            text = service.serve_unit_text(root, service.launcher(), serve_options)
         else:
             text = service.unit_text(root, service.launcher(), timeout)
     except ValueError as error:
@@ -174,7 +194,8 @@ def install(
     typer.echo(text)
     for command in commands:
         _run(command)
-    typer.echo(f"installed {name}: it runs the {'worker' if worker else 'keeper'} of {root}")
+    what = "worker" if worker else "HTTP server (serve)" if serve else "keeper"
+    typer.echo(f"installed {name}: it runs the {what} of {root}")
     if change == "replaced":
         typer.echo(
             "if it was already running, it keeps the old settings until: "
@@ -185,21 +206,39 @@ def install(
     typer.echo("  to keep it running while you are logged out: loginctl enable-linger")
 
 
+def _serve_options(bind: str | None, read_only: bool) -> list[str]:
+    """serve's own flags, its --bind checked now rather than by a unit failing at boot."""
+    options: list[str] = []
+    if bind is not None:
+        from watchkeeper.core.serve.run import parse_bind
+
+        try:
+            parse_bind(bind)
+        except ValueError as error:
+            raise fail(str(error)) from None
+        options += ["--bind", bind]
+    if read_only:
+        options.append("--read-only")
+    return options
+
+
 @service_app.command()
 def uninstall(
     ctx: typer.Context,
     dry_run: DryRunOption = False,
     vault: VaultOption = None,
     worker: WorkerOption = False,
+    serve: ServeOption = False,
 ) -> None:
-    """Stop and disable this vault's unit (with --worker: its worker's), remove its file.
+    """Stop and disable this vault's unit (with --worker: its worker's, --serve: its
+    serve's), remove its file.
 
     Needs no valid config: a broken or deleted vault can still be uninstalled.
     """
     from watchkeeper.core import service
 
     root: Path = vault_path(vault_flag(ctx, vault)).resolve()
-    name = service.unit_name(root, worker)
+    name = service.unit_name(root, worker, serve)
     path = service.unit_path(name)
     if not path.exists():
         typer.echo(f"not installed: no {path}")
