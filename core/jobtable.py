@@ -11,7 +11,7 @@ from pathlib import Path
 
 from watchkeeper.core.config import Config, JobConfig
 from watchkeeper.core.environment import Masker, job_environment, secret_values
-from watchkeeper.core.logs import RotatingFile
+from watchkeeper.core.logs import JobLogFile
 from watchkeeper.core.runtime import JobRuntime
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.triggers import schedules_for
@@ -34,6 +34,7 @@ class JobTable:
         self.vault = config.vault
         self.slots = slots
         self.on_log_error = on_log_error
+        self.logs = self.vault / "Logs" / "jobs"
         # Jobs without env of their own share one copy of the keeper's environment and
         # one masker: with thousands of jobs, per-job copies would dominate memory.
         self.shared_env = dict(os.environ)
@@ -50,8 +51,9 @@ class JobTable:
         return JobRuntime(
             config=job,
             schedules=schedules_for(job, config.keeper.tz) if job.enabled else [],
-            log=RotatingFile(
-                self.vault / "Logs" / "jobs" / f"{job.name}.log",
+            log=JobLogFile(
+                self.logs,
+                job.name,
                 config.keeper.log_max_size,
                 config.keeper.log_backups,
                 on_error=self.on_log_error,

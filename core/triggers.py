@@ -3,6 +3,7 @@ intervals follow the monotonic clock, so a clock jump never fires a burst."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,11 +92,19 @@ def job_zone(job: JobConfig, tz: ZoneInfo) -> ZoneInfo:
     return ZoneInfo(job.timezone) if job.timezone else tz
 
 
+@functools.cache
+def every_schedule(interval: float, jitter: float) -> EverySchedule:
+    """One shared (frozen) schedule per interval and jitter: 10,000 jobs "every 1h" hold
+    one instead of 10,000."""
+    return EverySchedule(interval, "mono", jitter)
+
+
 def schedules_for(job: JobConfig, tz: ZoneInfo) -> list[Schedule]:
-    schedules: list[Schedule] = []
+    cron = None
     if job.cron is not None:
-        cron = CronSchedule.parse(job.cron)
-        schedules.append(CronTrigger(cron, job_zone(job, tz), "wall", job.jitter))
-    if job.every is not None:
-        schedules.append(EverySchedule(job.every, "mono", job.jitter))
-    return schedules
+        cron = CronTrigger(CronSchedule.parse(job.cron), job_zone(job, tz), "wall", job.jitter)
+    every = every_schedule(job.every, job.jitter) if job.every is not None else None
+    # A list display is allocated to size (appends over-allocate), per job.
+    if cron is None:
+        return [] if every is None else [every]
+    return [cron] if every is None else [cron, every]
