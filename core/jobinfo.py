@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from watchkeeper.core.config import JobConfig
 from watchkeeper.core.config_http import summary
+from watchkeeper.core.limits import limits_text
 from watchkeeper.core.units import format_duration
 from watchkeeper.core.worktree import isolation_rows
 
@@ -26,6 +27,8 @@ def config_rows(job: JobConfig, config_name: str) -> list[tuple[str, str]]:
         rows.append(("jitter", f"up to {format_duration(job.jitter)} after each slot"))
     if job.isolate:
         rows.extend(isolation_rows(job))
+    if limited := limits_text(job):
+        rows.append(("limits", limited))
     if job.on_files:
         rows.append(("settle", format_duration(job.settle)))
         rows.append(("quarantine after", f"{job.quarantine_after} failed runs"))

@@ -40,6 +40,16 @@ def used_limits(jobs: Iterable[Any]) -> set[str]:
     return {key for job in jobs for key in LIMIT_KEYS if getattr(job, key) is not None}
 
 
+def limits_text(job: Any) -> str:
+    """`memory_max 512MB, nice 5`: what describe and the console show; "" for none."""
+    shown = []
+    for key in LIMIT_KEYS:
+        value = getattr(job, key)
+        if value is not None:
+            shown.append(f"{key} {size_text(value) if key == 'memory_max' else value}")
+    return ", ".join(shown)
+
+
 def size_text(size: int) -> str:
     """512MB, 1.5GB, 4096KB: as the operator would have written it."""
     for unit, scale in (("TB", 1024**4), ("GB", 1024**3), ("MB", MIB), ("KB", 1024)):

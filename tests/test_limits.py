@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -472,3 +473,15 @@ async def test_a_keeper_says_how_it_limits_and_records_the_limit_a_run_hit(make_
     assert f"memory_max by {table['memory_max']}; nice by {table['nice']}" in said[0]
     job_log = (vault / "Logs" / "jobs" / "hungry.log").read_text()
     assert "memory_max 64MB exceeded" in job_log
+
+
+def test_describe_shows_a_jobs_limits(make_vault) -> None:
+    text = '[jobs.a]\ncommand = "true"\nmemory_max = "1.5GB"\ntasks_max = 64\nnice = 5\n'
+    vault = make_vault(text)
+    done = run_cli("describe", "a", "--vault", str(vault))
+    assert done.returncode == 0, done.stderr
+    row = r"^ +limits +memory_max 1\.5GB, tasks_max 64, nice 5$"
+    assert re.search(row, done.stdout, re.MULTILINE), done.stdout
+    as_json = json.loads(run_cli("describe", "a", "--json", "--vault", str(vault)).stdout)
+    assert as_json["config"]["memory_max"] == 1536 * 2**20
+    assert as_json["config"]["io_weight"] is None
