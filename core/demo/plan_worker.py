@@ -16,7 +16,7 @@ given = json.loads(os.environ.get("WATCHKEEPER_FILES_JSON", "[]"))
 plans = [vault / rel for rel in given] if given else sorted((vault / "Plans").glob("*.plan.md"))
 
 
-def unworked(plan):
+def unworked(plan: pathlib.Path) -> str | None:
     try:
         text = plan.read_text(encoding="utf-8", errors="replace")
     except OSError:

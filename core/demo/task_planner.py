@@ -15,7 +15,7 @@ inbox = vault / "Needs_Action"
 held = [inbox, vault / "Plans", vault / "Done"]
 
 
-def planned(note):
+def planned(note: pathlib.Path) -> bool:
     return any((folder / f"{note.stem}.plan.md").exists() for folder in held)
 
 
