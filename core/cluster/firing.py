@@ -177,6 +177,7 @@ class ClaimingFiring(Firing):
         for due in self.slots.due(host.jobs, self.slots.now()):
             if host.state.is_paused(due.job):
                 host.jobs[due.job].missed_while_paused += 1
+                host.notifier.missed(due.job, "paused", due.due_wall)
                 continue
             request = StartRequest(
                 due.job, "schedule", due_mono=due.due_mono, due_wall=due.due_wall, wave=due.wave
