@@ -111,6 +111,10 @@ def test_operate_console_renders_and_r_runs_the_selected_job(site: Site) -> None
     assert site.runs("tidy") == []
     text = wait_screen(site.driver, lambda text: "success" in text.lower())
     save_screenshot(site.driver, "browser-console.png")
+    fetched = site.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(entry => entry.name)"
+    )
+    assert fetched and all(url.startswith(site.url + "/") for url in fetched), fetched
 
 
 def test_read_console_has_no_run_pause_cancel_and_r_runs_nothing(site: Site) -> None:

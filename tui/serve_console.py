@@ -1,5 +1,6 @@
-"""The console in a browser for `watchkeeper serve`: `/` (textual-serve's page and
-terminal), `/ws` (the WebSocket each tab drives its own console through) and `/static`.
+"""The console in a browser for `watchkeeper serve`: `/` (our page, serve_page/console.html,
+around textual-serve's terminal), `/ws` (the WebSocket each tab drives its own console
+through) and `/static` (textual-serve's script, styles and font).
 
 Each tab gets a console process of its own, attached to the running keeper and never
 its owner (`watchkeeper attach`), with `--read-only` for a read token: that console has
@@ -29,6 +30,9 @@ from textual_serve.download_manager import DownloadManager
 from watchkeeper.core.serve.auth import ROLE_KEY, same_origin, secure_request
 
 PACKAGE = Path(textual_serve.__file__).resolve().parent
+# Our own page rather than textual-serve's, which loads its font from Google's servers: an
+# operator's console reaches nothing but this server (and works offline).
+PAGE = Path(__file__).resolve().parent / "serve_page"
 log = logging.getLogger("watchkeeper.serve")
 
 
@@ -58,7 +62,7 @@ class BrowserConsole:
         self.downloads = DownloadManager()
 
     def install(self, app: web.Application) -> None:
-        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PACKAGE / "templates"))
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PAGE))
         app.add_routes(
             [
                 web.get("/", self.index),
@@ -71,12 +75,10 @@ class BrowserConsole:
         scheme = "wss" if secure_request(request) else "ws"
         context = {
             "font_size": _size(request.query.get("fontsize"), 16),
-            "app_websocket_url": f"{scheme}://{request.host}/ws",
-            "config": {"static": {"url": "/static/"}},
-            "application": {"name": f"watchkeeper · {self.vault.name}"},
-            "ping_url": "",
+            "websocket_url": f"{scheme}://{request.host}/ws",
+            "title": f"watchkeeper · {self.vault.name}",
         }
-        response = aiohttp_jinja2.render_template("app_index.html", request, context)
+        response = aiohttp_jinja2.render_template("console.html", request, context)
         response.headers["Cache-Control"] = "no-store"
         return response
 
