@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from watchkeeper.core.config_http import VARIABLE
+from watchkeeper.core.config_table import convert_table
 from watchkeeper.core.config_values import (
     DAY,
     LABEL,
@@ -18,7 +20,6 @@ from watchkeeper.core.config_values import (
     duration_between,
     hint,
     show,
-    text_problem,
 )
 from watchkeeper.core.config_values import _command as command
 from watchkeeper.core.config_values import _integer as integer
@@ -35,7 +36,7 @@ DEFAULT_ATTEMPTS = 3
 class NotifyChannel:
     name: str
     kind: str  # one of TARGETS
-    # An Apprise or webhook URL (shown only through notify_mask.masked_url), or a command.
+    # An Apprise or webhook URL (shown only masked, through notify_mask), or a command.
     target: str | tuple[str, ...]
     events: tuple[str, ...] = EVENTS
     rate_window: float = DEFAULT_RATE_WINDOW
@@ -53,8 +54,13 @@ def _events(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _from_env(value: str) -> bool:
+    """A URL that is a ${VAR} from its start: its scheme is known only at send time."""
+    return VARIABLE.match(value) is not None
+
+
 def _url(value: object) -> str:
-    if not isinstance(value, str) or "://" not in value:
+    if not isinstance(value, str) or ("://" not in value and not _from_env(value)):
         raise ValueError(f"expected an Apprise URL like 'ntfy://topic', got {show(value)}")
     if importlib.util.find_spec("apprise") is None:
         raise ValueError("an Apprise URL needs the notify extra: pip install 'watchkeeper[notify]'")
@@ -62,7 +68,9 @@ def _url(value: object) -> str:
 
 
 def _webhook(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+    if not isinstance(value, str) or not (
+        value.startswith(("http://", "https://")) or _from_env(value)
+    ):
         raise ValueError(f"expected an http:// or https:// URL, got {show(value)}")
     return value
 
@@ -110,20 +118,8 @@ def _fields(
     name: str, body: dict[str, object], problems: list[tuple[tuple[str, ...], str]]
 ) -> dict[str, Any]:
     """Each key's converted value (typed per CHANNEL_FIELDS, so Any to the dataclass)."""
-    fields: dict[str, Any] = {}
-    for key, item in body.items():
-        convert = CHANNEL_FIELDS.get(key)
-        if convert is None:
-            problems.append(((name, key), f"unknown key {key!r}{hint(key, CHANNEL_FIELDS)}"))
-            continue
-        bad_text = text_problem(item)
-        if bad_text is not None:
-            problems.append(((name, key, *bad_text[0]), bad_text[1]))
-            continue
-        try:
-            fields[key] = convert(item)
-        except ValueError as exc:
-            problems.append(((name, key), str(exc)))
+    fields, found = convert_table(body, CHANNEL_FIELDS)
+    problems.extend(((name, *inner), message) for inner, message in found)
     return fields
 
 

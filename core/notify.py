@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from watchkeeper.core.notify_events import (
     record_event,
     run_events,
 )
-from watchkeeper.core.notify_mask import url_masker
+from watchkeeper.core.notify_mask import resolve, url_masker
 from watchkeeper.core.notify_send import SendFailed, send
 from watchkeeper.core.units import format_duration
 
@@ -42,15 +43,11 @@ CLOSE_GRACE = 3.0
 SENDERS = 4
 
 
-def where(channel: NotifyChannel) -> str:
-    """The channel as the log shows it: its kind and target, secrets masked."""
+def where(channel: NotifyChannel, mask: Masker) -> str:
+    """The channel as sent, as the log shows it: its kind and target, secrets masked."""
     if isinstance(channel.target, str):
-        return f"{channel.kind} {url_masker(channel.target)(channel.target)}"
-    return f"command {channel.target[0]}"
-
-
-def _masker(channel: NotifyChannel) -> Masker:
-    return url_masker(channel.target) if isinstance(channel.target, str) else Masker(())
+        return f"{channel.kind} {mask(url_masker(channel.target)(channel.target))}"
+    return f"command {mask(channel.target[0])}"
 
 
 class Log(Protocol):
@@ -195,33 +192,41 @@ class Notifier:
         vault = self.config.vault
         sent = message(events, vault.name, self.host, channel.rate_window, extra)
         what = sent["event"] if sent["count"] == 1 else f"digest of {sent['count']} events"
-        mask = _masker(channel)
+        try:
+            sending, mask = resolve(channel, os.environ)
+        except KeyError as missing:
+            self.log.error(
+                f"notify {channel.name}: {what} not sent: ${{{missing.args[0]}}} is not set "
+                "in the keeper's environment"
+            )
+            return False
+        shown = where(sending, mask)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="watchkeeper-notify")
         for attempt in range(1, channel.attempts + 1):
             try:
-                how = await loop.run_in_executor(self._pool, send, channel, sent, vault)
+                how = await loop.run_in_executor(self._pool, send, sending, sent, vault)
             except SendFailed as error:
                 why = mask(str(error))
             except Exception as error:  # a bug in a sender (or Apprise): logged, not fatal
                 why = mask(f"{type(error).__name__}: {error}")
             else:
                 self.log.info(
-                    f"notify {channel.name}: {what} sent to {where(channel)} "
+                    f"notify {channel.name}: {what} sent to {shown} "
                     f"(attempt {attempt}, {mask(how)})"
                 )
                 return True
             closing = self._closing is not None and self._closing.is_set()
             if attempt == channel.attempts or closing:
                 self.log.error(
-                    f"notify {channel.name}: {what} to {where(channel)} not sent: attempt "
+                    f"notify {channel.name}: {what} to {shown} not sent: attempt "
                     f"{attempt} of {channel.attempts} failed: {why}; giving up"
                     + ("  (keeper stopping)" if closing and attempt < channel.attempts else "")
                 )
                 return False
             delay = min(LONGEST_BACKOFF, FIRST_BACKOFF * 2 ** (attempt - 1))
             self.log.warning(
-                f"notify {channel.name}: {what} to {where(channel)}: attempt {attempt} of "
+                f"notify {channel.name}: {what} to {shown}: attempt {attempt} of "
                 f"{channel.attempts} failed: {why}; retry in {format_duration(delay)}"
             )
             await self._pause(delay)
