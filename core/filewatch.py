@@ -157,15 +157,11 @@ def watch_paths(vault: Path, patterns: Iterable[str]) -> list[Path]:
 
 
 # watchfiles checks for changes (and its stop event) every `step`: 10 ms hands a file
-# over in ~17 ms but costs ~0.35% of a core while idle; each step wakes a thread that
-# takes the GIL, so an idle keeper's CPU is its watches' steps. The short step is only
-# used when some job waits for files; the idle one is the config watch's, which already
-# bounds how long a stop waits for the watches. Its other timer,
-# `rust_timeout`, is off (0): by default it returns to the event loop every 5 s with
-# nothing to say, which was most of an idle keeper's CPU; the stop event still ends
-# the wait within one step.
+# over in ~17 ms; each step wakes a thread that takes the GIL. It is used only while some
+# job waits for files (otherwise core/dirwatch.py's inotify reader, without a thread).
+# Its other timer, `rust_timeout`, is off (0): by default it returns to the event loop
+# every 5 s with nothing to say; the stop event still ends the wait within one step.
 FAST_STEP_MS = 10
-IDLE_STEP_MS = 500
 
 
 # After watchfiles failed on a batch, it is started again at most this often: each start

@@ -21,11 +21,10 @@ from typing import Protocol
 
 from watchkeeper.core import tuning
 from watchkeeper.core.config import Config
+from watchkeeper.core.dirwatch import folder_changes
 from watchkeeper.core.events import EventBus
 from watchkeeper.core.faults import described
 from watchkeeper.core.filewatch import (
-    FAST_STEP_MS,
-    IDLE_STEP_MS,
     glob_root,
     relative,
     scan,
@@ -203,8 +202,10 @@ class Watches:
         else:
             loop.call_soon(self._offer_recent, keeper.started_at.timestamp() - CLOCK_MARGIN)
         self._started_once = True
-        step = FAST_STEP_MS if patterns else IDLE_STEP_MS
-        async for changes in watch(paths, stop, step_ms=step):
+        # With no job waiting for files, only the folders' own entries matter (their
+        # counts): inotify on the loop needs no thread waking every step.
+        changes_of = watch(paths, stop) if patterns else folder_changes(paths, stop)
+        async for changes in changes_of:
             # A drop of ten thousand files takes a second to hash: slots due meanwhile
             # go in between, and the files are not held back more than that.
             slices = Slices(pause=0.0)
@@ -246,12 +247,8 @@ class Watches:
             self.keeper.log.error(f"cannot hand over {what}: {described(error)}")
 
     async def _watch_config(self, stop: asyncio.Event) -> None:
-        from watchfiles import awatch
-
         keeper = self.keeper
-        async for changes in awatch(
-            keeper.vault, stop_event=stop, recursive=False, debounce=500, step=500, rust_timeout=0
-        ):
+        async for changes in folder_changes([keeper.vault], stop):
             appeared = {Path(path) for change, path in changes if change == WATCH_ADDED}
             if appeared & self._missing:
                 self.renew_vault()
