@@ -22,6 +22,7 @@ from watchkeeper.core.config_lines import (
     unreadable_value,
 )
 from watchkeeper.core.config_notify import NotifyChannel, check_notify
+from watchkeeper.core.config_table import convert_table
 from watchkeeper.core.config_values import (
     DEFAULT_LOG_MODE,
     JOB_FIELDS,
@@ -31,7 +32,6 @@ from watchkeeper.core.config_values import (
     Problems,
     hint,
     show,
-    text_problem,
     zone,
 )
 from watchkeeper.core.config_vault import VaultSettings, parse_vault
@@ -301,25 +301,9 @@ class _Checker:
         self, table: dict[str, object], keypath: KeyPath, spec: dict[str, Convert]
     ) -> dict[str, Any]:
         """Each key's converted value (typed per `spec`, so Any to the dataclasses)."""
-        converted: dict[str, Any] = {}
-        for key, value in table.items():
-            here = (*keypath, key)
-            convert = spec.get(key)
-            if convert is None:
-                self.add(here, f"unknown key {key!r}{hint(key, spec)}")
-                continue
-            bad_text = text_problem(value)
-            if bad_text is not None:
-                inner, message = bad_text
-                self.add((*here, *inner), message)
-                continue
-            try:
-                converted[key] = convert(value)
-            except Problems as exc:
-                for inner, message in exc.problems:
-                    self.add((*here, *inner), message)
-            except ValueError as exc:
-                self.add(here, str(exc))
+        converted, problems = convert_table(table, spec)
+        for inner, message in problems:
+            self.add((*keypath, *inner), message)
         return converted
 
     def config(self, data: dict[str, object]) -> Config | None:

@@ -7,15 +7,14 @@ import os
 import re
 from dataclasses import dataclass
 
+from watchkeeper.core.config_table import convert_table
 from watchkeeper.core.config_values import (
     LABEL,
     Convert,
     Problems,
     duration_between,
-    hint,
     runs_on,
     show,
-    text_problem,
 )
 
 # A lease shorter than a few seconds is renewed so often that one slow query loses it;
@@ -83,21 +82,7 @@ CLUSTER_FIELDS: dict[str, Convert] = {
 
 def parse_cluster(table: dict[str, object], default_name: str) -> ClusterConfig:
     """The [cluster] table; Problems lists every bad key, keyed by its path."""
-    problems: list[tuple[tuple[str, ...], str]] = []
-    fields: dict[str, object] = {}
-    for key, value in table.items():
-        convert = CLUSTER_FIELDS.get(key)
-        if convert is None:
-            problems.append(((key,), f"unknown key {key!r}{hint(key, CLUSTER_FIELDS)}"))
-            continue
-        bad_text = text_problem(value)
-        if bad_text is not None:
-            problems.append(((key, *bad_text[0]), bad_text[1]))
-            continue
-        try:
-            fields[key] = convert(value)
-        except ValueError as exc:
-            problems.append(((key,), str(exc)))
+    fields, problems = convert_table(table, CLUSTER_FIELDS)
     if "database" not in table:
         problems.append((("database",), "missing required key 'database'"))
     if problems:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from watchkeeper.core.config_values import Convert, Problems, hint, show, text_problem
+from watchkeeper.core.config_table import convert_table
+from watchkeeper.core.config_values import Convert, Problems, show
 
 APPROVE_TO = "Plans"
 # Folders an approved item must not land in: where it waits, where dismissed ones go,
@@ -39,21 +40,7 @@ VAULT_FIELDS: dict[str, Convert] = {"approve_to": _approve_to}
 
 def parse_vault(table: dict[str, object]) -> VaultSettings:
     """The [vault] table; Problems lists every bad key, keyed by its path."""
-    problems: list[tuple[tuple[str, ...], str]] = []
-    fields: dict[str, str] = {}
-    for key, value in table.items():
-        convert = VAULT_FIELDS.get(key)
-        if convert is None:
-            problems.append(((key,), f"unknown key {key!r}{hint(key, VAULT_FIELDS)}"))
-            continue
-        bad_text = text_problem(value)
-        if bad_text is not None:
-            problems.append(((key, *bad_text[0]), bad_text[1]))
-            continue
-        try:
-            fields[key] = str(convert(value))
-        except ValueError as exc:
-            problems.append(((key,), str(exc)))
+    fields, problems = convert_table(table, VAULT_FIELDS)
     if problems:
         raise Problems(problems)
     return VaultSettings(**fields)
