@@ -111,23 +111,12 @@ class Ledger:
         run_id: str | None = None,
         note: str | None = None,
         batch: int | None = None,
+        by: str | None = None,
+        reason: str | None = None,
     ) -> None:
         self._apply(job, path, digest, outcome, note, batch)
-        entry: dict[str, object] = {
-            "at": iso(utc_now()),
-            "job": job,
-            "path": path,
-            "hash": digest,
-            "run": run_id,
-            "outcome": outcome,
-        }
-        if note is not None:
-            entry["note"] = note
-        if batch is not None:
-            entry["batch"] = batch
-        # json_text: a file name that is not UTF-8 is written as \udcXX escapes.
-        line = (json_text(json.dumps(entry, ensure_ascii=False)) + "\n").encode()
-        self.out.add(None, line)
+        text = entry_text(job, path, digest, outcome, run_id, note, batch, by, reason)
+        self.out.add(None, (text + "\n").encode())
         self.out.write()
 
     def state(self, job: str, path: str, digest: str) -> FileState | None:
@@ -151,6 +140,33 @@ class Ledger:
             if state.quarantined_to == location:
                 return job, path, state.digest
         return None
+
+
+def entry_text(
+    job: str,
+    path: str,
+    digest: str,
+    outcome: str,
+    run_id: str | None = None,
+    note: str | None = None,
+    batch: int | None = None,
+    by: str | None = None,
+    reason: str | None = None,
+) -> str:
+    """One ledger line (without its newline), the same in files.jsonl and in a cluster's
+    database. `by` and `reason`: an operator's decision's who and why."""
+    entry: dict[str, object] = {
+        "at": iso(utc_now()),
+        "job": job,
+        "path": path,
+        "hash": digest,
+        "run": run_id,
+        "outcome": outcome,
+    }
+    optional = {"note": note, "batch": batch, "by": by, "reason": reason}
+    entry.update({key: value for key, value in optional.items() if value is not None})
+    # json_text: a file name that is not UTF-8 is written as \udcXX escapes.
+    return json_text(json.dumps(entry, ensure_ascii=False))
 
 
 def file_digest(path: Path) -> str:

@@ -207,7 +207,7 @@ def decide(
             os.replace(old_note, target.with_name(target.name + ".why.md"))
         else:
             old_note.unlink(missing_ok=True)
-    ledger.record("", rel, digest, outcome, note=to)
+    ledger.record("", rel, digest, outcome, note=to, by=by, reason=reason)
     return Decision(
         rel,
         "approved" if outcome == "approved" else "dismissed",

@@ -17,9 +17,7 @@ from watchkeeper.core.appender import Log
 from watchkeeper.core.cluster.db import connect_sync
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable, unavailable
 from watchkeeper.core.cluster.pgwriter import FencedWriter
-from watchkeeper.core.history import iso, utc_now
-from watchkeeper.core.ledger import Ledger
-from watchkeeper.core.names import json_text
+from watchkeeper.core.ledger import Ledger, entry_text
 
 INSERT = (
     "INSERT INTO watchkeeper.files (cluster, entry_id, entry, epoch)"
@@ -88,22 +86,11 @@ class PgLedger(Ledger):
         run_id: str | None = None,
         note: str | None = None,
         batch: int | None = None,
+        by: str | None = None,
+        reason: str | None = None,
     ) -> None:
         self._apply(job, path, digest, outcome, note, batch)
-        entry: dict[str, object] = {
-            "at": iso(utc_now()),
-            "job": job,
-            "path": path,
-            "hash": digest,
-            "run": run_id,
-            "outcome": outcome,
-        }
-        if note is not None:
-            entry["note"] = note
-        if batch is not None:
-            entry["batch"] = batch
-        # json_text: a file name that is not UTF-8 is written as \udcXX escapes.
-        text = json_text(json.dumps(entry, ensure_ascii=False))
+        text = entry_text(job, path, digest, outcome, run_id, note, batch, by, reason)
         writer = self.writer
         entry_id = f"{writer.keeper_id}:{next(self._ids)}"
         if writer.add(
