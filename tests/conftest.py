@@ -9,13 +9,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from pgserver import pg_dsn, pg_server  # noqa: F401  (fixtures for the cluster tests)
 
+from watchkeeper.core.history import HistoryWriter, RunRecord, utc_now
 from watchkeeper.core.vault import ensure_layout
 
 if TYPE_CHECKING:
@@ -131,6 +133,18 @@ def lock_record(vault: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
+def stop_processes(processes: Iterable[subprocess.Popen]) -> None:
+    """SIGTERM each one still running; SIGKILL one that has not exited 20 s later."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 class Daemons:
     """`watchkeeper --daemon` processes, each waited for until its socket is noted in the
     lock file, and all stopped (SIGTERM, then SIGKILL) at teardown."""
@@ -167,14 +181,7 @@ class Daemons:
         return process
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop_processes(self.started)
 
 
 @pytest.fixture
@@ -221,6 +228,27 @@ async def finish(keeper: Keeper, serving: asyncio.Task[None] | None = None) -> N
         await serving
     assert keeper.lock is not None
     keeper.lock.release()
+
+
+def write_past_run(vault: Path, job: str, ago: timedelta, status: str = "success") -> None:
+    """A run an earlier keeper left in the history, started `ago` before now: still
+    `running`, or ended a second after its start."""
+    started = utc_now() - ago
+    writer = HistoryWriter(vault / "Logs" / "history")
+    writer.append(
+        RunRecord(
+            id=f"past-{job}",
+            job=job,
+            project=vault.name,
+            started_at=started,
+            status=status,
+            trigger="schedule",
+            host="earlier",
+            completed_at=None if status == "running" else started + timedelta(seconds=1),
+            duration_ms=None if status == "running" else 1000,
+        )
+    )
+    writer.close()
 
 
 def finals(vault: Path, job: str | None = None) -> list[dict[str, Any]]:

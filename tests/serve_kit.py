@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, run_cli, wait_for
+from conftest import CLI, run_cli, stop_processes, wait_for
 
 
 @dataclass
@@ -81,14 +80,7 @@ class Servers:
         return Served(process, line.split()[1].strip(), stderr)
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop_processes(self.started)
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import final_records, keeper_log, run_cli, wait_for
+from conftest import final_records, keeper_log, run_cli, wait_for, write_past_run
 
 from watchkeeper.core.config import load_config
-from watchkeeper.core.history import HistoryWriter, RunRecord, utc_now
 from watchkeeper.core.keeper import Keeper, StartRequest
 from watchkeeper.core.lock import acquire
 from watchkeeper.core.once import run_once
@@ -565,25 +564,6 @@ CATCH_UP = """
     command = ["true"]
     every = "1h"
     """
-
-
-def write_past_run(vault: Path, job: str, ago: timedelta) -> None:
-    started = utc_now() - ago
-    writer = HistoryWriter(vault / "Logs" / "history")
-    writer.append(
-        RunRecord(
-            id=f"past-{job}",
-            job=job,
-            project=vault.name,
-            started_at=started,
-            status="success",
-            trigger="schedule",
-            host="earlier",
-            completed_at=started + timedelta(seconds=1),
-            duration_ms=1000,
-        )
-    )
-    writer.close()
 
 
 def past_vault(make_vault, mode: str) -> Path:

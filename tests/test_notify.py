@@ -13,11 +13,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import finals, finish, keeper_log, run_cli, started_keeper, until
+from conftest import finals, finish, keeper_log, run_cli, started_keeper, until, write_past_run
 from notify_kit import endpoint
 
 from watchkeeper.core.config import ConfigError, load_config
-from watchkeeper.core.history import HistoryWriter, RunRecord, utc_now
 
 
 async def serving(vault: Path):  # type: ignore[no-untyped-def]
@@ -151,25 +150,6 @@ async def test_command_channel_gets_the_event_on_stdin_and_only_the_events_it_wa
     assert len(finals(vault, "flaky")) == 2  # two failures, one message: the one it wants
 
 
-def _past_record(vault: Path, job: str, status: str, ago: timedelta) -> None:
-    started = utc_now() - ago
-    writer = HistoryWriter(vault / "Logs" / "history")
-    writer.append(
-        RunRecord(
-            id=f"past-{job}",
-            job=job,
-            project=vault.name,
-            started_at=started,
-            status=status,
-            trigger="schedule",
-            host="earlier",
-            completed_at=None if status == "running" else started + timedelta(seconds=1),
-            duration_ms=None if status == "running" else 1000,
-        )
-    )
-    writer.close()
-
-
 async def test_lost_missed_and_quota_refused_events(make_vault) -> None:
     with endpoint() as hook:
         vault = make_vault(
@@ -196,8 +176,8 @@ async def test_lost_missed_and_quota_refused_events(make_vault) -> None:
             every = "1h"
             """
         )
-        _past_record(vault, "capped", "running", timedelta(minutes=1))
-        _past_record(vault, "hourly", "success", timedelta(hours=2))
+        write_past_run(vault, "capped", timedelta(minutes=1), "running")
+        write_past_run(vault, "hourly", timedelta(hours=2))
         keeper = await started_keeper(vault)
         keeper.pause("held")
         task = asyncio.create_task(keeper.serve())
