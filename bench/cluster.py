@@ -227,7 +227,7 @@ async def throughput(dsn: str, count: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--failovers", type=int, default=20)
+    parser.add_argument("--failovers", type=int, default=20, help="0: dispatch and throughput only")
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=100, help="dispatch: runs of each kind")
     parser.add_argument("--burst", type=int, default=200, help="throughput: runs at once")
@@ -237,7 +237,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="wk-bench-"))
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        failover = failovers(server.new_database(), work, args.failovers, args.lease)
+        failover = (
+            failovers(server.new_database(), work, args.failovers, args.lease)
+            if args.failovers
+            else None
+        )
         dsn = server.new_database()
         (work / "watchkeeper.toml").write_text(
             f'[cluster]\ndatabase = "{dsn}"\nname = "{CLUSTER}"\n'

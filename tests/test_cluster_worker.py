@@ -18,12 +18,8 @@ import pytest
 from conftest import CLI, PATIENCE, pid_alive
 
 from watchkeeper.core.cluster import queue
-from watchkeeper.core.cluster.remote import (
-    RemoteExecutor,
-    RemoteRun,
-    RemoteStarted,
-    RoutingExecutor,
-)
+from watchkeeper.core.cluster.remote import RemoteExecutor, RemoteRun, RemoteStarted
+from watchkeeper.core.cluster.routing import RoutingExecutor
 from watchkeeper.core.cluster.schema import ensure_schema
 from watchkeeper.core.runner import LocalExecutor, RunOutcome, RunSpec, Spawned
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from watchkeeper.core.cluster.pgstore import PgStore
-from watchkeeper.core.cluster.remote import RoutingExecutor
+from watchkeeper.core.cluster.routing import RoutingExecutor
 from watchkeeper.core.config_cluster import ON_KEEPER
 from watchkeeper.core.environment import EnvFileError
 from watchkeeper.core.history import RunRecord

@@ -56,6 +56,15 @@ async def defer(app: procrastinate.App, queue: str, cluster: str, run_id: str) -
     return int(await deferrer.defer_async(cluster=cluster, run_id=run_id))
 
 
+async def defer_many(
+    app: procrastinate.App, queue: str, cluster: str, run_ids: list[str]
+) -> list[int]:
+    """The job ids of the runs' jobs, in order: one round trip for them all."""
+    deferrer = app.configure_task(TASK, queue=queue)
+    kwargs: list[dict[str, Any]] = [{"cluster": cluster, "run_id": r} for r in run_ids]
+    return [int(job_id) for job_id in await deferrer.batch_defer_async(*kwargs)]
+
+
 async def apply_schema(conn: Any) -> None:
     """procrastinate's tables and functions, once: its schema.sql is not idempotent, so
     it is applied only to a database that lacks it. Called by schema.ensure_schema under

@@ -1,5 +1,6 @@
 """The leader's side of runs on workers: the Executor seam (core/seams.py) over
-PostgreSQL and procrastinate, and the executor that routes each run by `runs_on`.
+PostgreSQL and procrastinate (core/cluster/routing.py sends each run here or to the
+LocalExecutor by `runs_on`).
 
 submit() writes the run's row in watchkeeper.remote_runs (its spec as jsonb) and defers
 its procrastinate job to the queue of its label set. Everything after comes back from
@@ -24,12 +25,11 @@ import procrastinate
 import psycopg
 from psycopg.types.json import Jsonb
 
-from watchkeeper.core.cluster import db, queue
+from watchkeeper.core.cluster import db, heartbeats, queue
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable
 from watchkeeper.core.cluster.worker import CANCEL_CHANNEL, REMOTE_CHANNEL
-from watchkeeper.core.runner import LocalExecutor, RunOutcome, RunSpec
+from watchkeeper.core.runner import RunOutcome, RunSpec
 
-ON_KEEPER = ("keeper",)
 POLL = 1.0
 LAPSE = 30.0  # DESIGN: a dead worker's runs are closed within 30 s
 CLOSE_WAIT = 5.0
@@ -242,39 +242,52 @@ class RemoteExecutor:
             self._tasks.remove(task)
 
     async def _submit(self) -> None:
+        """What was submitted meanwhile goes as one batch: three round trips per queue,
+        not per run (a burst of slots fires many runs at once)."""
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                failed: list[tuple[Any, Any]] = []
+                by_queue: dict[str, list[_Remote]] = {}
                 for remote in batch:
+                    name = queue.queue_for(self.cluster, remote.spec.runs_on)
+                    by_queue.setdefault(name, []).append(remote)
+                failed: list[tuple[Any, Any]] = []
+                for name, remotes in by_queue.items():
                     try:
                         await self._ensure()
-                        await self._queue(remote.spec)
+                        await self._queue(name, [remote.spec for remote in remotes])
                     except (
                         psycopg.Error,
                         procrastinate.exceptions.ProcrastinateException,
                         DatabaseUnavailable,
                     ) as error:
-                        self._runs.pop(remote.spec.run_id, None)
-                        failed.append((remote.token, OSError(0, f"cannot queue the run: {error}")))
+                        for remote in remotes:
+                            self._runs.pop(remote.spec.run_id, None)
+                            failed.append(
+                                (remote.token, OSError(0, f"cannot queue the run: {error}"))
+                            )
                 if failed:
                     self._deliver(failed)
         finally:
             self._busy["submit"] = None
 
-    async def _queue(self, spec: RunSpec) -> None:
+    async def _queue(self, name: str, specs: list[RunSpec]) -> None:
+        """The rows first, so a worker that fetches a job finds its run."""
         assert self._app is not None
-        name = queue.queue_for(self.cluster, spec.runs_on)
+        ids = [spec.run_id for spec in specs]
+        async with self._db.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO watchkeeper.remote_runs (cluster, run_id, job, queue, spec)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(self.cluster, s.run_id, s.job, name, Jsonb(spec_json(s))) for s in specs],
+            )
+        job_ids = await queue.defer_many(self._app, name, self.cluster, ids)
+        # The job ids only serve the watchdog (a worker that died before its claim).
         await self._db.execute(
-            "INSERT INTO watchkeeper.remote_runs (cluster, run_id, job, queue, spec)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (self.cluster, spec.run_id, spec.job, name, Jsonb(spec_json(spec))),
-        )
-        job_id = await queue.defer(self._app, name, self.cluster, spec.run_id)
-        await self._db.execute(
-            "UPDATE watchkeeper.remote_runs SET job_id = coalesce(job_id, %s)"
-            " WHERE cluster = %s AND run_id = %s",
-            (job_id, self.cluster, spec.run_id),
+            "UPDATE watchkeeper.remote_runs r SET job_id = coalesce(r.job_id, l.job_id)"
+            " FROM unnest(%s::text[], %s::bigint[]) AS l(run_id, job_id)"
+            " WHERE r.cluster = %s AND r.run_id = l.run_id",
+            (ids, job_ids, self.cluster),
         )
 
     async def _cancel(self, run_id: str, status: str, reason: str) -> None:
@@ -354,33 +367,11 @@ class RemoteExecutor:
                 await old.close()
 
     async def _lapsed(self) -> None:
-        cursor = await self._db.execute(
-            "UPDATE watchkeeper.remote_runs r SET state = 'ended', status = 'interrupted',"
-            " error = 'worker ' || r.worker_id || ' stopped answering (no heartbeat for '"
-            " || %s || 's)', ended_at = clock_timestamp(),"
-            " duration_ms = (extract(epoch FROM clock_timestamp() - r.started_at) * 1000)::bigint"
-            " WHERE r.cluster = %s AND r.run_id = ANY(%s) AND r.state = 'running'"
-            " AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
-            "   JOIN procrastinate_workers w ON w.id = j.worker_id WHERE j.id = r.job_id"
-            "   AND w.last_heartbeat > clock_timestamp() - make_interval(secs => %s))"
-            " RETURNING r.run_id, r.job_id",
-            (f"{self.lapse:g}", self.cluster, list(self._runs), self.lapse),
-        )
-        for run_id, job_id in await cursor.fetchall():
+        args = (self._db, self.cluster, list(self._runs), self.lapse)
+        for run_id, job_id in await heartbeats.end_lapsed(*args):
             self.log(f"remote run {run_id}: its worker's heartbeat lapsed; ended as interrupted")
             await self._drop_job(job_id)
-        # A worker that took a run's job and died before it claimed the run: nobody
-        # would ever take it again, so it gets a new job.
-        cursor = await self._db.execute(
-            "SELECT r.run_id, r.queue, r.job_id FROM watchkeeper.remote_runs r"
-            " JOIN procrastinate_jobs j ON j.id = r.job_id"
-            " LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
-            " WHERE r.cluster = %s AND r.run_id = ANY(%s) AND r.state = 'queued'"
-            " AND j.status = 'doing' AND (w.id IS NULL"
-            "   OR w.last_heartbeat <= clock_timestamp() - make_interval(secs => %s))",
-            (self.cluster, list(self._runs), self.lapse),
-        )
-        for run_id, name, job_id in await cursor.fetchall():
+        for run_id, name, job_id in await heartbeats.unclaimed(*args):
             assert self._app is not None
             self.log(f"remote run {run_id}: its worker died before starting it; queued again")
             await self._drop_job(job_id)
@@ -480,55 +471,3 @@ class RemoteExecutor:
             )
         except psycopg.Error as error:
             self.log(f"remote run {run_id}: its output stays in the database: {error}")
-
-
-class RoutingExecutor:
-    """The Executor a cluster leader runs with: `runs_on = "keeper"` runs (and every
-    hook) here, through the LocalExecutor; every other run on a worker."""
-
-    def __init__(self, local: LocalExecutor, remote: RemoteExecutor) -> None:
-        self.local, self.remote = local, remote
-
-    def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
-        here = [item for item in batch if item[1].runs_on == ON_KEEPER]
-        away = [item for item in batch if item[1].runs_on != ON_KEEPER]
-        if here:
-            self.local.submit(here)
-        if away:
-            self.remote.submit(away)
-
-    def watch(self, spec: RunSpec, started: Any, on_output: Callable[[bytes], None]) -> Any:
-        if isinstance(started, RemoteStarted):
-            return self.remote.watch(spec, started, on_output)
-        return self.local.watch(spec, started, on_output)
-
-    def run(self, spec: RunSpec, on_output: Callable[[bytes], None]) -> Any:
-        return self.local.run(spec, on_output)
-
-    def shutdown(self) -> None:
-        self.local.shutdown()
-        self.remote.shutdown()
-
-    async def adopt(self, tokens: list[tuple[Any, str]]) -> dict[str, RunSpec]:
-        return await self.remote.adopt(tokens)
-
-    def cancel(self, run_id: str, status: str, reason: str) -> bool:
-        """End a run submitted to a worker that no worker has started yet (a keeper's
-        stop of a run without a handle): False for a run that is not a remote one."""
-        if not self.remote.has(run_id):
-            return False
-        self.remote.cancel(run_id, status, reason)
-        return True
-
-
-def cluster_executor(
-    dsn: str, cluster: str, lapse: float = LAPSE, log: Callable[[str], None] = lambda m: None
-) -> Callable[[Callable[[list[tuple[Any, Any]]], None]], RoutingExecutor]:
-    """What Keeper(executor=...) takes: a factory given the keeper's deliver callback."""
-
-    def make(deliver: Callable[[list[tuple[Any, Any]]], None]) -> RoutingExecutor:
-        return RoutingExecutor(
-            LocalExecutor(deliver), RemoteExecutor(deliver, dsn, cluster, lapse, log=log)
-        )
-
-    return make

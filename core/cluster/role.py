@@ -29,7 +29,8 @@ from watchkeeper.core.cluster.dsn import DatabaseUnavailable, masked
 from watchkeeper.core.cluster.firing import ClaimingFiring, Claims, Fenced
 from watchkeeper.core.cluster.lease import LeaderInfo, Leadership
 from watchkeeper.core.cluster.proxy import Proxy, serve_proxy
-from watchkeeper.core.cluster.remote import RemoteStarted, cluster_executor
+from watchkeeper.core.cluster.remote import RemoteStarted
+from watchkeeper.core.cluster.routing import cluster_executor
 from watchkeeper.core.config import Config
 from watchkeeper.core.control_protocol import Snapshot
 from watchkeeper.core.control_server import ControlServer

@@ -124,7 +124,7 @@ class Worker:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stopping = False
         self._procrastinate: _Procrastinate | None = None
-        self._spare: Guard | None = None
+        self._spares: list[Guard] = []
         self._reconnecting = asyncio.Lock()
 
     @property
@@ -194,9 +194,9 @@ class Worker:
         log(f"stopping: {len(self.running)} run(s) in flight end as interrupted")
         for run in list(self.running.values()):
             self._end(run, "interrupted", f"worker {self.worker_id} stopped")
-        if self._spare is not None:
-            self._spare.discard()
-            self._spare = None
+        for guard in self._spares:
+            guard.discard()
+        self._spares.clear()
         if self._procrastinate is not None:
             cast(Any, self._procrastinate).stop()
 
@@ -247,6 +247,7 @@ class Worker:
             lambda error: log(f"run {run.run_id}: output lost, the database refused it: {error}"),
         )
         status_lines = await read_status(guard.status, lambda pid: self._started(run, pid))
+        self._refill()  # a guard that could not start the command took one too
         await output.closed
         await asyncio.to_thread(guard.process.wait)
         if run.timer is not None:
@@ -254,21 +255,28 @@ class Worker:
         await self._finish(run, status_lines)
 
     def _take_guard(self) -> Guard:
-        """A guard started ahead of need when there is one: the interpreter's start is
-        most of a run's dispatch time, so the next run's guard starts now."""
-        guard, self._spare = self._spare, None
-        if guard is None or guard.process.poll() is not None:
-            guard = Guard.spawn()
-        asyncio.get_running_loop().call_soon(self._refill)
-        return guard
+        """A guard started ahead of need: an interpreter's start is most of a run's
+        dispatch time. The pool is as large as --concurrency, so a burst that fills every
+        slot at once finds one ready for each run."""
+        while self._spares:
+            guard = self._spares.pop(0)  # the oldest: the likeliest to be ready
+            if guard.process.poll() is None:
+                return guard
+            guard.discard()
+        return Guard.spawn()
 
     def _refill(self) -> None:
-        if self._spare is None and not self._stopping:
-            with contextlib.suppress(OSError):  # the next run starts one itself
-                self._spare = Guard.spawn()
+        """Called once a run's child is alive (or its start failed), not as it starts: a
+        new interpreter starting beside a run's start would slow that start down."""
+        while len(self._spares) < self.settings.concurrency and not self._stopping:
+            try:
+                self._spares.append(Guard.spawn())
+            except OSError:
+                return  # the next run starts one itself
 
     async def _started(self, run: Running, pid: int) -> None:
         run.started = time.monotonic()
+        asyncio.get_running_loop().call_soon(self._refill)  # beside the write below
         timeout = run.spec.get("timeout")
         if timeout:
             reason = f"timed out after {format_duration(float(timeout))}"
