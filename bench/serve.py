@@ -112,73 +112,146 @@ def emitter(rate: int, count: int) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-async def fanout_clients(url: str, token: str, clients: int, count: int) -> list[float]:
-    import aiohttp
+class SseClient(asyncio.Protocol):
+    """A bare SSE reader: the HTTP request written by hand, each read's arrival time noted
+    once, then its `data:` lines parsed. An HTTP client library's per-line machinery
+    costs more CPU than the server's fan-out, and on a small box that CPU is taken from
+    the server being measured."""
 
+    def __init__(self, request: bytes, count: int, delays: list[float]) -> None:
+        self.request, self.count, self.delays = request, count, delays
+        self.tail = b""
+        self.seen = 0
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        received = time.time()
+        if not self.connected.done():
+            self.connected.set_result(None)
+        lines = (self.tail + data).split(b"\n")
+        self.tail = lines.pop()
+        for line in lines:
+            if not line.startswith(b"data: ") or b'"source":"emit"' not in line:
+                continue
+            self.delays.append(received - float(json.loads(line[6:])["line"]))
+            self.seen += 1
+            if self.seen == self.count and not self.done.done():
+                self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("the server closed the stream"))
+
+
+async def fanout_clients(url: str, token: str, clients: int, count: int) -> None:
+    """One client process's share: says `ready` once its clients are all connected, then
+    prints their delays (seconds, JSON) and its CPU time once each has `count` lines."""
+    parts = urlsplit(url)
+    request = (
+        f"GET /events?kinds=log_line HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
     delays: list[float] = []
-    ready = asyncio.Event()
-    connected = 0
-
-    async def one(session: aiohttp.ClientSession) -> None:
-        nonlocal connected
-        headers = {"Authorization": f"Bearer {token}"}
-        async with session.get(f"{url}/events?kinds=log_line", headers=headers) as response:
-            connected += 1
-            if connected == clients:
-                ready.set()
-            seen = 0
-            async for raw in response.content:
-                if not raw.startswith(b"data: "):
-                    continue
-                data = json.loads(raw[6:])
-                if data.get("source") != "emit":
-                    continue
-                delays.append(time.time() - float(data["line"]))
-                seen += 1
-                if seen == count:
-                    return
-
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = [asyncio.create_task(one(session)) for _ in range(clients)]
-        await asyncio.wait_for(ready.wait(), 60)
-        await asyncio.to_thread(cli, "run", "emit", "--vault", str(VAULT[0]))
-        await asyncio.wait_for(asyncio.gather(*tasks), 120)
-    return delays
+    readers: list[SseClient] = []
+    for _ in range(clients):
+        reader = SseClient(request, count, delays)
+        await loop.create_connection(lambda r=reader: r, parts.hostname, parts.port)
+        readers.append(reader)
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(reader.connected for reader in readers))
+    cpu = time.process_time()
+    print("ready", flush=True)
+    async with asyncio.timeout(120):
+        await asyncio.gather(*(reader.done for reader in readers))
+    print(json.dumps({"delays": delays, "cpu_s": time.process_time() - cpu}), flush=True)
 
 
-VAULT: list[Path] = []
-
-
-def fanout(scratch: Path, clients: int, rate: int, window: float) -> dict[str, Any]:
+def fanout(
+    scratch: Path, clients: int, rate: int, window: float, processes: int, run: int = 0
+) -> dict[str, Any]:
+    """`clients` SSE clients spread over `processes` processes, so that on a small box the
+    clients' own reading and parsing does not sit in one interpreter's queue: what is
+    measured is the server's fan-out."""
     count = int(rate * window)
-    vault = scratch / "fanout"
+    vault = scratch / f"fanout-{run}"
     (vault / "Logs").mkdir(parents=True)
     (vault / "watchkeeper.toml").write_text(
         f"[jobs.emit]\ncommand = {json.dumps(emitter(rate, count))}\n"
     )
-    VAULT[:] = [vault]
     keeper = start_daemon(vault)
     server = None
+    workers: list[subprocess.Popen[str]] = []
+    delays: list[float] = []
+    clients_cpu = 0.0
     try:
         token = cli("token", "add", "bench", "--role", "read", "--vault", str(vault))
         server, url = start_serve(vault)
-        cpu = time.process_time()
-        delays = asyncio.run(fanout_clients(url, token, clients, count))
-        cpu = time.process_time() - cpu
+        shares = [clients // processes + (n < clients % processes) for n in range(processes)]
+        for share in (share for share in shares if share):
+            argv = [sys.executable, __file__, "--fanout-clients", url, token, str(share)]
+            argv.append(str(count))
+            workers.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+        for worker in workers:
+            assert worker.stdout is not None
+            if worker.stdout.readline().strip() != "ready":
+                raise SystemExit("a fan-out client process did not connect")
+        serve_cpu = cpu_seconds(server.pid)
+        cli("run", "emit", "--vault", str(vault))
+        for worker in workers:
+            out, _ = worker.communicate(timeout=120)
+            share = json.loads(out)
+            delays.extend(share["delays"])
+            clients_cpu += share["cpu_s"]
+        serve_cpu = cpu_seconds(server.pid) - serve_cpu
     finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
         if server is not None:
             stop(server)
         stop(keeper)
     return {
-        "clients": clients,
-        "rate_per_s": rate,
-        "events_each": count,
         "received": len(delays),
         "p50_ms": ms(delays, 0.5),
         "p99_ms": ms(delays, 0.99),
         "max_ms": ms(delays, 1.0),
-        "client_cpu_s": round(cpu, 2),
+        "serve_cpu_s": round(serve_cpu, 2),
+        "clients_cpu_s": round(clients_cpu, 2),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fanouts(
+    scratch: Path, clients: int, rate: int, window: float, processes: int, runs: int
+) -> dict[str, Any]:
+    """Several runs and their medians (one run on a shared box says little)."""
+    each = [fanout(scratch, clients, rate, window, processes, run) for run in range(runs)]
+
+    def median(key: str) -> float | None:
+        values = [run[key] for run in each if run[key] is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    return {
+        "clients": clients,
+        "client_processes": processes,
+        "rate_per_s": rate,
+        "events_each": int(rate * window),
+        "runs": each,
+        "median_p50_ms": median("p50_ms"),
+        "median_p99_ms": median("p99_ms"),
+        "median_serve_cpu_s": median("serve_cpu_s"),
+        "median_clients_cpu_s": median("clients_cpu_s"),
     }
 
 
@@ -365,20 +438,33 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="events a second")
     parser.add_argument("--window", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--paints", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="fan-out runs (medians quoted)")
+    parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument(
+        "--parts", default="fanout,paint,lateness", help="which measurements, comma separated"
+    )
+    parser.add_argument("--fanout-clients", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fanout_clients:
+        url, token, clients, count = args.fanout_clients
+        asyncio.run(fanout_clients(url, token, int(clients), int(count)))
+        return
+    parts = set(args.parts.split(","))
     scratch = Path(tempfile.mkdtemp(prefix="wk-bench-serve-"))
     env_vault = os.environ.pop("WATCHKEEPER_VAULT", None)
     try:
-        result = {
-            "bench": "serve",
-            "fanout": fanout(scratch, args.clients, args.rate, args.window),
-            "first_paint": first_paint(scratch, args.paints),
-            "lateness": {
+        result: dict[str, Any] = {"bench": "serve", "cpus": os.cpu_count()}
+        if "fanout" in parts:
+            result["fanout"] = fanouts(
+                scratch, args.clients, args.rate, args.window, args.client_processes, args.runs
+            )
+        if "paint" in parts:
+            result["first_paint"] = first_paint(scratch, args.paints)
+        if "lateness" in parts:
+            result["lateness"] = {
                 "baseline": asyncio.run(lateness_case(scratch, False, args.window)),
                 "stalled": asyncio.run(lateness_case(scratch, True, args.window)),
-            },
-            "cpus": os.cpu_count(),
-        }
+            }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if env_vault is not None:

@@ -6,7 +6,9 @@ keeper sees one reader however many clients there are, and that reader never wai
 a client: each client has its own bounded queue. One that lets it fill while it still
 reads (a burst of job output faster than it takes it) loses that backlog for a single
 `resync`, as the keeper's own subscribers do; one that takes nothing for `stall` seconds
-is dropped, its connection cut (core/serve/sse.py times its writes).
+is dropped, its connection cut. One watch task, not a timer per client and event, times
+the clients' writes and sends the keepalives: at 100 clients and 200 events a second,
+arming and cancelling two timers for every write was most of the fan-out's own work.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ CLIENT_QUEUE = 2_000  # events a client may fall behind before its backlog becom
 STALL = 5.0  # seconds a client may take to accept one write
 RETRY = 0.5  # seconds between attempts to subscribe while no keeper answers
 YIELD_EVERY = 64  # events published before the clients' writers get a turn
+KEEPALIVE = 15.0  # seconds of quiet before a comment keeps proxies from closing a stream
+WATCH = 0.25  # seconds between the watch task's rounds (a stall is seen this much late)
+KEEPALIVE_FRAME = b": keepalive\n\n"
 
 
 def frame(event_id: str, kind: str, data: Any) -> bytes:
@@ -48,11 +53,17 @@ class Client:
     """One SSE connection's queue. `cut` ends its connection (the server aborts the
     transport, so a write blocked on a full socket ends too)."""
 
-    def __init__(self, kinds: set[str] | None, cut: Callable[[], None], boot: str = "") -> None:
+    def __init__(
+        self, kinds: set[str] | None, cut: Callable[[], None], boot: str = "", stall: float = STALL
+    ) -> None:
         self.kinds = kinds
         self.queue: asyncio.Queue[Item] = asyncio.Queue(CLIENT_QUEUE)
         self.dropped: str | None = None
         self.resyncs = 0
+        self.stall = stall
+        # Set by the writer (sse.py) around each write, read by the hub's watch task.
+        self.writing_since: float | None = None
+        self.last_write = time.monotonic()
         self._cut = cut
         self._boot = boot
 
@@ -108,17 +119,20 @@ class EventHub:
         self._on_event = on_event
         self._log = log
         self._task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     # ---- the keeper side --------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event hub")
+        self._watch_task = asyncio.create_task(self._watch(), name="sse watch")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for client in list(self.clients):
             client.drop("the server is stopping")
 
@@ -174,10 +188,25 @@ class EventHub:
             else:
                 self.resyncs_total += 1
 
+    async def _watch(self) -> None:
+        """Drop a client whose write has waited longer than its stall limit; give an idle
+        one a keepalive."""
+        while True:
+            await asyncio.sleep(WATCH)
+            now = time.monotonic()
+            for client in list(self.clients):
+                if client.writing_since is not None:
+                    if now - client.writing_since > client.stall:
+                        self.note_drop(client, f"took nothing for {client.stall:g}s")
+                elif now - client.last_write >= KEEPALIVE and client.queue.empty():
+                    client.queue.put_nowait(Item(0, "keepalive", KEEPALIVE_FRAME))
+
     # ---- the client side --------------------------------------------------------------
 
-    def attach(self, kinds: Iterable[str] | None, cut: Callable[[], None]) -> Client:
-        client = Client(set(kinds) if kinds is not None else None, cut, self.boot)
+    def attach(
+        self, kinds: Iterable[str] | None, cut: Callable[[], None], stall: float = STALL
+    ) -> Client:
+        client = Client(set(kinds) if kinds is not None else None, cut, self.boot, stall)
         self.clients.add(client)
         return client
 

@@ -4,14 +4,15 @@ A fresh connection starts with a `snapshot` event (the keeper's status); one tha
 back with `Last-Event-ID` gets the events it missed from the hub's ring, or a `resync`
 with a fresh snapshot when they are gone. `?kinds=a,b` keeps only those kinds (`resync`
 always comes). A comment every KEEPALIVE seconds keeps proxies from closing a quiet
-stream.
+stream (sent by the hub's watch task, which also drops a client whose write waits
+longer than the stall limit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
+import time
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +22,6 @@ from watchkeeper.core.events import EVENT_KINDS
 from watchkeeper.core.serve.hub import STALL, Client, EventHub, frame
 from watchkeeper.core.serve.link import ask
 
-KEEPALIVE = 15.0
 BATCH = 512  # events written at once to a client that fell behind
 # The kernel's send buffer for an SSE socket: what a client that stopped reading can hold
 # of ours before its writes block and the stall limit starts counting.
@@ -72,7 +72,7 @@ async def stream(request: web.Request, hub: EventHub, stall: float = STALL) -> w
             transport.abort()
 
     # attach and missed() with no await between them: nothing is both replayed and queued.
-    client = hub.attach(kinds, cut)
+    client = hub.attach(kinds, cut, stall)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     at = hub.current_id()
     replay = hub.missed(last) if last else None
@@ -85,18 +85,12 @@ async def stream(request: web.Request, hub: EventHub, stall: float = STALL) -> w
             if last:
                 kind, data = "resync", {"reason": f"events after {last} are gone", "snapshot": data}
             first += frame(at, kind, data)
-        await _write(response, first, client, hub, stall)
+        await _write(response, first, client)
         while client.dropped is None:
-            try:
-                async with asyncio.timeout(KEEPALIVE):
-                    item = await client.queue.get()
-            except TimeoutError:
-                await _write(response, b": keepalive\n\n", client, hub, stall)
-                continue
-            chunk = [item.frame]
+            chunk = [(await client.queue.get()).frame]
             while len(chunk) < BATCH and not client.queue.empty():
                 chunk.append(client.queue.get_nowait().frame)
-            await _write(response, b"".join(chunk), client, hub, stall)
+            await _write(response, b"".join(chunk), client)
     except (ConnectionError, RuntimeError):
         pass  # the client left, or was cut: aiohttp's writer is closed
     finally:
@@ -104,12 +98,14 @@ async def stream(request: web.Request, hub: EventHub, stall: float = STALL) -> w
     return response
 
 
-async def _write(
-    response: web.StreamResponse, data: bytes, client: Client, hub: EventHub, stall: float
-) -> None:
+async def _write(response: web.StreamResponse, data: bytes, client: Client) -> None:
+    """The hub's watch task cuts the connection of a write that waits too long, which
+    ends the write with a ConnectionError."""
+    client.writing_since = time.monotonic()
     try:
-        async with asyncio.timeout(stall):
-            await response.write(data)
-    except TimeoutError:
-        hub.note_drop(client, f"took nothing for {stall:g}s")
-        raise ConnectionError("dropped") from None
+        await response.write(data)
+    finally:
+        client.writing_since = None
+        client.last_write = time.monotonic()
+    if client.dropped is not None:
+        raise ConnectionError("dropped")
