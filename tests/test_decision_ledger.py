@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +78,29 @@ def test_a_cluster_leader_stores_the_same_decision_line_in_the_database(
     assert isinstance(in_database, list)
     assert _decisions(in_database) == WANTED
     assert _decisions(_ledger(vault)) == WANTED
+
+
+def test_the_demos_sample_notes_approves_through_the_cli_so_the_ledger_has_it(
+    tmp_path: Path,
+) -> None:
+    vault = tmp_path / "vault"
+    assert run_cli("init", str(vault)).returncode == 0
+    plan = vault / "Needs_Action" / "sample-old.plan.md"
+    plan.write_text("# Plan: old\n\nSource: Needs_Action/sample-old.md\n- [ ] a\n")
+    os.utime(plan, (0, 0))  # planned long ago
+    env = {**os.environ, "WATCHKEEPER_VAULT": str(vault), "DEMO_PACE": "0"}
+    script = vault / "scripts" / "sample_notes.py"
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, check=True
+    )
+    assert "approved Needs_Action/sample-old.plan.md -> Plans/sample-old.plan.md" in done.stdout
+    assert (vault / "Plans" / "sample-old.plan.md").exists()
+    assert _decisions(_ledger(vault)) == [
+        (
+            "Needs_Action/sample-old.plan.md",
+            "approved",
+            "Plans/sample-old.plan.md",
+            getpass.getuser(),
+            None,
+        )
+    ]

@@ -2,15 +2,20 @@
 
 Each run drops a sample note into Inbox (while fewer than OPEN sample notes wait in
 Inbox and Needs_Action), approves the plan of the oldest sample that waited in
-Needs_Action more than FINISH seconds (moves it to Plans/, as an operator's `a` would:
-the plan-worker job works through it, the archiver files it into Done), and keeps the
+Needs_Action more than FINISH seconds through `watchkeeper approve`, as an operator would
+(a ledger line and an event; it moves to Plans/, the plan-worker job works through it,
+the archiver files it into Done), and keeps the
 newest KEEP_DONE finished samples in Done. It only ever touches files named sample-*:
 your own notes are left alone. Remove [jobs.sample-notes] from watchkeeper.toml to stop it.
 """
 
 import datetime
+import importlib.util
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 import time
 
 OPEN = 3
@@ -27,12 +32,31 @@ SAMPLES = [
 vault = pathlib.Path(os.environ.get("WATCHKEEPER_VAULT", "."))
 inbox, waiting, plans, done = (vault / name for name in ("Inbox", "Needs_Action", "Plans", "Done"))
 
+
+
+def watchkeeper() -> list[str] | None:
+    """The CLI: on PATH, else this Python's (a venv not activated), else none."""
+    found = shutil.which("watchkeeper")
+    if found is not None:
+        return [found]
+    if importlib.util.find_spec("watchkeeper") is not None:
+        return [sys.executable, "-P", "-m", "watchkeeper.tui.cli.main"]
+    return None
+
+
 for plan in sorted(waiting.glob("sample-*.plan.md"), key=lambda path: path.stat().st_mtime):
     if time.time() - plan.stat().st_mtime < FINISH or (plans / plan.name).exists():
         continue
-    plans.mkdir(exist_ok=True)
-    plan.rename(plans / plan.name)
-    print(f"approved {plan.name}: the plan-worker works through it")
+    cli = watchkeeper()
+    if cli is None:
+        print(f"{plan.name} waits for you: no watchkeeper command here to approve it with")
+        break
+    rel = f"Needs_Action/{plan.name}"
+    answer = subprocess.run(
+        [*cli, "approve", "--vault", str(vault), "--", rel], capture_output=True, text=True
+    )
+    said = (answer.stdout or answer.stderr).strip()
+    print(said if answer.returncode == 0 else f"could not approve {plan.name}: {said}")
     break
 
 finished = sorted(done.glob("sample-*"), key=lambda path: path.stat().st_mtime, reverse=True)
