@@ -49,8 +49,6 @@ class StartRequest:
     it) satisfy `after` lists together."""
     params: dict[str, str] | None = None
     """Values given for the job's params (run -p, the console's form); None: defaults."""
-    params: dict[str, str] | None = None
-    """Values given for the job's params (run -p, the console's form); None: defaults."""
 
 
 class RunQueue(list[StartRequest]):

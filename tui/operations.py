@@ -14,12 +14,10 @@ from typing import Any
 from textual.app import SuspendNotSupported
 
 from watchkeeper.core.environment import MASK
-from watchkeeper.core.environment import MASK
 from watchkeeper.core.resume import ResumePlan
 from watchkeeper.tui.host import ConsoleHost
 from watchkeeper.tui.readers import Readers
 from watchkeeper.tui.screens.confirm import ConfirmScreen
-from watchkeeper.tui.screens.params import ParamsScreen
 from watchkeeper.tui.screens.params import ParamsScreen
 from watchkeeper.tui.screens.resume import ResumeScreen
 from watchkeeper.tui.screens.vault_file import VaultFileScreen
@@ -45,27 +43,6 @@ class Operations:
             self.app.notify("no job selected", severity="warning")
             return
         self._call(f"run {job}", self.app.client.run_now, job)
-
-    def run_with_params(self, job: str | None, given: dict[str, str] | None = None) -> None:
-        """R: the job's params in a form (`given` over the defaults), then the run. A job
-        that declares none runs at once, as `r` runs it: there is nothing to ask."""
-        if job is None:
-            self.app.notify("no job selected", severity="warning")
-            return
-        config = self.app.config.jobs.get(job)
-        defaults = config.params if config is not None else {}
-        if not defaults:
-            self.app.notify(f"{job} takes no parameters: run as r runs it", timeout=3)
-            self.run_job(job)
-            return
-        # A value the history masked is not the one the run had: its default instead.
-        kept = {k: v for k, v in (given or {}).items() if k in defaults and v != MASK}
-
-        def answer(values: dict[str, str] | None) -> None:
-            if values is not None:
-                self._call(f"run {job}", self.app.client.run_now, job, values)
-
-        self.app.push_screen(ParamsScreen(job, defaults, {**defaults, **kept}), answer)
 
     def run_with_params(self, job: str | None, given: dict[str, str] | None = None) -> None:
         """R: the job's params in a form (`given` over the defaults), then the run. A job
@@ -129,9 +106,6 @@ class Operations:
                 f"run {record.get('id')} of {job} did not fail ({status}); r runs it again",
                 severity="warning",
             )
-            return
-        if self.app.config.jobs.get(job) is not None and self.app.config.jobs[job].params:
-            self.run_with_params(job, record.get("params"))  # that run's values, to change
             return
         config = self.app.config.jobs.get(str(job))
         if config is not None and config.params:
