@@ -7,24 +7,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from watchkeeper.tui.cli.common import (
-    HELP_OPTIONS,
-    echo,
-    fail,
-    open_config,
-    print_json,
-    vault_flag,
-)
-from watchkeeper.tui.cli.options import JsonOption, VaultOption
+from watchkeeper.tui.cli.common import echo, fail, open_config, print_json, vault_flag
+from watchkeeper.tui.cli.options import JsonOption, VaultOption, command_group
 
 if TYPE_CHECKING:
     from watchkeeper.core.cluster.status import ClusterStatus
 
-cluster_app = typer.Typer(
-    help="Cluster mode ([cluster] in the config): who leads, standbys, workers, queues.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
+cluster_app = command_group(
+    "Cluster mode ([cluster] in the config): who leads, standbys, workers, queues."
 )
 
 

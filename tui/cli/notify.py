@@ -9,21 +9,15 @@ import typer
 from watchkeeper.tui.cli.common import (
     EXIT_JOB_FAILED,
     EXIT_OK,
-    HELP_OPTIONS,
     did_you_mean,
     echo,
     fail,
     open_config,
     vault_flag,
 )
-from watchkeeper.tui.cli.options import VaultOption
+from watchkeeper.tui.cli.options import VaultOption, command_group
 
-notify_app = typer.Typer(
-    help="Notification channels ([notify.NAME] in the config).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
-)
+notify_app = command_group("Notification channels ([notify.NAME] in the config).")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from watchkeeper.tui.cli.common import HELP_OPTIONS
+
 VaultOption = Annotated[
     Path | None,
     typer.Option(
@@ -19,3 +21,11 @@ VaultOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Stable JSON output.")]
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of subcommands (`watchkeeper token add`): its bare name prints its help, and
+    it takes -h and plain help text as every command does."""
+    return typer.Typer(
+        help=help, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP_OPTIONS
+    )

@@ -12,24 +12,18 @@ import typer
 
 from watchkeeper.tui.cli.common import (
     EXIT_JOB_FAILED,
-    HELP_OPTIONS,
     fail,
     open_config,
     vault_flag,
     vault_path,
 )
-from watchkeeper.tui.cli.options import VaultOption
+from watchkeeper.tui.cli.options import VaultOption, command_group
 
 # Exit 1 is the design's "something failed" code; here systemd or the disk did.
 EXIT_FAILED = EXIT_JOB_FAILED
 COMMAND_TIMEOUT = 60.0
 
-service_app = typer.Typer(
-    help="A systemd user unit that runs the keeper headless (--daemon).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
-)
+service_app = command_group("A systemd user unit that runs the keeper headless (--daemon).")
 
 
 def register(app: typer.Typer) -> None:

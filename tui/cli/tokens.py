@@ -7,14 +7,11 @@ from typing import Annotated
 
 import typer
 
-from watchkeeper.tui.cli.common import HELP_OPTIONS, echo, fail, note, vault_flag, vault_path
-from watchkeeper.tui.cli.options import JsonOption, VaultOption
+from watchkeeper.tui.cli.common import echo, fail, note, vault_flag, vault_path
+from watchkeeper.tui.cli.options import JsonOption, VaultOption, command_group
 
-token_app = typer.Typer(
-    help="Access tokens for `watchkeeper serve` (kept hashed in Logs/tokens.toml).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
+token_app = command_group(
+    "Access tokens for `watchkeeper serve` (kept hashed in Logs/tokens.toml)."
 )
 
 
