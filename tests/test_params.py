@@ -9,9 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+from config_kit import issues_of, write
 from conftest import final_records, history_lines, run_cli, wait_for
 
-from watchkeeper.core.config import CONFIG_NAME, ConfigError, ConfigIssue, load_config
+from watchkeeper.core.config import CONFIG_NAME, load_config
 from watchkeeper.core.history import RunRecord
 from watchkeeper.core.history_scan import parse_line
 
@@ -30,18 +31,6 @@ command = ["sh", "-c", "env | grep -c '^WATCHKEEPER_PARAM_' > plain-$WATCHKEEPER
 """
 
 
-def load(tmp_path: Path, text: str):
-    path = tmp_path / CONFIG_NAME
-    path.write_text(text, encoding="utf-8")
-    return load_config(path)
-
-
-def issues(tmp_path: Path, text: str) -> list[ConfigIssue]:
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, text)
-    return caught.value.issues
-
-
 def run_env(vault: Path, run_id: str) -> dict[str, str]:
     path = vault / f"env-{run_id}.txt"
     return dict(line.split("=", 1) for line in path.read_text().splitlines())
@@ -58,13 +47,13 @@ def run_id_of(stdout: str) -> str:
 
 def test_params_load_as_strings_with_their_defaults(tmp_path: Path) -> None:
     text = '[jobs.a]\ncommand = ["true"]\nparams = { day = "today", dry = "no" }\n'
-    config = load(tmp_path, text)
+    config = load_config(write(tmp_path, text))
     assert config.jobs["a"].params == {"day": "today", "dry": "no"}
-    assert load(tmp_path, '[jobs.a]\ncommand = ["true"]\n').jobs["a"].params == {}
+    assert load_config(write(tmp_path, '[jobs.a]\ncommand = ["true"]\n')).jobs["a"].params == {}
 
 
 def test_params_table_form_locates_each_bad_name_on_its_line(tmp_path: Path) -> None:
-    found = issues(
+    found = issues_of(
         tmp_path,
         '[jobs.a]\ncommand = ["true"]\n[jobs.a.params]\nday = "today"\n'
         '"bad-name" = "x"\ncount = 3\nDAY = "y"\n',
@@ -94,7 +83,7 @@ def test_params_table_form_locates_each_bad_name_on_its_line(tmp_path: Path) -> 
     ],
 )
 def test_bad_params_are_refused_at_their_line(tmp_path: Path, value: str, message: str) -> None:
-    found = issues(tmp_path, f'[jobs.a]\ncommand = ["true"]\nparams = {value}\n')
+    found = issues_of(tmp_path, f'[jobs.a]\ncommand = ["true"]\nparams = {value}\n')
     assert len(found) == 1, found
     assert found[0].line == 3 and found[0].key.startswith("jobs.a.params")
     assert found[0].message.startswith(message), found[0].message
