@@ -10,6 +10,7 @@ import signal
 import textwrap
 from datetime import UTC
 from pathlib import Path
+from typing import cast
 
 from cluster_daemons import Cluster, cluster_config
 from cluster_kit import (
@@ -134,6 +135,9 @@ async def test_take_over_in_cluster_mode_attaches_to_another_keeper_never_runs_o
             other = second.pid if gone == first.pid else first.pid
             os.kill(gone, signal.SIGKILL)
             await pilot_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            question = cast(ConfirmScreen, app.screen).question
+            assert "attach to the keeper that leads the cluster" in question
+            assert "run the keeper in this console" not in question
             await pilot.press("y")
             # Attached to the keeper left (a standby forwarding, then the leader); a
             # keeper in this process would have fired outside the lease.

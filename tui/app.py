@@ -284,6 +284,11 @@ class ConsoleApp(App[int]):
                 self.notify("no keeper runs this vault; q quits", severity="warning", timeout=10)
 
         question = f"Keeper pid {pid} went away. Take over and run the keeper in this console?"
+        if self.config.cluster is not None:  # take_over attaches: a keeper here would be unfenced
+            question = (
+                f"Keeper pid {pid} went away. Wait, then attach to the keeper that leads"
+                " the cluster (or a standby)?"
+            )
         self.push_screen(ConfirmScreen(question), answer)
 
     @work(thread=True, group="keeper", exclusive=True, exit_on_error=False)
