@@ -29,7 +29,7 @@ from watchkeeper.core.serve.link import ask
 from watchkeeper.core.serve.sse import stream
 from watchkeeper.core.serve.tokens import TokenStore, tokens_path
 
-OPS = ("run", "pause", "resume", "cancel")
+OPS = ("run", "pause", "resume", "cancel", "approve", "dismiss")
 
 
 @dataclass(frozen=True)
