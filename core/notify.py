@@ -113,10 +113,11 @@ class Notifier:
 
     # ---- what happened -----------------------------------------------------------------
 
-    def ended(self, record: RunRecord) -> None:
-        """A final record (a run that ran or one that never started)."""
+    def ended(self, record: RunRecord, retrying: bool = False) -> None:
+        """A final record (a run that ran or one that never started). `retrying`: a failed
+        attempt the keeper retries: nothing yet, its last attempt tells."""
         names = self.channels_of(record.job)
-        if not names or self.config is None:
+        if not names or self.config is None or retrying:
             return
         job = self.config.jobs.get(record.job)
         failing_before = record.job in self.failing

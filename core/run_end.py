@@ -165,10 +165,10 @@ class RunEnd:
         and masker of a run that started (its hooks get the same)."""
         host, pipeline = self.host, self.pipeline
         job = runtime.config
-        self._account(runtime, record, ran=True)
         failed = record.status in ("failure", "timeout")
         current = host.jobs.get(job.name) is runtime
         retrying = failed and request.attempt <= job.retries and not host.stopping and current
+        self._account(runtime, record, ran=True, retrying=retrying)
         if request.files:
             back_in_line = host.handover.settle_run(
                 job.name, record.id, request.files, record.status, record.error, retrying
@@ -227,16 +227,19 @@ class RunEnd:
         if request.job in self.host.jobs:
             self.pipeline.request(request)
 
-    def _account(self, runtime: JobRuntime | None, record: RunRecord, ran: bool) -> None:
+    def _account(
+        self, runtime: JobRuntime | None, record: RunRecord, ran: bool, retrying: bool = False
+    ) -> None:
         """What every final record goes through: the job's last result, today's counts,
-        metrics, Dashboard.md, the event and whoever waits for the run."""
+        metrics, Dashboard.md, the event and whoever waits for the run. `retrying`: a
+        failed attempt that will be retried (not notified as a failure)."""
         host = self.host
         if runtime is not None:
             runtime.last = record
         host.count_today(record.status)
         host.outputs.ended(record, ran)
         publish_run(host, "run_finished", record)
-        host.notifier.ended(record)
+        host.notifier.ended(record, retrying)
         for finished in self.watchers.pop(record.id, ()):
             if not finished.done():
                 finished.set_result(record.to_json())
