@@ -26,9 +26,7 @@ from watchkeeper.core.cluster.dsn import unavailable
 from watchkeeper.core.cluster.pgledger import INSERT
 from watchkeeper.core.cluster.pgstore import STATE_UPSERT
 from watchkeeper.core.config_cluster import ClusterConfig
-from watchkeeper.core.history import iso, utc_now
-from watchkeeper.core.ledger import Ledger
-from watchkeeper.core.names import json_text
+from watchkeeper.core.ledger import Ledger, entry_text
 from watchkeeper.core.state import RuntimeState, load_state, save_state
 
 _EPOCH = "SELECT coalesce(max(epoch), 0) FROM watchkeeper.leader WHERE cluster = %s"
@@ -98,20 +96,10 @@ class ClusterLedger(Ledger):
         run_id: str | None = None,
         note: str | None = None,
         batch: int | None = None,
+        by: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        entry: dict[str, object] = {
-            "at": iso(utc_now()),
-            "job": job,
-            "path": path,
-            "hash": digest,
-            "run": run_id,
-            "outcome": outcome,
-        }
-        if note is not None:
-            entry["note"] = note
-        if batch is not None:
-            entry["batch"] = batch
-        text = json_text(json.dumps(entry, ensure_ascii=False))
+        text = entry_text(job, path, digest, outcome, run_id, note, batch, by, reason)
         self._count += 1
         _schema(self._conn, self.cluster)
         epoch = self._execute(_EPOCH, (self.cluster.name,)).fetchone()[0]
