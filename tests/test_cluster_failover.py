@@ -189,7 +189,7 @@ def test_a_database_restart_stops_firing_until_it_is_back(
         down = time.time()
         wait_for(lambda: "cannot prove leadership" in cluster.output(keeper.pid))
         before = len(final_records(vault))
-        time.sleep(1.5)  # slots come due meanwhile: none may start
+        time.sleep(1.0)  # 16 slots come due meanwhile: none may start
         assert len(final_records(vault)) == before
         up = time.time()
         pg_server.start()
@@ -215,11 +215,13 @@ def _seconds(stamp: str) -> float:
 
 
 def test_a_run_in_flight_on_a_worker_is_adopted_by_the_new_leader(
-    make_vault: Any, pg_dsn: str
+    make_vault: Any, pg_dsn: str, tmp_path: Path
 ) -> None:
+    # The run goes on until the new leader leads: in flight across the failover for sure.
+    go_on = tmp_path / "go-on"
+    wait = f"while [ ! -e {go_on} ]; do sleep 0.02; done; echo slow-done"
     config = cluster_config(pg_dsn, jobs=0) + (
-        '\n[jobs.slow]\ncommand = ["sh", "-c", "sleep 3; echo slow-done"]\n'
-        'every = "1s"\nruns_on = "any"\n'
+        f'\n[jobs.slow]\ncommand = ["sh", "-c", "{wait}"]\nevery = "1s"\nruns_on = "any"\n'
     )
     vault = make_vault(config)
     cluster = Cluster(vault, pg_dsn)
@@ -251,6 +253,7 @@ def test_a_run_in_flight_on_a_worker_is_adopted_by_the_new_leader(
             timeout=TAKEOVER + 10,
         )
         assert isinstance(taken, tuple)
+        go_on.write_text("")
 
         def recorded() -> str | None:
             rows = cluster.query(
