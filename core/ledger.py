@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,13 +48,19 @@ class Ledger:
 
     def load(self) -> None:
         """Read the ledger again; lines still waiting for the disk count as written."""
-        self._files.clear()
-        self.bad_lines = 0
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             raw = b""
-        for line in [*raw.splitlines(), *self.out.waiting()]:
+        self.replay([*raw.splitlines(), *self.out.waiting()])
+
+    def replay(self, lines: Iterable[str | bytes]) -> None:
+        """Know exactly what these ledger lines say, in order; unreadable ones are
+        counted. Each store of the ledger (files.jsonl, a cluster's database) reads its
+        lines and hands them here."""
+        self._files.clear()
+        self.bad_lines = 0
+        for line in lines:
             try:
                 entry = json.loads(line)
                 self._apply(

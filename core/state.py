@@ -36,6 +36,12 @@ def load_state(vault: Path) -> RuntimeState:
         data = tomllib.loads(state_path(vault).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return RuntimeState()
+    return state_from(data)
+
+
+def state_from(data: dict[str, Any]) -> RuntimeState:
+    """The switches a stored table holds (state.toml, or a cluster's watchkeeper.state);
+    values of the wrong type count as not switched."""
     jobs = data.get("paused_jobs", [])
     theme = data.get("theme")
     return RuntimeState(

@@ -10,7 +10,6 @@ leader that was paused cannot have made them.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import uuid
@@ -65,27 +64,13 @@ class ClusterLedger(Ledger):
         self._conn: Any = connect_sync(cluster.database)
 
     def load(self) -> None:
-        self._files.clear()
-        self.bad_lines = 0
         rows: list[Any] = []
         if reads.has_schema(self._conn):
             rows = self._execute(
                 "SELECT entry FROM watchkeeper.files WHERE cluster = %s ORDER BY seq",
                 (self.cluster.name,),
             ).fetchall()
-        for (line,) in rows:
-            try:
-                entry = json.loads(line)
-                self._apply(
-                    entry["job"],
-                    entry["path"],
-                    entry["hash"],
-                    entry["outcome"],
-                    entry.get("note"),
-                    entry.get("batch"),
-                )
-            except (ValueError, KeyError, TypeError):
-                self.bad_lines += 1
+        self.replay(line for (line,) in rows)
 
     def record(
         self,

@@ -7,7 +7,6 @@ order with the run records; Logs/files.jsonl stays written as an export (`jq`, a
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +59,7 @@ class PgLedger(Ledger):
         lines = [row[0] for row in rows] + [
             w.params[2] for w in writer.waiting() if w.sql == INSERT
         ]
-        self._files.clear()
-        self.bad_lines = 0
-        for line in lines:
-            try:
-                entry = json.loads(line)
-                self._apply(
-                    entry["job"],
-                    entry["path"],
-                    entry["hash"],
-                    entry["outcome"],
-                    entry.get("note"),
-                    entry.get("batch"),
-                )
-            except (ValueError, KeyError, TypeError):
-                self.bad_lines += 1
+        self.replay(lines)
         self._loaded = True
 
     def record(

@@ -26,7 +26,7 @@ from watchkeeper.core.history import (
     RunRecord,
     Start,
 )
-from watchkeeper.core.state import RuntimeState
+from watchkeeper.core.state import RuntimeState, state_from
 
 if TYPE_CHECKING:
     from watchkeeper.core.config import Config
@@ -247,14 +247,4 @@ def vault_status(conn: Conn, name: str, config: Config) -> dict[str, Any]:
 
 def runtime_state(data: dict[str, Any] | None) -> RuntimeState | None:
     """The pauses as watchkeeper.state holds them (None: never written)."""
-    if data is None:
-        return None
-    jobs = data.get("paused_jobs")
-    theme = data.get("theme")
-    return RuntimeState(
-        paused=data.get("paused") is True,
-        paused_jobs={job for job in jobs if isinstance(job, str)}
-        if isinstance(jobs, list)
-        else set(),
-        theme=theme if isinstance(theme, str) else None,
-    )
+    return None if data is None else state_from(data)
