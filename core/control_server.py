@@ -14,9 +14,6 @@ puts the two together.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from watchkeeper.core import history as hist
 from watchkeeper.core.control_conn import Connections, Limits, Slot, send
+from watchkeeper.core.control_listen import UnixListener
 from watchkeeper.core.control_protocol import (
     HISTORY_DEPTH,
     HISTORY_LIMIT,
@@ -57,9 +55,6 @@ if TYPE_CHECKING:
     from watchkeeper.core.lock import VaultLock
     from watchkeeper.core.logs import KeeperLog
     from watchkeeper.core.resume import ResumePlan
-
-# Connections waiting to be accepted: a crowd connecting at once is queued, not refused.
-BACKLOG = 512
 
 
 class Controlled(Protocol):
@@ -103,45 +98,17 @@ class ControlServer:
         self.keeper = keeper
         self.path = path
         self.limits = limits or Limits()
-        self._server: asyncio.Server | None = None
-        self._inode: int | None = None
+        self.listener = UnixListener(path)
         self.connections = Connections(self.limits, self._respond)
 
     async def start(self) -> None:
-        """Bind under a temporary name, make it 0600, then rename it into place: the
-        socket is never reachable with looser permissions, and a stale one is replaced."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Never longer than the final name: a path that fits sun_path must bind.
-        scratch = self.path.with_name(f".wk{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(os.fsencode(scratch))
-            os.chmod(scratch, 0o600)
-            os.replace(scratch, self.path)
-            listener.listen(BACKLOG)
-            listener.setblocking(False)
-            self._inode = self.path.stat().st_ino
-            self._server = await asyncio.start_unix_server(
-                self.connections.handle, sock=listener, limit=self.limits.request, backlog=BACKLOG
-            )
-        except BaseException:
-            listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                scratch.unlink()
-            raise
+        await self.listener.start(self.connections.handle, self.limits.request)
 
     async def close(self) -> None:
-        if self._server is None:
+        if not self.listener.stop_accepting():
             return
-        self._server.close()
         await self.connections.close()
-        # Only our own socket: a keeper that started after us may have put its own there.
-        with contextlib.suppress(OSError):
-            if self.path.stat().st_ino == self._inode:
-                self.path.unlink()
-        self._server = None
+        self.listener.remove()
 
     async def _respond(
         self, slot: Slot, line: bytes, writer: asyncio.StreamWriter

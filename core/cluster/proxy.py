@@ -15,7 +15,6 @@ The connection limits and deadlines are the keeper's own (core/control_conn.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket as sockets
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from watchkeeper.core.control_conn import Connections, Limits, Slot, send
+from watchkeeper.core.control_listen import UnixListener
 from watchkeeper.core.control_protocol import (
     STALL_LIMIT,
     Answer,
@@ -67,41 +67,17 @@ class Proxy:
         self.find_leader = find_leader
         self.me = me or {"pid": os.getpid(), "host": sockets.gethostname()}
         self.connections = Connections(limits or Limits(), self._respond)
-        self._server: asyncio.Server | None = None
-        self._inode: int | None = None
+        self.listener = UnixListener(path)
 
     async def start(self) -> None:
         """Bound as the keeper's own socket is: 0600 from the start, a stale file replaced."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.path.with_name(f".wkp{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
-        listener = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
-        try:
-            listener.bind(os.fsencode(scratch))
-            os.chmod(scratch, 0o600)
-            os.replace(scratch, self.path)
-            listener.listen(128)
-            listener.setblocking(False)
-            self._inode = self.path.stat().st_ino
-            self._server = await asyncio.start_unix_server(
-                self.connections.handle, sock=listener, limit=self.connections.limits.request
-            )
-        except BaseException:
-            listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                scratch.unlink()
-            raise
+        await self.listener.start(self.connections.handle, self.connections.limits.request)
 
     async def close(self) -> None:
-        if self._server is None:
+        if not self.listener.stop_accepting():
             return
-        self._server.close()
         await self.connections.close()
-        with contextlib.suppress(OSError):
-            if self.path.stat().st_ino == self._inode:
-                self.path.unlink()
-        self._server = None
+        self.listener.remove()
 
     async def _leader(self) -> LeaderLike | str:
         """The leader to forward to, or why there is none to reach."""
