@@ -136,7 +136,20 @@ def test_a_rewritten_replaced_or_torn_segment_is_read_again(tmp_path: Path) -> N
     vault = vault_in(tmp_path, "UTC")
     directory = vault / "Logs" / "history"
     now = datetime.now(UTC)
-    write(directory, random_runs(random.Random(1), now, 400))
+    # Runs spread over three days leave today's segment, the one tested here, empty in the
+    # first minutes after midnight (a CI run at 00:04 UTC had none): one run is today's.
+    first = RunRecord(
+        id="today",
+        job="tick",
+        project="p",
+        started_at=now,
+        status="success",
+        trigger="manual",
+        host="h",
+        completed_at=now,
+        duration_ms=0,
+    ).to_line()
+    write(directory, [*random_runs(random.Random(1), now, 400), (now, first)])
     summarised(vault)
     today = segment_path(directory, now.date())
     # Rewritten in place, same size and inode: every success made a failure.
