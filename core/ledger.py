@@ -121,10 +121,19 @@ class Ledger:
         by: str | None = None,
         reason: str | None = None,
     ) -> None:
-        self._apply(job, path, digest, outcome, note, batch)
         text = entry_text(job, path, digest, outcome, run_id, note, batch, by, reason)
-        self.out.add(None, (text + "\n").encode())
-        self.out.write()
+        # First the ledger's own store (which may refuse by raising), then what is known,
+        # then Logs/files.jsonl (the file itself, or the export beside a database).
+        exported = self.store_entry(text, f"{path} {outcome} for {job}")
+        self._apply(job, path, digest, outcome, note, batch)
+        if exported:
+            self.out.add(None, (text + "\n").encode())
+            self.out.write()
+
+    def store_entry(self, text: str, label: str) -> bool:
+        """Keep one line where this ledger lives; True: also write it to files.jsonl. Here
+        the file is where it lives."""
+        return True
 
     def state(self, job: str, path: str, digest: str) -> FileState | None:
         """What is known of this exact content at this path for this job."""

@@ -132,15 +132,10 @@ def test_today_and_the_newest_runs_match_the_whole_history_as_it_grows(
     assert summarised(vault) == (*by_hand(directory, now), 0)  # from the summary alone
 
 
-def test_a_rewritten_replaced_or_torn_segment_is_read_again(tmp_path: Path) -> None:
-    vault = vault_in(tmp_path, "UTC")
-    directory = vault / "Logs" / "history"
-    now = datetime.now(UTC)
-    # Runs spread over three days leave today's segment, the one tested here, empty in the
-    # first minutes after midnight (a CI run at 00:04 UTC had none): one run is today's.
-    first = RunRecord(
-        id="today",
-        job="tick",
+def manual_success(run_id: str, job: str, now: datetime) -> bytes:
+    return RunRecord(
+        id=run_id,
+        job=job,
         project="p",
         started_at=now,
         status="success",
@@ -149,6 +144,15 @@ def test_a_rewritten_replaced_or_torn_segment_is_read_again(tmp_path: Path) -> N
         completed_at=now,
         duration_ms=0,
     ).to_line()
+
+
+def test_a_rewritten_replaced_or_torn_segment_is_read_again(tmp_path: Path) -> None:
+    vault = vault_in(tmp_path, "UTC")
+    directory = vault / "Logs" / "history"
+    now = datetime.now(UTC)
+    # Runs spread over three days leave today's segment, the one tested here, empty in the
+    # first minutes after midnight (a CI run at 00:04 UTC had none): one run is today's.
+    first = manual_success("today", "tick", now)
     write(directory, [*random_runs(random.Random(1), now, 400), (now, first)])
     summarised(vault)
     today = segment_path(directory, now.date())
@@ -164,17 +168,7 @@ def test_a_rewritten_replaced_or_torn_segment_is_read_again(tmp_path: Path) -> N
     os.replace(replacement, today)
     assert summarised(vault)[:2] == by_hand(directory, now)
     # A line being written: counted as unreadable, and read once it is whole.
-    final = RunRecord(
-        id="late",
-        job="tock",
-        project="p",
-        started_at=now,
-        status="success",
-        trigger="manual",
-        host="h",
-        completed_at=now,
-        duration_ms=0,
-    ).to_line()
+    final = manual_success("late", "tock", now)
     with today.open("ab") as out:
         out.write(final[:40])
     last, counts, bad = summarised(vault)

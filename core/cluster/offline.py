@@ -25,7 +25,7 @@ from watchkeeper.core.cluster.dsn import unavailable
 from watchkeeper.core.cluster.pgledger import INSERT
 from watchkeeper.core.cluster.pgstore import STATE_UPSERT
 from watchkeeper.core.config_cluster import ClusterConfig
-from watchkeeper.core.ledger import Ledger, entry_text
+from watchkeeper.core.ledger import Ledger
 from watchkeeper.core.state import RuntimeState, load_state, save_state
 
 _EPOCH = "SELECT coalesce(max(epoch), 0) FROM watchkeeper.leader WHERE cluster = %s"
@@ -72,26 +72,13 @@ class ClusterLedger(Ledger):
             ).fetchall()
         self.replay(line for (line,) in rows)
 
-    def record(
-        self,
-        job: str,
-        path: str,
-        digest: str,
-        outcome: str,
-        run_id: str | None = None,
-        note: str | None = None,
-        batch: int | None = None,
-        by: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        text = entry_text(job, path, digest, outcome, run_id, note, batch, by, reason)
+    def store_entry(self, text: str, label: str) -> bool:
+        """Written to the database at once (a refusal raises before anything changes)."""
         self._count += 1
         _schema(self._conn, self.cluster)
         epoch = self._execute(_EPOCH, (self.cluster.name,)).fetchone()[0]
         self._execute(INSERT, (self.cluster.name, f"{self._who}:{self._count}", text, epoch))
-        self._apply(job, path, digest, outcome, note, batch)
-        self.out.add(None, (text + "\n").encode())
-        self.out.write()
+        return True
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> Any:
         try:

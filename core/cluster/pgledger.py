@@ -16,7 +16,7 @@ from watchkeeper.core.appender import Log
 from watchkeeper.core.cluster.db import connect_sync
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable, unavailable
 from watchkeeper.core.cluster.pgwriter import FencedWriter
-from watchkeeper.core.ledger import Ledger, entry_text
+from watchkeeper.core.ledger import Ledger
 
 INSERT = (
     "INSERT INTO watchkeeper.files (cluster, entry_id, entry, epoch)"
@@ -62,26 +62,8 @@ class PgLedger(Ledger):
         self.replay(lines)
         self._loaded = True
 
-    def record(
-        self,
-        job: str,
-        path: str,
-        digest: str,
-        outcome: str,
-        run_id: str | None = None,
-        note: str | None = None,
-        batch: int | None = None,
-        by: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        self._apply(job, path, digest, outcome, note, batch)
-        text = entry_text(job, path, digest, outcome, run_id, note, batch, by, reason)
+    def store_entry(self, text: str, label: str) -> bool:
+        """Queued for the fenced writer; exported only while it is taken (leading)."""
         writer = self.writer
         entry_id = f"{writer.keeper_id}:{next(self._ids)}"
-        if writer.add(
-            INSERT,
-            (writer.cluster, entry_id, text),
-            f"file ledger: {path} {outcome} for {job}",
-        ):
-            self.out.add(None, (text + "\n").encode())
-            self.out.write()
+        return bool(writer.add(INSERT, (writer.cluster, entry_id, text), f"file ledger: {label}"))
