@@ -15,7 +15,6 @@ import functools
 import os
 import queue
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from watchkeeper.core import tuning
+from watchkeeper.core.child_start import Child, start_child
 from watchkeeper.core.config_http import HttpCall
 from watchkeeper.core.history_format import elapsed_ms
 from watchkeeper.core.limits import Limits
@@ -69,7 +69,7 @@ def _end_group(pgid: int, sig: int) -> None:
 
 @dataclass
 class Spawned:
-    process: subprocess.Popen[bytes]
+    child: Child
     read_end: int | None  # non-blocking; None once read to its end ahead of the loop
     started_mono: float
     early_output: bytes = b""
@@ -77,7 +77,7 @@ class Spawned:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.child.pid
 
     def read_ahead(self) -> None:
         """Take what the child has written so far, and close the pipe if that is all:
@@ -114,17 +114,14 @@ def spawn(spec: RunSpec) -> Spawned:
     limited = prepare(spec.limits, spec.argv, spec.job, spec.run_id) if spec.limits else None
     read_end, write_end = os.pipe()
     try:
-        process = subprocess.Popen(
+        child = start_child(
             limited.argv if limited else spec.argv,
-            stdin=_stdin(),
-            stdout=write_end,
-            stderr=write_end,
-            cwd=spec.cwd,
-            env=spec.env,
-            process_group=0,
-            close_fds=True,
+            spec.env,
+            spec.cwd,
+            _stdin(),
+            write_end,
             # Only a limited run forks without vfork: its child sets rlimits before exec.
-            preexec_fn=limited.preexec if limited else None,
+            limited.preexec if limited else None,
         )
     except BaseException:
         os.close(read_end)
@@ -136,7 +133,7 @@ def spawn(spec: RunSpec) -> Spawned:
     started_mono = time.monotonic()
     # Here rather than on the loop, which has enough to do while a burst of runs starts.
     os.set_blocking(read_end, False)
-    return Spawned(process, read_end, started_mono, limited=limited)
+    return Spawned(child, read_end, started_mono, limited=limited)
 
 
 SpawnResult = tuple[Any, Spawned | Exception]
@@ -281,10 +278,10 @@ class Run:
         self._limited = spawned.limited
         if self._limited is not None:  # its output's end may tell which limit ended it
             self.on_output = _keeping_tail(on_output, self._limited)
-        self.process = spawned.process
+        self.child = spawned.child
         self.started_mono = spawned.started_mono
         read_end = spawned.read_end
-        self.pid = self.process.pid
+        self.pid = self.child.pid
         try:
             # Opened only now: every descriptor we hold is copied into each child we
             # start (and closed there), so a burst of held-back runs makes spawns dearer.
@@ -292,7 +289,7 @@ class Run:
         except OSError:
             # Unwatchable (out of descriptors): end it rather than leave it running unseen.
             _end_group(self.pid, signal.SIGKILL)
-            self.process.wait()
+            self.child.reap()
             if read_end is not None:
                 os.close(read_end)
             raise
@@ -413,7 +410,7 @@ class Run:
             hit = self._limited.judge(self._ended_by, self.pid)
             if hit is not None:
                 self._outcome = replace(self._outcome, error=hit)
-        self.process.wait()
+        self.child.reap()
         if self._limited is not None:
             self._limited.release(self.loop.call_later)
         if self._pidfd is not None:

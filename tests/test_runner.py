@@ -253,7 +253,7 @@ async def test_held_back_runs_are_read_ahead_and_their_spent_pipes_closed(
             before = previous[-1]
             deadline = time.monotonic() + 10
             while (
-                os.waitid(os.P_PID, before.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                os.waitid(os.P_PID, before.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 is None
                 or time.monotonic() - before.started_mono < tuning.READ_AHEAD_AGE
             ):
