@@ -16,12 +16,13 @@ from watchkeeper.core.config_http import BreakerConfig, HttpCall, kind_problem
 from watchkeeper.core.config_isolate import isolation_problems
 from watchkeeper.core.config_lines import (
     BARE_KEY,
-    KeyLines,
     KeyPath,
+    LazyKeyLines,
     syntax_error,
     unreadable_value,
 )
 from watchkeeper.core.config_notify import NotifyChannel, check_notify
+from watchkeeper.core.config_parse import parse_toml
 from watchkeeper.core.config_table import convert_table
 from watchkeeper.core.config_values import (
     DEFAULT_LOG_MODE,
@@ -208,7 +209,7 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate every key of a TOML document; ConfigError lists all problems, sorted by line.
     No other exception leaves: a reload must never take down the watch that called it."""
     try:
-        data = tomllib.loads(text)
+        parsed = parse_toml(text)
     except tomllib.TOMLDecodeError as exc:
         line, message = syntax_error(exc, text)
         issue = ConfigIssue(path, line, "<toml>", f"TOML syntax error: {message}")
@@ -219,8 +220,8 @@ def parse_config(text: str, path: Path) -> Config:
     except Exception as exc:
         raise _internal(path, exc) from None
     try:
-        checker = _Checker(path, KeyLines(text).scan())
-        config = checker.config(data)
+        checker = _Checker(path, LazyKeyLines(text, parsed.job_lines))
+        config = checker.config(parsed.document)
     except Exception as exc:
         raise _internal(path, exc) from None
     if checker.issues or config is None:
@@ -281,7 +282,7 @@ def _dotted(keypath: KeyPath) -> str:
 class _Checker:
     """Converts the parsed document while collecting every problem with its line."""
 
-    def __init__(self, path: Path, lines: dict[KeyPath, int]) -> None:
+    def __init__(self, path: Path, lines: LazyKeyLines) -> None:
         self.path = path
         self.lines = lines
         self.issues: list[ConfigIssue] = []

@@ -188,3 +188,22 @@ class KeyLines:
             self.pos += 1
             open_.pop()
         return None
+
+
+class LazyKeyLines:
+    """Each key's line as KeyLines finds it, the text scanned only when a key other than
+    a job table is asked about: a valid config read in pieces (core/config_parse.py)
+    brings its job tables' lines, and nothing else is asked of it. Scanning the text of
+    10,000 jobs held ~6 MB of key paths at the config's peak."""
+
+    def __init__(self, text: str, job_lines: dict[str, int] | None) -> None:
+        self.text = text
+        self.job_lines = job_lines or {}
+        self.scanned: dict[KeyPath, int] | None = None
+
+    def get(self, keypath: KeyPath) -> int | None:
+        if self.scanned is None:
+            if len(keypath) == 2 and keypath[0] == "jobs" and keypath[1] in self.job_lines:
+                return self.job_lines[keypath[1]]
+            self.scanned = KeyLines(self.text).scan()
+        return self.scanned.get(keypath)
