@@ -23,7 +23,7 @@ from watchkeeper.core.config_lines import (
 )
 from watchkeeper.core.config_notify import NotifyChannel, check_notify
 from watchkeeper.core.config_parse import parse_toml
-from watchkeeper.core.config_table import convert_table
+from watchkeeper.core.config_table import Shared, convert_table
 from watchkeeper.core.config_values import (
     DEFAULT_LOG_MODE,
     JOB_FIELDS,
@@ -32,6 +32,7 @@ from watchkeeper.core.config_values import (
     Convert,
     Problems,
     hint,
+    no_entries,
     show,
     zone,
 )
@@ -63,7 +64,7 @@ class JobConfig:
     quarantine_after: int = 3
     unique_by: str | None = None  # "title": not handed when the title is there (core/titles.py)
     secret_env: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=no_entries)
     env_file: str | None = None
     cwd: str | None = None
     on_success: Command | None = None
@@ -74,7 +75,7 @@ class JobConfig:
     http: HttpCall | None = None  # an endpoint called instead of a command
     breaker: BreakerConfig | None = None  # an http job's circuit breaker
     # Declared run parameters and their defaults (core/params.py); {} takes none.
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=no_entries)
     # [notify.NAME] channels for this job's events; None: the keeper's `notify` default.
     notify: tuple[str, ...] | None = None
     # isolate = "worktree": each run in a fresh git worktree of `repo` (core/worktree.py).
@@ -286,6 +287,7 @@ class _Checker:
         self.path = path
         self.lines = lines
         self.issues: list[ConfigIssue] = []
+        self.shared = Shared()
 
     def line(self, keypath: KeyPath) -> int:
         """The key's own line, else its nearest enclosing table's (a missing key has none)."""
@@ -398,6 +400,7 @@ class _Checker:
                 self.add((*keypath, "unique_by"), "unique_by goes with on_files")
             afters[name] = fields.get("after", ())
             if "command" in fields or "http" in fields:
+                fields = self.shared.values(fields)
                 jobs[name] = JobConfig(name=name, line=self.line(keypath), **fields)
         self.check_after(afters, list(value))
         return jobs

@@ -34,3 +34,22 @@ def convert_table(
         except ValueError as exc:
             problems.append(((key,), str(exc)))
     return converted, problems
+
+
+class Shared:
+    """Equal values held once: tomllib gives each job its own copy of a command, a cron,
+    an interval, and 10,000 jobs that run the same command kept 10,000 of them."""
+
+    def __init__(self) -> None:
+        self.seen: dict[object, object] = {}
+
+    def values(self, fields: dict[str, Any]) -> dict[str, Any]:
+        for key, value in fields.items():
+            if (
+                isinstance(value, str)
+                or (isinstance(value, float) and value)  # 0.0 and -0.0 are equal
+                or (isinstance(value, tuple) and all(isinstance(item, str) for item in value))
+            ):
+                # Keyed by type as well: 1, 1.0 and True are equal.
+                fields[key] = self.seen.setdefault((type(value), value), value)
+        return fields

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
+from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from watchkeeper.core.config_http import breaker, http_call
@@ -29,6 +30,24 @@ KIB, TIB = 1024, 1024**4
 # Linux refuses a single argument or environment string of 128 KiB or more (MAX_ARG_STRLEN).
 MAX_STRING_BYTES = 128 * KIB - 1
 DEFAULT_LOG_MODE = 0o700
+
+
+class NoEntries(dict[str, str]):
+    """The env or params table of every job that sets none: one shared rather than one
+    each (10,000 jobs held 1.3 MB of empty dicts), so it refuses to be filled."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a job's settings are read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+
+_NO_ENTRIES = NoEntries()
+
+
+def no_entries() -> dict[str, str]:
+    return _NO_ENTRIES
 
 
 class Problems(Exception):

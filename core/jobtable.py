@@ -6,15 +6,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from watchkeeper.core.config import Config, JobConfig
 from watchkeeper.core.environment import Masker, job_environment, secret_values
-from watchkeeper.core.logs import JobLogFile
+from watchkeeper.core.logs import JobLogFile, RotatingFile
 from watchkeeper.core.runtime import JobRuntime
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.triggers import schedules_for
+
+
+@dataclass(frozen=True)
+class JobLogs:
+    """How a job's log is opened, the same for every job: each runtime opens its own at
+    its first run (core/runtime.py)."""
+
+    folder: Path
+    max_size: int
+    backups: int
+    on_error: Callable[[Path, OSError], None]
+
+    def open(self, job: str) -> RotatingFile:
+        return JobLogFile(self.folder, job, self.max_size, self.backups, on_error=self.on_error)
 
 
 def same_job(a: JobConfig, b: JobConfig) -> bool:
@@ -39,6 +53,8 @@ class JobTable:
         # one masker: with thousands of jobs, per-job copies would dominate memory.
         self.shared_env = dict(os.environ)
         self.shared_masker = Masker(secret_values(self.shared_env, ()))
+        self._logs: JobLogs | None = None
+        self._open_log: Callable[[str], RotatingFile] | None = None
         self.jobs = {name: self.make(job, config) for name, job in config.jobs.items()}
 
     def make(self, job: JobConfig, config: Config) -> JobRuntime:
@@ -50,17 +66,20 @@ class JobTable:
             base_env, masker = self.shared_env, self.shared_masker
         return JobRuntime(
             config=job,
-            schedules=schedules_for(job, config.keeper.tz) if job.enabled else [],
-            log=JobLogFile(
-                self.logs,
-                job.name,
-                config.keeper.log_max_size,
-                config.keeper.log_backups,
-                on_error=self.on_log_error,
-            ),
+            schedules=schedules_for(job, config.keeper.tz) if job.enabled else (),
+            open_log=self.log_opener(config),
             base_env=base_env,
             masker=masker,
         )
+
+    def log_opener(self, config: Config) -> Callable[[str], RotatingFile]:
+        """One opener for all the jobs made under the same log settings: a bound method
+        is an object of its own, and so would be one per job."""
+        settings = config.keeper
+        logs = JobLogs(self.logs, settings.log_max_size, settings.log_backups, self.on_log_error)
+        if self._open_log is None or logs != self._logs:
+            self._logs, self._open_log = logs, logs.open
+        return self._open_log
 
     def lay_out(self) -> None:
         """Every job's first slots, from now."""

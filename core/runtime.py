@@ -6,7 +6,7 @@ import random
 import resource
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from watchkeeper.core import tuning
@@ -64,8 +64,8 @@ class RunQueue(list[StartRequest]):
 @dataclass(slots=True)
 class JobRuntime:
     config: JobConfig
-    schedules: list[Schedule]
-    log: RotatingFile
+    schedules: tuple[Schedule, ...]  # shared by the jobs with the same trigger
+    open_log: Callable[[str], RotatingFile]  # the job's log, from its name
     base_env: dict[str, str]
     masker: Masker
     next_due: list[float] = field(default_factory=list)
@@ -76,10 +76,19 @@ class JobRuntime:
     file_request: bool = False
     files_not_before: float = 0.0
     _waves: OrderedDict[str, set[str]] | None = field(default=None, init=False, repr=False)
+    _log: RotatingFile | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def log(self) -> RotatingFile:
+        """Made at the job's first run: most of 10,000 jobs idle for hours, and each
+        log waiting made held ~100 bytes."""
+        if self._log is None:
+            self._log = self.open_log(self.config.name)
+        return self._log
 
     @property
     def waves(self) -> OrderedDict[str, set[str]]:

@@ -92,19 +92,19 @@ def job_zone(job: JobConfig, tz: ZoneInfo) -> ZoneInfo:
     return ZoneInfo(job.timezone) if job.timezone else tz
 
 
-@functools.cache
-def every_schedule(interval: float, jitter: float) -> EverySchedule:
-    """One shared (frozen) schedule per interval and jitter: 10,000 jobs "every 1h" hold
-    one instead of 10,000."""
-    return EverySchedule(interval, "mono", jitter)
+def schedules_for(job: JobConfig, tz: ZoneInfo) -> tuple[Schedule, ...]:
+    return _schedules(job.cron, job_zone(job, tz), job.every, job.jitter)
 
 
-def schedules_for(job: JobConfig, tz: ZoneInfo) -> list[Schedule]:
-    cron = None
-    if job.cron is not None:
-        cron = CronTrigger(CronSchedule.parse(job.cron), job_zone(job, tz), "wall", job.jitter)
-    every = every_schedule(job.every, job.jitter) if job.every is not None else None
-    # A list display is allocated to size (appends over-allocate), per job.
-    if cron is None:
-        return [] if every is None else [every]
-    return [cron] if every is None else [cron, every]
+@functools.lru_cache(maxsize=4096)
+def _schedules(
+    cron: str | None, zone: ZoneInfo, every: float | None, jitter: float
+) -> tuple[Schedule, ...]:
+    """One (frozen) tuple of schedules for every job with the same trigger: 10,000 jobs
+    "every 1h" or "0 * * * *" held one instead of a list and a schedule each."""
+    schedules: list[Schedule] = []
+    if cron is not None:
+        schedules.append(CronTrigger(CronSchedule.parse(cron), zone, "wall", jitter))
+    if every is not None:
+        schedules.append(EverySchedule(every, "mono", jitter))
+    return tuple(schedules)
