@@ -9,6 +9,7 @@ through as it does its own Exit."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -228,6 +229,14 @@ def detach_stdout() -> None:
 
 
 # ---- the keeper ---------------------------------------------------------------------
+
+
+def settle() -> None:
+    """From here the command may go on for long (a run in this process, a run waited for
+    or followed): the collector, off while a quick command starts (tui/cli/main.py), runs
+    again, past what the imports made, which it would only walk for nothing."""
+    gc.freeze()
+    gc.enable()
 
 
 def acquire_lock(vault: Path) -> VaultLock:

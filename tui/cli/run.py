@@ -22,6 +22,7 @@ from watchkeeper.tui.cli.common import (
     fail,
     keeper_link,
     open_config,
+    settle,
     through,
     unknown_job,
 )
@@ -140,6 +141,7 @@ def _run_locally(config: Config, job: str, follow: bool, params: dict[str, str])
 
     from watchkeeper.core.keeper import Keeper
 
+    settle()
     lock = acquire_lock(config.vault)
     keeper = Keeper(config, lock)
     follower = RunFollower(job, config.jobs[job].retries, "locally")
@@ -179,6 +181,8 @@ def _run_through(
     connection: Connection, job: str, wait: bool, params: dict[str, str]
 ) -> NoReturn:
     timeout = None if wait else 10.0
+    if wait:
+        settle()
     try:
         answer = ask(connection, "run", timeout, job=job, wait=wait, **_given(params))
     except KeyboardInterrupt:
@@ -205,6 +209,7 @@ def _follow_through(
     from watchkeeper.core.control_client import subscribe
     from watchkeeper.core.control_protocol import ControlError
 
+    settle()
     where = through(connection)
     try:
         stream, _ = subscribe(config.vault, FOLLOWED_EVENTS)
