@@ -8,8 +8,6 @@ import json
 import logging
 import subprocess
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -44,6 +42,11 @@ def _excerpt(text: str) -> str:
 
 
 def _webhook(url: str, message: Message, timeout: float) -> str:
+    # Here, on the notifier's thread, not at the top: urllib.request (http.client, email)
+    # costs every keeper start, a one-off `watchkeeper run` too, some 10 ms otherwise.
+    import urllib.error
+    import urllib.request
+
     body = json.dumps(message).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "watchkeeper"}
     parts = urlsplit(url)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from watchkeeper.core.quota import GLOBAL, WINDOW
 from watchkeeper.core.state import RuntimeState
 from watchkeeper.core.units import format_duration
 
@@ -171,6 +170,9 @@ class _QuotaRoom:
             self.next_free.setdefault(name, None)
 
     def take(self, job: str) -> str:
+        # Here, not at the top: the CLI reads plans (describe) without the quota's modules.
+        from watchkeeper.core.quota import GLOBAL, WINDOW
+
         for scope in (job, GLOBAL):
             if scope in self.free and self.free[scope] <= 0:
                 what = "max_runs_per_hour" if scope == GLOBAL else f"{job} max_per_hour"

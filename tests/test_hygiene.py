@@ -150,12 +150,14 @@ def test_quick_commands_without_a_keeper_import_no_typer_rich_or_asyncio(tmp_pat
         assert "watchkeeper.tui.cli.fast" in modules and "watchkeeper.tui.cli.app" not in modules, (
             args
         )
-    # A local run is the keeper's work in this process, asyncio and all; still no typer.
+    # A local run is the keeper's work in this process, asyncio and all; still no typer,
+    # and no HTTP client (urllib.request, http.client, email: ~10 ms) for notifications it
+    # has none to send of.
     code, modules = imported_by_cli(["run", "sweeper", "--vault", str(vault)], tmp_path)
     assert code == 0
     assert "watchkeeper.core.keeper" in modules and "asyncio" in modules
     local = ("typer", "click", "rich", "pydantic", "textual", "psycopg", "procrastinate")
-    assert forbidden(modules, local, ()) == []
+    assert forbidden(modules, (*local, "http", "email"), ("urllib.request",)) == []
 
 
 def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(
@@ -169,9 +171,10 @@ def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(
         assert forbidden(modules, NEVER_QUICK, NEVER_QUICK_CORE) == [], args
         assert "watchkeeper.tui.cli.app" not in modules, args
         # history reads the files on its own; the others ask the keeper, and read no
-        # history (but resume, whose plan's wording is the quota's)
+        # history (resume prints the keeper's plan without the quota that made it)
         assert ("watchkeeper.core.control_client" in modules) == (args[0] != "history"), args
-        assert ("watchkeeper.core.history" in modules) == (args[0] in ("history", "resume")), args
+        assert ("watchkeeper.core.history" in modules) == (args[0] == "history"), args
+        assert "watchkeeper.core.quota" not in modules, args
 
 
 def test_other_commands_go_to_typer_still_without_asyncio_or_textual(tmp_path: Path) -> None:
