@@ -8,6 +8,7 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import watchkeeper.core
 
@@ -103,19 +104,22 @@ SWEEPER = '[jobs.sweeper]\ncommand = ["true"]\nevery = "5m"\n'
 NIGHTLY = '[jobs.nightly]\ncommand = ["true"]\ncron = "0 3 * * 1-5"\n'
 
 
-def imported_by_cli(args: list[str], cwd: Path) -> tuple[int | None, set[str]]:
-    """The real entry point run in a fresh interpreter, stdout a pipe: its exit code and
-    every module it imported (those of the interpreter's own start included)."""
+def cli_report(args: list[str], cwd: Path) -> dict[str, Any]:
+    """The real entry point run in a fresh interpreter, stdout a pipe: its exit `code`,
+    every module it imported (those of the interpreter's own start included), and
+    whether the cyclic garbage `collector` was on at its end and anything `frozen`."""
     cli = Path(sys.executable).parent / "watchkeeper"
     script = (
-        "import json, runpy, sys\n"
+        "import gc, json, runpy, sys\n"
         "sys.argv = ['watchkeeper', *json.loads(sys.argv[1])]\n"
         "code = 0\n"
         "try:\n"
         f"    runpy.run_path({str(cli)!r}, run_name='__main__')\n"
         "except SystemExit as end:\n"
         "    code = end.code\n"
-        "print(json.dumps({'code': code, 'modules': sorted(sys.modules)}), file=sys.stderr)\n"
+        "report = {'code': code, 'modules': sorted(sys.modules), 'collector': gc.isenabled(),\n"
+        "          'frozen': gc.get_freeze_count() > 0}\n"
+        "print(json.dumps(report), file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, json.dumps(args)],
@@ -124,7 +128,12 @@ def imported_by_cli(args: list[str], cwd: Path) -> tuple[int | None, set[str]]:
         cwd=cwd,
         timeout=120,
     )
-    report = json.loads(result.stderr.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(result.stderr.strip().splitlines()[-1])
+    return report
+
+
+def imported_by_cli(args: list[str], cwd: Path) -> tuple[int | None, set[str]]:
+    report = cli_report(args, cwd)
     return report["code"], set(report["modules"])
 
 
@@ -175,6 +184,27 @@ def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(
         assert ("watchkeeper.core.control_client" in modules) == (args[0] != "history"), args
         assert ("watchkeeper.core.history" in modules) == (args[0] == "history"), args
         assert "watchkeeper.core.quota" not in modules, args
+
+
+def test_the_collector_runs_again_for_what_may_go_on_for_long(tmp_path: Path, daemon) -> None:
+    """Quick commands start with the cyclic collector off (tui/cli/main.py): a run in this
+    process, or one waited for or followed, may last hours and turns it back on; the
+    others end with it off and their objects frozen, out of the exit's collections."""
+    vault = quick_vault(tmp_path)
+    at = ["--vault", str(vault)]
+    local = cli_report(["run", "sweeper", *at], tmp_path)
+    assert (local["code"], local["collector"]) == (0, True)
+    for args in (["jobs"], ["--status"], ["history", "--limit", "5"], ["pause", "sweeper"]):
+        report = cli_report([*args, *at], tmp_path)
+        assert (report["collector"], report["frozen"]) == (False, True), args
+    typer = cli_report(["logs", "-n", "1", *at], tmp_path)
+    assert (typer["code"], typer["collector"], typer["frozen"]) == (0, True, False)
+    daemon(vault)
+    for args in (["run", "sweeper", "--wait"], ["run", "sweeper", "--wait", "--follow"]):
+        report = cli_report([*args, *at], tmp_path)
+        assert (report["code"], report["collector"]) == (0, True), args
+    started = cli_report(["run", "sweeper", *at], tmp_path)  # not waited for: it returns
+    assert (started["code"], started["collector"]) == (0, False)
 
 
 def test_other_commands_go_to_typer_still_without_asyncio_or_textual(tmp_path: Path) -> None:
