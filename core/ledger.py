@@ -3,7 +3,6 @@ and how that ended. It makes hand-over exactly once across restarts."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -186,6 +185,10 @@ def entry_text(
 
 
 def file_digest(path: Path) -> str:
+    # Here, not at the top: hashlib (OpenSSL's digests) held ~0.6 MB in every keeper,
+    # most of which never hand a file to a job.
+    import hashlib
+
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
