@@ -212,3 +212,11 @@ def test_reading_in_pieces_holds_a_third_of_the_memory() -> None:
             tracemalloc.stop()
 
     assert peak(parse_toml) * 2 < peak(tomllib.loads)
+
+
+def test_jobs_read_in_pieces_share_their_keys_and_string_values() -> None:
+    jobs = parse_toml(jobs_text(3)).document["jobs"]
+    first, second = (list(jobs[name].items()) for name in ("j00000", "j00001"))
+    assert first == second == [("command", ["/bin/true"]), ("every", "1h")]
+    assert all(a[0] is b[0] for a, b in zip(first, second, strict=True))
+    assert first[1][1] is second[1][1]
