@@ -94,6 +94,5 @@ class Firing:
         if ahead:
             self.runs.prepare_ahead(fire)
         else:
-            fire()
-            self.runs.spawn()  # now, not a loop turn later: these runs are due
+            self.runs.start_batch(fire)  # now, not a loop turn later: these runs are due
         return ready_by

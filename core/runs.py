@@ -72,6 +72,7 @@ class Runs:
         # Runs prepared this loop turn, handed to the executor together (see spawn()).
         self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
         self._ahead = False  # runs prepared now wait for their slot to be spawned
+        self._caller_spawns = False  # ... or for the spawn() that ends the caller's batch
         self.logs = OpenLogs()
         self.loop: asyncio.AbstractEventLoop | None = None
         # Set while no run is in flight or waiting (an Event binds to a loop once awaited).
@@ -139,12 +140,23 @@ class Runs:
     # ---- prepare ---------------------------------------------------------------------
 
     def prepare_ahead(self, prepare: Callable[[], None]) -> None:
-        """Runs requested within `prepare` are readied now and spawned at their slot."""
+        """Runs requested within `prepare` are readied now; the caller spawns them at
+        their slot."""
         self._ahead = True
         try:
             prepare()
         finally:
             self._ahead = False
+
+    def start_batch(self, prepare: Callable[[], None]) -> None:
+        """Runs requested within `prepare` are spawned as it ends (in SPAWN_BATCH lots as
+        they come), not a loop turn later."""
+        self._caller_spawns = True
+        try:
+            prepare()
+        finally:
+            self._caller_spawns = False
+        self.spawn()
 
     def _breaker_of(self, job: str) -> BreakerConfig | None:
         runtime = self.host.jobs.get(job)
@@ -230,7 +242,7 @@ class Runs:
         self._to_spawn.append((active, spec))
         if len(self._to_spawn) >= tuning.SPAWN_BATCH and not self._ahead:
             self.spawn()  # a burst: let the executor start on it while we prepare the rest
-        elif len(self._to_spawn) == 1:
+        elif len(self._to_spawn) == 1 and not (self._caller_spawns or self._ahead):
             assert self.loop is not None
             self.loop.call_soon(self.spawn)
 
