@@ -76,3 +76,38 @@ def test_a_started_keeper_without_file_jobs_has_not_imported_hashlib(make_vault)
     modules = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert "watchkeeper.core.ledger" in modules
     assert "hashlib" not in modules and "_hashlib" not in modules
+
+
+def test_freeze_startup_gives_back_what_starting_freed() -> None:
+    """What a keeper frees while it starts sits between what it keeps: glibc returns it
+    to the system only when asked (malloc_trim). Elsewhere there is nothing to ask."""
+    script = textwrap.dedent(
+        """
+        import ctypes, json, sys
+        from watchkeeper.core.daemon import freeze_startup
+
+        def rss_kb():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1])
+
+        if getattr(ctypes.CDLL(None), "malloc_trim", None) is None:
+            print(json.dumps(None))
+            sys.exit()
+        # Past the small-object allocator, on malloc's own heap: freed, then one kept
+        # after it, so that freeing cannot simply shrink the heap from its top.
+        freed = [bytes(1000) for _ in range(20_000)]
+        kept = bytes(1000)
+        del freed
+        before = rss_kb()
+        freeze_startup()
+        print(json.dumps(before - rss_kb()))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    given_back_kb = json.loads(result.stdout.strip().splitlines()[-1])
+    if given_back_kb is None:
+        return  # no malloc_trim in this C library
+    assert given_back_kb > 10_000
