@@ -17,12 +17,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.core.breaker import Breakers
 from watchkeeper.core.chains import Chains
 from watchkeeper.core.config import Config, ConfigError, load_config
-from watchkeeper.core.control_protocol import JobView, Snapshot
 from watchkeeper.core.events import EventBus
 from watchkeeper.core.faults import described
 from watchkeeper.core.firing import Firing
@@ -37,7 +36,6 @@ from watchkeeper.core.params import check_given
 from watchkeeper.core.pausing import Pauses
 from watchkeeper.core.quota import WINDOW, Quota
 from watchkeeper.core.recovery import close_interrupted, missed_while_down, prune_worktrees
-from watchkeeper.core.resume import ResumePlan, plan_resume
 from watchkeeper.core.retention import LogRetention
 from watchkeeper.core.runner import LocalExecutor
 from watchkeeper.core.runs import Runs
@@ -46,9 +44,13 @@ from watchkeeper.core.seams import Clock, Executor, Store, SystemClock, utc
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
 from watchkeeper.core.store import JsonlStore
-from watchkeeper.core.triage import DecisionJson, decide
 from watchkeeper.core.views import DayCounts, Views
-from watchkeeper.core.watchers import Watches
+
+if TYPE_CHECKING:
+    from watchkeeper.core.control_protocol import JobView, Snapshot
+    from watchkeeper.core.resume import ResumePlan
+    from watchkeeper.core.triage import DecisionJson
+    from watchkeeper.core.watchers import Watches
 
 __all__ = ["Keeper", "StartRequest", "UnknownJob"]
 
@@ -162,6 +164,8 @@ class Keeper:
 
     async def serve(self) -> None:
         """Fire due slots until stop() is called; watch the vault meanwhile."""
+        from watchkeeper.core.watchers import Watches  # a local run or --once watches nothing
+
         self._watches = Watches(self)
         await self.firing.serve()
 
@@ -210,6 +214,8 @@ class Keeper:
         return self.pauses.pause(job)
 
     def resume_plan(self, job: str | None = None, missed: bool = True) -> ResumePlan:
+        from watchkeeper.core.resume import plan_resume  # a local run never asks: not in its start
+
         if job is not None:
             self._known(job)
         return plan_resume(self, job, missed)
@@ -227,6 +233,8 @@ class Keeper:
     ) -> DecisionJson:
         """Approve or dismiss an item waiting in Needs_Action/ (core/triage.py); NotAnItem
         for a path or reason that will not do."""
+        from watchkeeper.core.triage import decide  # a local run never asks: not in its start
+
         approve_to = self.config.vault_settings.approve_to
         decision = decide(self.vault, approve_to, self.ledger, path, outcome, reason, by)
         self.log.info(decision.said())

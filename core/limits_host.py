@@ -9,7 +9,6 @@ import asyncio
 import functools
 import os
 import resource
-import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -123,6 +122,8 @@ def _may_lower_nice() -> bool:
 
 @functools.cache
 def host_limits() -> HostLimits:
+    import shutil  # with bz2, lzma and zlib: ~2 ms a keeper without limits never spends
+
     systemd_run = shutil.which("systemd-run")
     if systemd_run is not None and not user_manager(shutil.which("systemctl")):
         systemd_run = None

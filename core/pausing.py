@@ -4,7 +4,6 @@ what a resume releases of what piled up meanwhile (core/resume.py plans it)."""
 from __future__ import annotations
 
 from watchkeeper.core.host import Host
-from watchkeeper.core.resume import waking_jobs
 from watchkeeper.core.runtime import StartRequest, UnknownJob
 from watchkeeper.core.state import RuntimeState
 
@@ -35,6 +34,8 @@ class Pauses:
         that pause was not on: nothing changes then."""
         if not self.on(job):
             return False
+        from watchkeeper.core.resume import waking_jobs  # a local run never resumes: kept out
+
         host = self.host
         # In the plan's order: queued, then catch-up; waiting files go once the pause is
         # lifted (_set offers them).
