@@ -10,12 +10,17 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watchkeeper.core.faults import described
 from watchkeeper.core.logs import KeeperLog
 from watchkeeper.core.runner import RunOutcome, RunSpec
 from watchkeeper.core.runtime import ActiveRun
-from watchkeeper.core.worktree import Worktree, WorktreeError, create, settle
+
+# core/worktree.py is imported where a worktree is made or settled: a keeper with no
+# isolated job (and so a local run of a plain one) never loads it.
+if TYPE_CHECKING:
+    from watchkeeper.core.worktree import Worktree
 
 Ready = Callable[[ActiveRun, RunSpec], None]
 Failed = Callable[[ActiveRun, str], None]
@@ -31,6 +36,8 @@ class Isolation:
     def prepare(self, active: ActiveRun, spec: RunSpec, ready: Ready, failed: Failed) -> None:
         """Make the run's worktree, then `ready` it with the worktree as its cwd; `failed`
         with the reason if git could not."""
+        from watchkeeper.core.worktree import create
+
         job, run_id = active.runtime.config, active.record.id
         made = asyncio.get_running_loop().run_in_executor(None, create, job, self.vault, run_id)
 
@@ -52,6 +59,8 @@ class Isolation:
         if tree is None:
             ended(active, outcome)
             return
+        from watchkeeper.core.worktree import settle
+
         job = active.runtime.config
         settled = asyncio.get_running_loop().run_in_executor(
             None, settle, tree, job, outcome.status
@@ -73,6 +82,8 @@ class Isolation:
         tree = self.trees.pop(active.record.id, None)
         if tree is None:
             return
+        from watchkeeper.core.worktree import settle
+
         job = active.runtime.config
         settled = asyncio.get_running_loop().run_in_executor(None, settle, tree, job, "failure")
 
@@ -85,4 +96,6 @@ class Isolation:
 
 
 def _reason(error: BaseException) -> str:
+    from watchkeeper.core.worktree import WorktreeError
+
     return str(error) if isinstance(error, WorktreeError) else described(error)

@@ -17,7 +17,6 @@ from watchkeeper.core.runtime import JobRuntime
 from watchkeeper.core.seams import Clock, Store, utc
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
-from watchkeeper.core.worktree import WorktreeError, prune_interrupted
 
 
 async def close_interrupted(
@@ -62,6 +61,8 @@ async def prune_worktrees(config: Config, interrupted: list[RunRecord], log: Kee
             log.warning(f"run {record.id} of {record.job}: its worktree branch "
                         f"{record.worktree_branch} is left: the job no longer isolates")
             continue
+        from watchkeeper.core.worktree import WorktreeError, prune_interrupted  # isolated runs only
+
         try:
             said = await asyncio.to_thread(prune_interrupted, job, config.vault, record.id)
         except WorktreeError as error:

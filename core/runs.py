@@ -23,12 +23,11 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.core import tuning
 from watchkeeper.core.admission import decide
 from watchkeeper.core.chains import Chains
-from watchkeeper.core.config_http import BreakerConfig
 from watchkeeper.core.environment import EnvFileError, inside_vault
 from watchkeeper.core.faults import described
 from watchkeeper.core.hooks import Hooks
@@ -42,7 +41,9 @@ from watchkeeper.core.runprep import run_env, run_record, run_spec
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
 from watchkeeper.core.seams import Executor, Started, utc
 from watchkeeper.core.units import format_duration
-from watchkeeper.core.worktree import branch_name
+
+if TYPE_CHECKING:
+    from watchkeeper.core.config_http import BreakerConfig
 
 
 class Runs:
@@ -214,6 +215,8 @@ class Runs:
             started_at = max(started_at, datetime.fromtimestamp(request.due_wall, UTC))
         record = run_record(request, started_at, host.config, host.vault, host.host)
         if job.isolate:  # in its running line, so a restart after a kill finds the worktree
+            from watchkeeper.core.worktree import branch_name  # isolated jobs' only
+
             record.worktree_branch = branch_name(job.name, request.run_id)
         host.outputs.recent.append(record)
         # The running line goes first: if we die between it and the spawn, the next

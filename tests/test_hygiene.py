@@ -76,10 +76,12 @@ NEVER_QUICK_CORE = (
 # What a local run of a plain job (no limits, no isolation, no http, no notifications)
 # never uses at the keeper's start, so each is imported where it is used: an item's
 # triage and a resume's plan (asked of a serving keeper), the vault watchers (serve()),
-# difflib (a mistyped name's hint), shutil (the host's limits probe, with bz2 and lzma).
+# difflib (a mistyped name's hint), shutil (the host's limits probe, with bz2 and lzma),
+# git worktrees (isolated jobs).
 NEVER_LOCAL_RUN = (
     *("watchkeeper.core.triage", "watchkeeper.core.resume", "watchkeeper.core.watchers"),
     *("watchkeeper.core.dirwatch", "difflib", "shutil", "getpass", "ctypes"),
+    "watchkeeper.core.worktree",
 )
 QUICK_WITHOUT_KEEPER = [
     ["--status"],
