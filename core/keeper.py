@@ -27,7 +27,7 @@ from watchkeeper.core.faults import described
 from watchkeeper.core.firing import Firing
 from watchkeeper.core.handover import Handover
 from watchkeeper.core.jobtable import JobTable, job_limits
-from watchkeeper.core.limits_host import probe_at_start
+from watchkeeper.core.limits_apply import probe_at_start
 from watchkeeper.core.lock import VaultLock
 from watchkeeper.core.logs import open_keeper_log
 from watchkeeper.core.notify import Notifier

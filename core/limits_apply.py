@@ -7,6 +7,7 @@ exec the command in place, so timeout, cancel and shutdown still end the whole g
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -14,9 +15,23 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from watchkeeper.core.limits import Evidence, Limits, limit_hit, weight_as_ionice, weight_as_nice
-from watchkeeper.core.limits_host import HostLimits, host_limits
+from watchkeeper.core.limits import (
+    LIMIT_KEYS,
+    Evidence,
+    Limits,
+    limit_hit,
+    used_limits,
+    weight_as_ionice,
+    weight_as_nice,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from watchkeeper.core.limits_host import HostLimits
+    from watchkeeper.core.logs import KeeperLog
 
 TAIL_BYTES = 4096  # the end of the output, where an allocation or a fork refused is told
 # A KILLed process leaves its cgroup within milliseconds; one stuck in the kernel (D state)
@@ -168,6 +183,8 @@ def prepare(
 ) -> Limited:
     """How this run starts under its limits on this host. Raises LimitError for one the
     host refuses."""
+    from watchkeeper.core.limits_host import host_limits  # a job with limits: probed once
+
     host = host or host_limits()
     nice = limits.nice
     if nice is None and limits.cpu_weight is not None and host.systemd_run is None:
@@ -200,3 +217,17 @@ def _make_cgroup(path: Path, tasks_max: int) -> Path:
             path.rmdir()
         raise LimitError(f"cannot make its pids cgroup {path}: {error.strerror}") from None
     return path
+
+
+async def probe_at_start(jobs: Iterable[Any], log: KeeperLog) -> None:
+    """At keeper start, when some job has limits: probe the host in a thread (systemctl
+    may take a while to answer), so no run's spawn waits for it, and log how each limit
+    the config uses is enforced."""
+    used = used_limits(jobs)
+    if not used:
+        return
+    from watchkeeper.core.limits_host import enforcement, host_limits
+
+    host = await asyncio.to_thread(host_limits)
+    table = enforcement(host)
+    log.info("limits: " + "; ".join(f"{key} by {table[key]}" for key in LIMIT_KEYS if key in used))

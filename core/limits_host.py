@@ -1,24 +1,19 @@
 """What this host can enforce of a job's limits, probed once per process and cached: a
 systemd user manager (each run in a transient scope with cgroup limits), else a pids
 cgroup the keeper may write (tasks_max), rlimits, nice and ionice. `validate` shows the
-table; core/limits_apply.py uses the probe for each run."""
+table; core/limits_apply.py uses the probe for each run (and runs it at keeper start when
+some job has limits: a keeper without any never imports this module)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import resource
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from watchkeeper.core.limits import LIMIT_KEYS, used_limits
-
-if TYPE_CHECKING:
-    from watchkeeper.core.logs import KeeperLog
+from watchkeeper.core.limits import LIMIT_KEYS
 
 # `systemctl --user is-system-running` says one of these when a manager answers at all
 # ("offline" or an error when there is none: a container, a cron session without lingering).
@@ -122,7 +117,7 @@ def _may_lower_nice() -> bool:
 
 @functools.cache
 def host_limits() -> HostLimits:
-    import shutil  # with bz2, lzma and zlib: ~2 ms a keeper without limits never spends
+    import shutil  # with bz2, lzma and zlib (~2 ms): only the probe needs it
 
     systemd_run = shutil.which("systemd-run")
     if systemd_run is not None and not user_manager(shutil.which("systemctl")):
@@ -183,15 +178,3 @@ def enforcement_lines(host: HostLimits, used: set[str]) -> list[str]:
         mark = "*" if key in used else " "
         lines.append(f" {mark} {key:<10} {table[key]}")
     return lines
-
-
-async def probe_at_start(jobs: Iterable[Any], log: KeeperLog) -> None:
-    """At keeper start, when some job has limits: probe the host in a thread (systemctl
-    may take a while to answer), so no run's spawn waits for it, and log how each limit
-    the config uses is enforced."""
-    used = used_limits(jobs)
-    if not used:
-        return
-    host = await asyncio.to_thread(host_limits)
-    table = enforcement(host)
-    log.info("limits: " + "; ".join(f"{key} by {table[key]}" for key in LIMIT_KEYS if key in used))

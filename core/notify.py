@@ -30,8 +30,6 @@ from watchkeeper.core.notify_events import (
     record_event,
     run_events,
 )
-from watchkeeper.core.notify_mask import resolve, url_masker
-from watchkeeper.core.notify_send import SendFailed, send
 from watchkeeper.core.units import format_duration
 
 # An outbox keeps this many events for its next digest; past it they are only counted.
@@ -45,6 +43,8 @@ SENDERS = 4
 
 def where(channel: NotifyChannel, mask: Masker) -> str:
     """The channel as sent, as the log shows it: its kind and target, secrets masked."""
+    from watchkeeper.core.notify_mask import url_masker
+
     if isinstance(channel.target, str):
         return f"{channel.kind} {mask(url_masker(channel.target)(channel.target))}"
     return f"command {mask(channel.target[0])}"
@@ -188,6 +188,10 @@ class Notifier:
             await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def _deliver(self, channel: NotifyChannel, events: list[NotifyEvent], extra: int) -> bool:
+        # Only a keeper with a channel to send to loads how messages go out.
+        from watchkeeper.core.notify_mask import resolve
+        from watchkeeper.core.notify_send import SendFailed, send
+
         assert self.config is not None
         loop = asyncio.get_running_loop()
         vault = self.config.vault

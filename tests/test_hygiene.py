@@ -76,12 +76,14 @@ NEVER_QUICK_CORE = (
 # What a local run of a plain job (no limits, no isolation, no http, no notifications)
 # never uses at the keeper's start, so each is imported where it is used: an item's
 # triage and a resume's plan (asked of a serving keeper), the vault watchers (serve()),
-# difflib (a mistyped name's hint), shutil (the host's limits probe, with bz2 and lzma),
-# git worktrees (isolated jobs).
+# difflib (a mistyped name's hint), the host's limits probe (jobs with limits; shutil,
+# with bz2 and lzma, under it), git worktrees (isolated jobs), how notifications are
+# sent (a keeper with channels).
 NEVER_LOCAL_RUN = (
     *("watchkeeper.core.triage", "watchkeeper.core.resume", "watchkeeper.core.watchers"),
     *("watchkeeper.core.dirwatch", "difflib", "shutil", "getpass", "ctypes"),
-    "watchkeeper.core.worktree",
+    *("watchkeeper.core.limits_host", "watchkeeper.core.worktree"),
+    *("watchkeeper.core.notify_mask", "watchkeeper.core.notify_send"),
 )
 QUICK_WITHOUT_KEEPER = [
     ["--status"],
