@@ -8,10 +8,9 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from watchkeeper.core.config_cluster import ON_KEEPER, ClusterConfig, parse_cluster
 from watchkeeper.core.config_http import BreakerConfig, HttpCall, kind_problem
 from watchkeeper.core.config_isolate import isolation_problems
 from watchkeeper.core.config_lines import (
@@ -28,6 +27,7 @@ from watchkeeper.core.config_values import (
     DEFAULT_LOG_MODE,
     JOB_FIELDS,
     KEEPER_FIELDS,
+    ON_KEEPER,
     VAULT_PATHS,
     Convert,
     Problems,
@@ -38,6 +38,9 @@ from watchkeeper.core.config_values import (
 )
 from watchkeeper.core.config_vault import VaultSettings, parse_vault
 from watchkeeper.core.limits import limit_problems
+
+if TYPE_CHECKING:
+    from watchkeeper.core.config_cluster import ClusterConfig
 
 CONFIG_NAME = "watchkeeper.toml"
 
@@ -351,6 +354,8 @@ class _Checker:
         if not isinstance(value, dict):
             self.add(("cluster",), f"expected a table [cluster], got {show(value)}")
             return None
+        from watchkeeper.core.config_cluster import parse_cluster  # cluster mode only
+
         try:
             return parse_cluster(value, self.path.parent.name)
         except Problems as exc:

@@ -16,6 +16,7 @@ from watchkeeper.core.config_values import (
     runs_on,
     show,
 )
+from watchkeeper.core.config_values import ON_KEEPER as ON_KEEPER  # core/cluster/ reads it here
 
 # A lease shorter than a few seconds is renewed so often that one slow query loses it;
 # longer than ten minutes is an outage nobody would wait out.
@@ -23,8 +24,6 @@ MIN_LEASE = 2.0
 MAX_LEASE = 600.0
 DEFAULT_LEASE = 10.0
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# Where a run goes when the job does not say: the leader's own host, as without a cluster.
-ON_KEEPER = ("keeper",)
 
 
 @dataclass(frozen=True)

@@ -318,6 +318,10 @@ LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 MAX_LABELS = 8
 
 
+# Where a run goes when the job does not say: the leader's own host, as without a cluster.
+ON_KEEPER = ("keeper",)
+
+
 def runs_on(value: object) -> tuple[str, ...]:
     """"keeper", "any", or the labels a worker must all have (sorted, no repeats)."""
     if value in ("keeper", "any"):
