@@ -15,10 +15,13 @@ a cooldown, so a lost probe cannot hold the breaker half-open for ever. The keep
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING
 
-from watchkeeper.core.config_http import BreakerConfig
 from watchkeeper.core.control_protocol import BreakerView
 from watchkeeper.core.seams import Clock
+
+if TYPE_CHECKING:
+    from watchkeeper.core.config_http import BreakerConfig
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from watchkeeper.core.config_http import BreakerConfig, HttpCall, kind_problem
 from watchkeeper.core.config_isolate import isolation_problems
 from watchkeeper.core.config_lines import (
     BARE_KEY,
@@ -32,6 +31,7 @@ from watchkeeper.core.config_values import (
     Convert,
     Problems,
     hint,
+    kind_problem,
     no_entries,
     show,
     zone,
@@ -41,6 +41,7 @@ from watchkeeper.core.limits import limit_problems
 
 if TYPE_CHECKING:
     from watchkeeper.core.config_cluster import ClusterConfig
+    from watchkeeper.core.config_http import BreakerConfig, HttpCall
 
 CONFIG_NAME = "watchkeeper.toml"
 

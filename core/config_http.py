@@ -208,20 +208,3 @@ def http_call(value: object) -> HttpCall:
 def breaker(value: object) -> BreakerConfig:
     fields = _table(value, BREAKER_FIELDS, '{ failures = 5, cooldown = "5m" }', BREAKER_FIELDS)
     return BreakerConfig(**fields)  # type: ignore[arg-type]
-
-
-def kind_problem(
-    body: Mapping[str, object], fields: Mapping[str, object]
-) -> tuple[str, str] | None:
-    """(key, message) when a job does not have exactly one of `command` and `http`, or
-    an http job asks for what only a command has (a worker, a breaker without http)."""
-    if "command" in body and "http" in body:
-        return "http", "a job has either 'command' or 'http', not both"
-    if "command" not in body and "http" not in body:
-        return "command", "missing required key 'command'"
-    if "breaker" in body and "http" not in body:
-        return "breaker", "a breaker guards an 'http' job; this job runs a command"
-    runs_on = fields.get("runs_on")
-    if "http" in body and runs_on is not None and runs_on != ("keeper",):
-        return "runs_on", "an http job runs in the keeper: leave runs_on out"
-    return None

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from watchkeeper.core.config_http import VARIABLE
 from watchkeeper.core.config_table import convert_table
 from watchkeeper.core.config_values import (
     DAY,
@@ -56,6 +55,8 @@ def _events(value: object) -> tuple[str, ...]:
 
 def _from_env(value: str) -> bool:
     """A URL that is a ${VAR} from its start: its scheme is known only at send time."""
+    from watchkeeper.core.config_http import VARIABLE  # a channel's only: not at every start
+
     return VARIABLE.match(value) is not None
 
 

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from watchkeeper.core.breaker import Breakers
-from watchkeeper.core.config_http import BreakerConfig, HttpCall, expand, shown_url
 from watchkeeper.core.environment import Masker
 from watchkeeper.core.history_format import elapsed_ms
 from watchkeeper.core.runner import RunOutcome, RunSpec
@@ -42,6 +41,8 @@ from watchkeeper.core.units import format_duration
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from watchkeeper.core.config_http import BreakerConfig, HttpCall
 
 EXCERPT = 1024  # bytes of a response body kept in the job log
 ERROR_EXCERPT = 200  # characters of it quoted in a failed run's error
@@ -64,6 +65,9 @@ class _Request:
 
 def prepare(call: HttpCall, env: dict[str, str]) -> _Request:
     """KeyError names a ${VAR} the run's environment lacks."""
+    # An http job's run: core/config_http.py is loaded by the config that declared it.
+    from watchkeeper.core.config_http import expand, shown_url
+
     url, secrets = expand(call.url, env)
     headers: dict[str, str] = {}
     for name, text in call.headers:

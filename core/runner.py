@@ -20,15 +20,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.core import tuning
 from watchkeeper.core.child_start import Child, start_child
-from watchkeeper.core.config_http import HttpCall
 from watchkeeper.core.history_format import elapsed_ms
 from watchkeeper.core.limits import Limits
 from watchkeeper.core.limits_apply import Limited, prepare
 from watchkeeper.core.units import format_duration
+
+if TYPE_CHECKING:
+    from watchkeeper.core.config_http import HttpCall
 
 
 @dataclass(frozen=True)
