@@ -19,7 +19,7 @@ from watchkeeper.core.config_lines import (
     syntax_error,
     unreadable_value,
 )
-from watchkeeper.core.config_notify import NotifyChannel, check_notify
+from watchkeeper.core.config_notify_check import check_notify
 from watchkeeper.core.config_parse import parse_toml
 from watchkeeper.core.config_table import Shared, convert_table
 from watchkeeper.core.config_values import (
@@ -42,6 +42,7 @@ from watchkeeper.core.limits import limit_problems
 if TYPE_CHECKING:
     from watchkeeper.core.config_cluster import ClusterConfig
     from watchkeeper.core.config_http import BreakerConfig, HttpCall
+    from watchkeeper.core.config_notify import NotifyChannel
 
 CONFIG_NAME = "watchkeeper.toml"
 

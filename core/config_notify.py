@@ -1,14 +1,13 @@
 """The `[notify.NAME]` tables: where notifications go (an Apprise URL, a webhook or a
 command) and which events each channel wants. Parsed here so config.py stays the checker
 of the one-host keys; the jobs' and the keeper's `notify = [...]` lists are checked
-against these names there."""
+against these names in config_notify_check.py."""
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from watchkeeper.core.config_table import convert_table
 from watchkeeper.core.config_values import (
@@ -122,46 +121,3 @@ def _fields(
     fields, found = convert_table(body, CHANNEL_FIELDS)
     problems.extend(((name, *inner), message) for inner, message in found)
     return fields
-
-
-class _Issues(Protocol):
-    def add(self, keypath: tuple[str, ...], message: str) -> None: ...
-
-
-class _Notifies(Protocol):
-    """The keeper's settings or a job's (config.py's dataclasses, not imported: config.py
-    imports this module)."""
-
-    @property
-    def notify(self) -> tuple[str, ...] | None: ...
-
-
-def check_notify(
-    issues: _Issues,
-    value: object,
-    keeper: _Notifies | None,
-    jobs: Mapping[str, _Notifies] | None,
-) -> dict[str, NotifyChannel]:
-    """The channels, and every `notify = [...]` naming one checked against them."""
-    channels: dict[str, NotifyChannel] = {}
-    try:
-        channels = parse_notify(value)
-    except Problems as exc:
-        for inner, message in exc.problems:
-            issues.add(("notify", *inner), message)
-    names = sorted(value) if isinstance(value, dict) else []
-    users: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-    if keeper is not None and keeper.notify:
-        users.append((("keeper", "notify"), keeper.notify))
-    for name, job in (jobs or {}).items():
-        if job.notify:
-            users.append((("jobs", name, "notify"), job.notify))
-    for keypath, wanted in users:
-        for channel in wanted:
-            if channel not in names:
-                where = f"{hint(channel, names)}" or (
-                    f": add a [notify.{channel}] table" if not names else ""
-                )
-                known = f"; channels: {', '.join(names)}" if names and not where else ""
-                issues.add(keypath, f"unknown notify channel {channel!r}{where}{known}")
-    return channels

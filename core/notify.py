@@ -16,10 +16,9 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from watchkeeper.core.config import Config
-from watchkeeper.core.config_notify import NotifyChannel
 from watchkeeper.core.environment import Masker
 from watchkeeper.core.history import RunRecord, iso
 from watchkeeper.core.notify_events import (
@@ -31,6 +30,9 @@ from watchkeeper.core.notify_events import (
     run_events,
 )
 from watchkeeper.core.units import format_duration
+
+if TYPE_CHECKING:
+    from watchkeeper.core.config_notify import NotifyChannel
 
 # An outbox keeps this many events for its next digest; past it they are only counted.
 MAX_PENDING = 1000

@@ -78,14 +78,15 @@ NEVER_QUICK_CORE = (
 # triage and a resume's plan (asked of a serving keeper), the vault watchers (serve()),
 # difflib (a mistyped name's hint), the host's limits probe (jobs with limits; shutil,
 # with bz2 and lzma, under it), git worktrees (isolated jobs), how notifications are
-# sent (a keeper with channels), the [cluster] table's parser (cluster mode), an http
-# job's tables (http jobs).
+# sent (a keeper with channels), the parsers of the [cluster] table, of an http job's
+# tables and of the [notify] channels (a config with them).
 NEVER_LOCAL_RUN = (
     *("watchkeeper.core.triage", "watchkeeper.core.resume", "watchkeeper.core.watchers"),
     *("watchkeeper.core.dirwatch", "difflib", "shutil", "getpass", "ctypes"),
     *("watchkeeper.core.limits_host", "watchkeeper.core.worktree"),
     *("watchkeeper.core.notify_mask", "watchkeeper.core.notify_send"),
     *("watchkeeper.core.config_cluster", "watchkeeper.core.config_http"),
+    "watchkeeper.core.config_notify",
 )
 QUICK_WITHOUT_KEEPER = [
     ["--status"],
