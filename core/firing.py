@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from watchkeeper.core import tuning
 from watchkeeper.core.host import Host
-from watchkeeper.core.precise import alarm
 from watchkeeper.core.runs import Runs
 from watchkeeper.core.runtime import StartRequest
 from watchkeeper.core.slots import Slots
@@ -33,35 +31,21 @@ class Firing:
         """Fire due slots until the keeper stops."""
         loop, slots, host = asyncio.get_running_loop(), self.slots, self.host
         self._wake = wake = asyncio.Event()
-        on_time = alarm(loop, wake.set)
-        try:
-            while not host.stopping:
-                self.fire_due()
-                delay, lead = slots.sleep_for(), slots.lead()
-                wake.clear()
-                # Wake `lead` early, time to ready the slot's runs. An Alarm wakes the
-                # loop on time, as soon before the slot as readying all but one of its
-                # runs takes (the wake itself takes as long as readying one). The loop's
-                # own timer sleeps whole milliseconds, rounded up: without an Alarm it
-                # wakes FINE_WAIT earlier still and sleeps the rest precisely.
-                handle = None
-                if on_time is not None:
-                    lead = max(0.0, lead - tuning.FINE_WAIT - tuning.READY_EACH)
-                    on_time.set(loop.time() + delay - lead)
-                else:
-                    handle = loop.call_at(loop.time() + delay - lead, wake.set)
-                await wake.wait()
-                if handle is not None:
-                    handle.cancel()
-                rest = slots.sleep_for()
-                if 0 < rest <= lead:
-                    # The loop is ours until the slot: its runs are made ready meanwhile,
-                    # so at the due time only their spawns are left.
-                    host.clock.sleep_until(self.fire_due(ahead=True))
-                    self.runs.spawn()
-        finally:
-            if on_time is not None:
-                on_time.close()
+        while not host.stopping:
+            self.fire_due()
+            delay, lead = slots.sleep_for(), slots.lead()
+            wake.clear()
+            # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
+            # time to ready the slot's runs) and sleep the rest precisely.
+            handle = loop.call_at(loop.time() + delay - lead, wake.set)
+            await wake.wait()
+            handle.cancel()
+            rest = slots.sleep_for()
+            if 0 < rest <= lead:
+                # The loop is ours until the slot: its runs are made ready meanwhile, so
+                # at the due time only their spawns are left.
+                host.clock.sleep_until(self.fire_due(ahead=True))
+                self.runs.spawn()
 
     def fire_due(self, ahead: bool = False) -> float:
         """Request the runs of the slots that are due. With `ahead`, of the next slot

@@ -12,15 +12,10 @@ from __future__ import annotations
 # A wall-clock sleep is re-checked at least this often, so a clock step delays a cron
 # slot by at most this long instead of by the size of the step.
 MAX_WALL_SLEEP = 60.0
-# Where the loop has no Alarm (core/precise.py: no timerfd), a slot is slept for in epoll
-# up to this long before it, the rest in a precise sleep. epoll wakes up to a whole
-# millisecond (and the timer slack) after it was asked to: at 1 ms one wake in ten came
-# past the slot, making every run of it late (1183d01).
+# A slot is slept for in epoll up to this long before it, the rest in a precise sleep.
+# epoll wakes up to a whole millisecond (and the timer slack) after it was asked to: at
+# 1 ms one wake in ten came past the slot, making every run of it late (1183d01).
 FINE_WAIT = 0.002
-# What is left of the wait for a slot once its runs are ready is spun out, not slept, up
-# to this long: a sleep's wake comes 70-120 µs late on a 2-core VM and costs the thread
-# 30-75 µs of CPU, more than so short a spin.
-SPIN_MAX = 0.0001
 # Readying a run (record, running line, environment) takes about this long: the loop
 # wakes that much earlier again for each run due at the next instant, up to READY_MAX,
 # so a pile of slots at one instant is spawned at it rather than readied at it (9af1b15:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -31,36 +30,3 @@ def test_sleep_until_never_ends_early_and_children_get_the_usual_slack() -> None
         ["cat", "/proc/self/timerslack_ns"], capture_output=True, text=True, check=True
     )
     assert int(child.stdout) == before
-
-
-async def test_an_alarm_rings_once_never_early_and_a_new_time_replaces_the_old() -> None:
-    loop = asyncio.get_running_loop()
-    rang: list[float] = []
-    alarm = precise.alarm(loop, lambda: rang.append(time.monotonic()))
-    assert alarm is not None  # Linux has timerfd
-    try:
-        superseded = time.monotonic() + 0.05
-        alarm.set(superseded)
-        due = time.monotonic() + 0.02
-        alarm.set(due)  # sooner: the one above never rings
-        deadline = time.monotonic() + 10
-        while not rang:
-            assert time.monotonic() < deadline, "the alarm never rang"
-            await asyncio.sleep(0.005)
-        assert rang[0] >= due
-        await asyncio.sleep(max(0.0, superseded - time.monotonic()) + 0.05)
-        assert len(rang) == 1
-        alarm.set(time.monotonic() - 1)  # a time already past rings at once
-        deadline = time.monotonic() + 10
-        while len(rang) < 2:
-            assert time.monotonic() < deadline, "a past time did not ring"
-            await asyncio.sleep(0.001)
-    finally:
-        alarm.close()
-
-
-def test_a_wait_shorter_than_spin_max_is_spun_and_ends_on_time() -> None:
-    for _ in range(50):
-        deadline = time.monotonic() + precise.tuning.SPIN_MAX / 2
-        sleep_until(deadline)
-        assert time.monotonic() >= deadline
