@@ -83,23 +83,42 @@ class Connection:
             self.settimeout(timeout)
         message = encode({"op": op, **args, **self._role})
         try:
-            if self._hung_up():
-                self._reconnect()
-            try:
-                self._socket.sendall(message)
-                answer = self.read()
-            except (BrokenPipeError, ConnectionResetError):
-                answer = dict(idle_answer("the keeper closed the connection before the request"))
+            answer = self._unasked() or self._exchange(message)
             if answer.get("closed") == CLOSED_IDLE:
-                # Hung up on for idling just as we sent: it read nothing of the request.
+                # Hung up on for idling (before or as we sent): it read nothing of the
+                # request, which goes out again on a fresh connection.
                 self._reconnect()
-                self._socket.sendall(message)
-                answer = self.read()
+                answer = self._unasked() or self._exchange(message)
+            if answer.get("closed") == CLOSED_IDLE:
+                raise ConnectionError(answer.get("error"))
         except (OSError, ValueError) as error:
             raise ControlUnavailable(f"keeper pid {self.pid} went away: {error}") from None
         if not answer.get("ok"):
             raise ControlFailed(str(answer.get("error", "the keeper refused")))
         return answer
+
+    def _unasked(self) -> dict[str, Any] | None:
+        """What the keeper said on this connection since its last answer, unasked: its
+        idle notice, or its refusal of the connection as it came in (too many
+        connections); None when it said nothing."""
+        return self._last_word() if self._hung_up() else None
+
+    def _exchange(self, message: bytes) -> dict[str, Any]:
+        try:
+            self._socket.sendall(message)
+            return self.read()
+        except (BrokenPipeError, ConnectionResetError):
+            # Closed before the request arrived: what it said first is still there to
+            # read (a refusal must not read as a keeper gone away).
+            return self._last_word()
+
+    def _last_word(self) -> dict[str, Any]:
+        """The line a keeper left on a connection it closed, or its end taken as an
+        idle hang-up."""
+        try:
+            return self.read()
+        except (OSError, ValueError):
+            return dict(idle_answer("the keeper closed the connection before the request"))
 
     def read(self) -> dict[str, Any]:
         """The next line from the keeper: an answer or, after subscribe, an event."""
