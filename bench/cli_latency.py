@@ -27,7 +27,6 @@ import math
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_kit import stop
 from history_query import generate
 
 from watchkeeper.core.vault import ensure_layout
@@ -168,16 +168,6 @@ def start_daemon(runner: Runner, vault: Path, log: Path) -> subprocess.Popen:
         time.sleep(0.02)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def big_history(runner: Runner, scratch: Path, runs: int, count: int) -> dict[str, Any]:
     vault = scratch / "big"
     ensure_layout(vault)
@@ -228,7 +218,7 @@ def main() -> None:
         try:
             keeper = rounds(runner, quick_commands(runner, vault, keeper=True), args.runs)
         finally:
-            stop(daemon)
+            stop(daemon, timeout=30)
         status_1m = big_history(runner, scratch, args.history_runs, args.runs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

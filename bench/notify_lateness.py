@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench_kit import SlotLateness, ms
+
 ANSWER_AFTER = 5.0
 TICK = 0.1
 
@@ -70,51 +72,34 @@ def config(port: int | None) -> str:
     return "\n".join(lines)
 
 
-def ms(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 3)
-
-
 async def case(port: int | None, window: float) -> dict[str, Any]:
     from watchkeeper.core.config import CONFIG_NAME, load_config
     from watchkeeper.core.keeper import Keeper
-    from watchkeeper.core.runtime import ActiveRun
-    from watchkeeper.core.seams import Started
 
     vault = Path(tempfile.mkdtemp(prefix="wk-bench-notify-"))
     try:
         (vault / CONFIG_NAME).write_text(config(port))
         keeper = Keeper(load_config(vault / CONFIG_NAME))
         await keeper.start()
-        late: list[float] = []
-        measuring = False
-
-        def started(active: ActiveRun, run: Started) -> None:
-            request = active.request
-            if measuring and request.job == "tick" and request.due_mono is not None:
-                late.append(run.started_mono - request.due_mono)
-
-        keeper.runs.on_started.append(started)
+        tick = SlotLateness(keeper)
         serving = asyncio.create_task(keeper.serve())
         await asyncio.sleep(1.0)  # warm-up: the first failures' deliveries are under way
-        measuring = True
+        tick.measuring = True
         began = time.monotonic()
         await asyncio.sleep(window)
-        measuring = False
+        tick.measuring = False
         elapsed = time.monotonic() - began
         stopping = time.monotonic()
         await keeper.stop(grace=5.0)
         await serving
         log = (vault / "Logs" / "watchkeeper.log").read_text()
         return {
-            "tick_runs": len(late),
+            "tick_runs": len(tick.late),
             "tick_expected": round(elapsed / TICK),
-            "p50_ms": ms(late, 0.50),
-            "p99_ms": ms(late, 0.99),
-            "max_ms": ms(late, 1.0),
-            "mean_ms": round(statistics.fmean(late) * 1000, 3) if late else None,
+            "p50_ms": ms(tick.late, 0.50),
+            "p99_ms": ms(tick.late, 0.99),
+            "max_ms": ms(tick.late, 1.0),
+            "mean_ms": round(statistics.fmean(tick.late) * 1000, 3) if tick.late else None,
             "notify_sent": log.count(" sent to webhook "),
             "notify_given_up": log.count("still sending after"),
             "stop_s": round(time.monotonic() - stopping, 2),

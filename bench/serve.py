@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,16 +35,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench_kit import SlotLateness, ms, stop
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "watchkeeper"
 TICK = 0.1
-
-
-def ms(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 2)
 
 
 def cli(*args: str) -> str:
@@ -68,16 +62,6 @@ def start_serve(vault: Path, *options: str) -> tuple[subprocess.Popen[str], str]
     if not line.startswith("serving http://"):
         raise SystemExit(f"serve did not start: {line!r}")
     return process, line.split()[1]
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def start_daemon(vault: Path) -> subprocess.Popen[bytes]:
@@ -345,8 +329,6 @@ async def lateness_case(scratch: Path, stalled: bool, window: float) -> dict[str
     from watchkeeper.core.control_server import start_control
     from watchkeeper.core.keeper import Keeper
     from watchkeeper.core.lock import acquire
-    from watchkeeper.core.runtime import ActiveRun
-    from watchkeeper.core.seams import Started
 
     vault = scratch / ("stalled" if stalled else "baseline")
     (vault / "Logs").mkdir(parents=True)
@@ -360,15 +342,7 @@ async def lateness_case(scratch: Path, stalled: bool, window: float) -> dict[str
     keeper = Keeper(load_config(vault / CONFIG_NAME), acquire(vault))
     await keeper.start()
     control = await start_control(keeper)
-    late: list[float] = []
-    measuring = False
-
-    def started(active: ActiveRun, run: Started) -> None:
-        request = active.request
-        if measuring and request.job == "tick" and request.due_mono is not None:
-            late.append(run.started_mono - request.due_mono)
-
-    keeper.runs.on_started.append(started)
+    tick = SlotLateness(keeper)
     serving = asyncio.create_task(keeper.serve())
     server = None
     try:
@@ -390,10 +364,10 @@ async def lateness_case(scratch: Path, stalled: bool, window: float) -> dict[str
             stalling = threading.Thread(target=stall_forever, args=(url, token, stop_at))
             stalling.start()
         await asyncio.sleep(1.0)
-        measuring = True
+        tick.measuring = True
         began = time.monotonic()
         await asyncio.sleep(window)
-        measuring = False
+        tick.measuring = False
         elapsed = time.monotonic() - began
         metrics = await asyncio.to_thread(
             subprocess.run,
@@ -423,11 +397,11 @@ async def lateness_case(scratch: Path, stalled: bool, window: float) -> dict[str
         if keeper.lock is not None:
             keeper.lock.release()
     return {
-        "tick_runs": len(late),
+        "tick_runs": len(tick.late),
         "tick_expected": round(elapsed / TICK),
-        "p50_ms": ms(late, 0.5),
-        "p99_ms": ms(late, 0.99),
-        "max_ms": ms(late, 1.0),
+        "p50_ms": ms(tick.late, 0.5, 2),
+        "p99_ms": ms(tick.late, 0.99, 2),
+        "max_ms": ms(tick.late, 1.0, 2),
         "sse_dropped": dropped,
     }
 
