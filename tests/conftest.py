@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from http_server import endpoint  # noqa: F401  (the http jobs' test server, a fixture)
 from pgserver import pg_dsn, pg_server  # noqa: F401  (fixtures for the cluster tests)
 
 from watchkeeper.core.history import HistoryWriter, RunRecord, utc_now

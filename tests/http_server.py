@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 class Endpoint:
@@ -62,3 +65,11 @@ class Endpoint:
                 pass
 
         return Handler
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A local HTTP server for http jobs, closed after the test."""
+    server = Endpoint()
+    yield server
+    server.close()

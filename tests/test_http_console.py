@@ -3,22 +3,11 @@ keeper calling a real local server) and in `describe`'s rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from conftest import pilot_until as until
 from console_kit import cell, console
-from http_server import Endpoint
 
 from watchkeeper.core.config import load_config
 from watchkeeper.core.jobinfo import config_rows
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    server = Endpoint()
-    yield server
-    server.close()
 
 
 async def test_the_jobs_pane_shows_an_open_breaker(make_vault, endpoint) -> None:

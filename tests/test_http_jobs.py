@@ -8,24 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import finals, finish, run_cli, started_keeper, until, wait_for
-from http_server import Endpoint
 
 from watchkeeper.core.config import ConfigError, load_config
 from watchkeeper.core.keeper import Keeper
 from watchkeeper.core.lock import acquire
 from watchkeeper.core.seams import ManualClock
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    server = Endpoint()
-    yield server
-    server.close()
 
 
 def job_log(vault: Path, job: str) -> str:
