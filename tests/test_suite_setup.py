@@ -33,7 +33,8 @@ def test_ctrl_c_ends_a_child():
 def test_a_suite_started_with_sigint_ignored_can_still_interrupt_its_children(
     tmp_path: Path, workers: str
 ) -> None:
-    for name in ("conftest.py", "pgserver.py"):  # the conftest imports the PostgreSQL fixtures
+    # The conftest imports the PostgreSQL fixtures and the http jobs' endpoint.
+    for name in ("conftest.py", "pgserver.py", "http_server.py"):
         shutil.copy(HERE / name, tmp_path / name)
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(CTRL_C_TEST))
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
