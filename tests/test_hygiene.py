@@ -239,6 +239,7 @@ CLI_DISPATCH = {
         "watchkeeper.tui.cli.common",
         "watchkeeper.tui.cli.fast",
         "watchkeeper.tui.cli.app",
+        "watchkeeper.tui.cli.method_cache",
     },
     "app.py": {"watchkeeper.tui.cli.common", "watchkeeper.tui.cli.options"},
     "fast.py": {"watchkeeper.tui.cli.common"},

@@ -11,24 +11,35 @@ collection walks them all (a quick command is a few tens of milliseconds, and th
 passes were a tenth of it). Before the interpreter exits they are frozen out of its last
 collections too, which otherwise walk every object once more. A command that may go on
 for long (a run in this process, a run waited for) turns the collector back on first
-(common.settle)."""
+(common.settle).
+
+While a quick command runs, the methods @dataclass writes come compiled from an earlier
+command (tui/cli/method_cache.py); the typer app's commands compile them as ever."""
 
 from __future__ import annotations
 
 import gc
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from watchkeeper.tui.cli.method_cache import MethodCache
 
 
 def main() -> None:
     gc.disable()
+    from watchkeeper.tui.cli.method_cache import installed
+
+    methods = installed()
     try:
-        _main()
+        _main(methods)
     finally:
+        methods.close()
         if not gc.isenabled():
             gc.freeze()
 
 
-def _main() -> None:
+def _main(methods: MethodCache) -> None:
     from watchkeeper.core.logsdir import LogsAccessError
     from watchkeeper.tui.cli.common import detach_stdout, fail
     from watchkeeper.tui.cli.fast import quick
@@ -47,6 +58,7 @@ def _main() -> None:
             # The console, the keeper and the rest run as long as they like: the collector
             # runs for them as ever.
             gc.enable()
+            methods.close()  # not kept for the life of a keeper or the console
             from watchkeeper.tui.cli.app import app
 
             app()
