@@ -79,14 +79,15 @@ NEVER_QUICK_CORE = (
 # difflib (a mistyped name's hint), the host's limits probe (jobs with limits; shutil,
 # with bz2 and lzma, under it), git worktrees (isolated jobs), how notifications are
 # sent (a keeper with channels), the parsers of the [cluster] table, of an http job's
-# tables and of the [notify] channels (a config with them).
+# tables and of the [notify] channels (a config with them), and ssl: only an http job's
+# https calls use TLS on the loop (tui/cli/run.py imports asyncio without it otherwise).
 NEVER_LOCAL_RUN = (
     *("watchkeeper.core.triage", "watchkeeper.core.resume", "watchkeeper.core.watchers"),
     *("watchkeeper.core.dirwatch", "difflib", "shutil", "getpass", "ctypes"),
     *("watchkeeper.core.limits_host", "watchkeeper.core.worktree"),
     *("watchkeeper.core.notify_mask", "watchkeeper.core.notify_send"),
     *("watchkeeper.core.config_cluster", "watchkeeper.core.config_http"),
-    "watchkeeper.core.config_notify",
+    *("watchkeeper.core.config_notify", "ssl", "_ssl"),
 )
 QUICK_WITHOUT_KEEPER = [
     ["--status"],
@@ -183,6 +184,18 @@ def test_quick_commands_without_a_keeper_import_no_typer_rich_or_asyncio(tmp_pat
     local = ("typer", "click", "rich", "pydantic", "textual", "psycopg", "procrastinate")
     unused = ("urllib.request", *NEVER_LOCAL_RUN)
     assert forbidden(modules, (*local, "http", "email"), unused) == []
+
+
+def test_a_local_run_offers_tls_on_the_loop_where_an_http_job_may_need_it(
+    tmp_path: Path,
+) -> None:
+    """asyncio is imported without ssl only when no job could call an https endpoint
+    through the loop: with an http job in the vault, a local run of any job has it."""
+    vault = quick_vault(tmp_path)
+    with (vault / "watchkeeper.toml").open("a") as config:
+        config.write('[jobs.probe]\nhttp = { url = "https://example.invalid/" }\n')
+    code, modules = imported_by_cli(["run", "sweeper", "--vault", str(vault)], tmp_path)
+    assert code == 0 and {"asyncio", "ssl"} <= modules
 
 
 def test_quick_commands_through_a_keeper_import_no_typer_rich_or_asyncio(

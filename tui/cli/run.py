@@ -4,6 +4,7 @@ run it (tui/cli/fast.py); tui/cli/app.py declares the options."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -136,7 +137,25 @@ def run(
     raise SystemExit(_run_locally(config, job, follow, params))
 
 
+def _import_asyncio_without_tls(config: Config) -> None:
+    """asyncio for a keeper in this process, without ssl when no job is an http job.
+
+    asyncio imports ssl (some 3 ms of a local run) only to offer TLS on the loop, which
+    only an http job's https calls (aiohttp, on the loop) use. Notifications go out
+    through urllib on a thread, which imports ssl itself: once asyncio is imported, ssl
+    is importable as ever. A local run never reloads the config, so no http job comes."""
+    taken = "asyncio" in sys.modules or "ssl" in sys.modules
+    if taken or any(job.http is not None for job in config.jobs.values()):
+        return  # the caller imports asyncio, ssl and all
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # asyncio's `import ssl` fails
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
 def _run_locally(config: Config, job: str, follow: bool, params: dict[str, str]) -> int:
+    _import_asyncio_without_tls(config)
     import asyncio
 
     from watchkeeper.core.keeper import Keeper
