@@ -3,15 +3,16 @@ textfile collector (point --collector.textfile.directory at the vault's Logs/)."
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from watchkeeper.core.logsdir import write_file
 from watchkeeper.core.stats import nearest_rank
@@ -33,6 +34,11 @@ def _escape_help(text: str) -> str:
 
 
 def format_value(value: float) -> str:
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return repr(value)
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, int):
@@ -45,29 +51,72 @@ def format_value(value: float) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _label_part(labels: tuple[tuple[str, str], ...]) -> str:
-    """`{job_name="a",status="ok"}`; cached, as the same labels come back with every write
-    (a keeper with a thousand jobs writes some 8,000 samples each time)."""
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{key}="{escape_label(text)}"' for key, text in labels) + "}"
+def _head(name: str, *labels: str) -> str:
+    """A sample's line up to its value: `watchkeeper_runs_total{job_name="a",status="ok"} `
+    for ("runs_total", "job_name", "a", "status", "ok"). Cached, as the same series come
+    back with every write (a keeper with a thousand jobs writes some 8,000 samples)."""
+    keys, texts = labels[0::2], labels[1::2]
+    pairs = ",".join(f'{key}="{escape_label(text)}"' for key, text in zip(keys, texts, strict=True))
+    return f"{PREFIX}{name}{{{pairs}}} " if pairs else f"{PREFIX}{name} "
 
 
 @dataclass
 class _Durations:
+    job: str
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RESERVOIR))
+    # `recent` kept sorted as it changes: a write reads the quantiles of every job that ran,
+    # and sorting each job's reservoir at each write cost more than the run itself.
+    ordered: list[float] = field(default_factory=list)
     total: float = 0.0
     count: int = 0
-    # Quantiles as of `cached_at` observations: render re-sorts only jobs that ran since.
-    cached_at: int = -1
-    cached: tuple[float, ...] = ()
+    # The job's lines as of `text_at` observations: a write renders only jobs that ran since.
+    text_at: int = -1
+    text: str = ""
+    heads: tuple[str, ...] = ()
 
-    def quantiles(self) -> tuple[float, ...]:
-        if self.cached_at != self.count:
-            ordered = sorted(self.recent)
-            self.cached = tuple(nearest_rank(ordered, q * 100) for q in QUANTILES)
-            self.cached_at = self.count
-        return self.cached
+    def __post_init__(self) -> None:
+        name, job = "run_duration_seconds", self.job
+        quantiles = [_head(name, "job_name", job, "quantile", str(q)) for q in QUANTILES]
+        sums = _head(f"{name}_sum", "job_name", job), _head(f"{name}_count", "job_name", job)
+        self.heads = (*quantiles, *sums)
+
+    def add(self, seconds: float) -> None:
+        if len(self.recent) == RESERVOIR:
+            del self.ordered[bisect.bisect_left(self.ordered, self.recent[0])]
+        self.recent.append(seconds)
+        bisect.insort(self.ordered, seconds)
+        self.total += seconds
+        self.count += 1
+
+    def lines(self) -> str:
+        """Its quantile, _sum and _count samples, as one piece."""
+        if self.text_at != self.count:
+            *quantiles, sum_head, count_head = self.heads
+            lines = [
+                head + format_value(nearest_rank(self.ordered, q * 100))
+                for head, q in zip(quantiles, QUANTILES, strict=True)
+            ]
+            lines.append(sum_head + format_value(self.total))
+            lines.append(count_head + str(self.count))
+            self.text = "\n".join(lines)
+            self.text_at = self.count
+        return self.text
+
+
+K = TypeVar("K", str, tuple[str, str])
+
+
+class _Sorted(Generic[K]):
+    """A dict's keys in order, sorted again only when it grew (a Metrics dict never loses
+    a key): a thousand jobs' keys are not sorted at every write."""
+
+    def __init__(self) -> None:
+        self.keys: list[K] = []
+
+    def of(self, keys: Collection[K]) -> list[K]:
+        if len(keys) != len(self.keys):
+            self.keys = sorted(keys)
+        return self.keys
 
 
 def _header(name: str, kind: str, help_text: str) -> Iterator[str]:
@@ -75,8 +124,8 @@ def _header(name: str, kind: str, help_text: str) -> Iterator[str]:
     yield f"# TYPE {PREFIX}{name} {kind}"
 
 
-def _sample(name: str, value: float, suffix: str = "", **labels: str) -> str:
-    return f"{PREFIX}{name}{suffix}{_label_part(tuple(labels.items()))} {format_value(value)}"
+def _sample(name: str, value: float, *labels: str) -> str:
+    return _head(name, *labels) + format_value(value)
 
 
 class Metrics:
@@ -87,6 +136,9 @@ class Metrics:
         self._runs: Counter[tuple[str, str]] = Counter()
         self._last_success: dict[str, float] = {}
         self._durations: dict[str, _Durations] = {}
+        self._runs_order: _Sorted[tuple[str, str]] = _Sorted()
+        self._success_order: _Sorted[str] = _Sorted()
+        self._durations_order: _Sorted[str] = _Sorted()
 
     def observe_run(
         self, job: str, status: str, duration_ms: int | None, completed_at: float
@@ -99,16 +151,13 @@ class Metrics:
             return
         durations = self._durations.get(job)
         if durations is None:
-            durations = self._durations[job] = _Durations()
-        seconds = duration_ms / 1000
-        durations.recent.append(seconds)
-        durations.total += seconds
-        durations.count += 1
+            durations = self._durations[job] = _Durations(job)
+        durations.add(duration_ms / 1000)
 
     def lines(self, snapshot: Mapping[str, Any], folders: list[FolderSummary]) -> Iterator[str]:
-        """The file's lines one at a time, so a caller on an event loop can give way
+        """The file's lines a few at a time, so a caller on an event loop can give way
         between them (a thousand jobs make some 8,000). Runs observed meanwhile may or may
-        not be counted, but each family stays consistent: it starts from a copy."""
+        not be counted, but each sample is whole, and each job's summary is read at once."""
         yield from self._runs_family()
         yield from self._last_success_family()
         yield from self._duration_family()
@@ -125,15 +174,17 @@ class Metrics:
 
     def _runs_family(self) -> Iterator[str]:
         yield from _header("runs_total", "counter", "Runs that ended, by job and final status.")
-        for (job, status), count in sorted(self._runs.items()):
-            yield _sample("runs_total", count, job_name=job, status=status)
+        runs = self._runs
+        for job, status in self._runs_order.of(runs):
+            yield _sample("runs_total", runs[job, status], "job_name", job, "status", status)
 
     def _last_success_family(self) -> Iterator[str]:
         name = "last_success_timestamp_seconds"
         help_text = "When each job last succeeded, in seconds since the Unix epoch."
         yield from _header(name, "gauge", help_text)
-        for job, moment in sorted(self._last_success.items()):
-            yield _sample(name, moment, job_name=job)
+        last = self._last_success
+        for job in self._success_order.of(last):
+            yield _sample(name, last[job], "job_name", job)
 
     def _duration_family(self) -> Iterator[str]:
         name = "run_duration_seconds"
@@ -143,12 +194,9 @@ class Metrics:
             f"Run duration; quantiles over each job's last {RESERVOIR} runs, "
             "sum and count over all since the keeper started.",
         )
-        for job, durations in sorted(self._durations.items()):
-            total, count = durations.total, durations.count
-            for q, value in zip(QUANTILES, durations.quantiles(), strict=True):
-                yield _sample(name, value, job_name=job, quantile=str(q))
-            yield _sample(name, total, "_sum", job_name=job)
-            yield _sample(name, count, "_count", job_name=job)
+        durations = self._durations
+        for job in self._durations_order.of(durations):
+            yield durations[job].lines()
 
     def _started_at(self, snapshot: Mapping[str, Any]) -> float:
         started = snapshot.get("started_at")
@@ -170,18 +218,18 @@ def _quota_families(quota: Iterable[dict[str, Any]]) -> Iterator[str]:
     by_scope = sorted({str(scope.get("scope")): scope for scope in quota}.items())
     yield from _header("quota_used", "gauge", "Runs counted against each quota's sliding window.")
     for name, scope in by_scope:
-        yield _sample("quota_used", scope.get("used") or 0, scope=name)
+        yield _sample("quota_used", scope.get("used") or 0, "scope", name)
     help_text = "Each quota's limit per window; +Inf when it has none."
     yield from _header("quota_limit", "gauge", help_text)
     for name, scope in by_scope:
         # +Inf rather than 0 for "unlimited": a used/limit alert must not fire on it.
-        yield _sample("quota_limit", scope.get("limit") or math.inf, scope=name)
+        yield _sample("quota_limit", scope.get("limit") or math.inf, "scope", name)
 
 
 def _vault_family(folders: Iterable[FolderSummary]) -> Iterator[str]:
     yield from _header("vault_files", "gauge", "Files in each vault folder.")
     for folder in folders:
-        yield _sample("vault_files", folder.count, folder=folder.name)
+        yield _sample("vault_files", folder.count, "folder", folder.name)
 
 
 def _breaker_family(jobs: Iterable[Mapping[str, Any]]) -> Iterator[str]:
@@ -191,7 +239,7 @@ def _breaker_family(jobs: Iterable[Mapping[str, Any]]) -> Iterator[str]:
         help_text = "1 while an http job's circuit breaker refuses runs (open or half-open)."
         yield from _header("breaker_open", "gauge", help_text)
     for name, breaker in guarded:
-        yield _sample("breaker_open", breaker["state"] != "closed", job_name=name)
+        yield _sample("breaker_open", breaker["state"] != "closed", "job_name", name)
 
 
 def write_metrics(vault: Path, text: str) -> None:

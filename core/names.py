@@ -19,7 +19,8 @@ _JSON_UNSAFE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
 
 def shown(name: str) -> str:
     """The name for people: each byte that is not UTF-8 as U+FFFD."""
-    return _SURROGATE.sub("\ufffd", name)
+    # isascii() reads a flag CPython keeps on the string: most names skip the regex.
+    return name if name.isascii() else _SURROGATE.sub("\ufffd", name)
 
 
 def json_text(text: str) -> str:
@@ -27,6 +28,8 @@ def json_text(text: str) -> str:
     one line to any reader: a lone surrogate, or a character str.splitlines() breaks at
     (U+0085, U+2028, U+2029), which only occur inside JSON strings, is written as its
     \\uXXXX escape. json.loads reads that back to the same str: names round-trip."""
+    if text.isascii():
+        return text
     return _JSON_UNSAFE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 

@@ -8,10 +8,11 @@ import os
 from collections.abc import Mapping, Sized
 from datetime import date, datetime
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from watchkeeper.core.breaker import Breakers
+from watchkeeper.core.config import JobConfig
 from watchkeeper.core.control_protocol import (
     JobView,
     QuotaUsage,
@@ -21,7 +22,7 @@ from watchkeeper.core.control_protocol import (
     Today,
 )
 from watchkeeper.core.handover import Handover
-from watchkeeper.core.history import iso
+from watchkeeper.core.history import RunRecord, iso
 from watchkeeper.core.quota import Quota, ScopeUsage, usage_view
 from watchkeeper.core.runtime import JobRuntime
 from watchkeeper.core.seams import Clock, LastRuns
@@ -36,8 +37,11 @@ def job_view(
     next_run: datetime | None,
     files_pending: int,
     now_mono: float,
+    seen: Seen | None = None,
 ) -> JobView:
+    """`seen`: what an earlier view of this job made, reused while it holds."""
     job = runtime.config
+    seen = seen or Seen()
     running: list[RunningView] = [
         {
             "id": run_id,
@@ -49,16 +53,45 @@ def job_view(
     ]
     return {
         "name": job.name,
-        "trigger": job.trigger_summary,
+        "trigger": seen.trigger(job),
         "enabled": job.enabled,
         "paused": paused,
         "next_run": next_run.isoformat(timespec="seconds") if next_run else None,
-        "last": cast(RunJson, runtime.last.to_json()) if runtime.last else None,
+        "last": seen.last(runtime.last) if runtime.last else None,
         "running": running,
         "queued": len(runtime.queued),
         "files_pending": files_pending,
         "missed_while_paused": runtime.missed_while_paused,
     }
+
+
+class Seen:
+    """One job's trigger summary and last run as its views show them, made again only
+    when its config or last run is another: Dashboard.md views every job at each write,
+    and the console each job as its run ends."""
+
+    __slots__ = ("_config", "_ended", "_last", "_record", "_trigger")
+
+    def __init__(self) -> None:
+        self._config: JobConfig | None = None
+        self._trigger = ""
+        self._record: RunRecord | None = None
+        self._ended: tuple[str, datetime | None] = ("", None)
+        self._last: dict[str, Any] = {}
+
+    def trigger(self, config: JobConfig) -> str:
+        if config is not self._config:  # frozen: another config is a reload
+            self._config, self._trigger = config, config.trigger_summary
+        return self._trigger
+
+    def last(self, record: RunRecord) -> RunJson:
+        # A job's last record is replaced as its next run ends; one that ends in place
+        # (from running) changes its status and end.
+        ended = (record.status, record.completed_at)
+        if record is not self._record or ended != self._ended:
+            self._record, self._ended, self._last = record, ended, record.to_json()
+        # A copy: a view goes out to subscribers, which may keep or change it.
+        return cast(RunJson, dict(self._last))
 
 
 def quota_view(usages: list[ScopeUsage]) -> list[QuotaUsage]:
@@ -156,6 +189,7 @@ class Viewed(Protocol):
 class Views:
     def __init__(self, keeper: Viewed) -> None:
         self.keeper = keeper
+        self._seen: dict[str, Seen] = {}
 
     def learn(self, recent: LastRuns) -> None:
         """Each job's last result and today's counts, from the runs before this keeper."""
@@ -177,13 +211,20 @@ class Views:
 
     def job(self, runtime: JobRuntime) -> JobView:
         keeper = self.keeper
-        files = keeper.handover.jobs.get(runtime.name)
+        name = runtime.name
+        files = keeper.handover.jobs.get(name)
+        seen = self._seen.get(name)
+        if seen is None:
+            if len(self._seen) >= 2 * len(keeper.jobs):  # jobs a reload took away
+                self._seen = {name: self._seen[name] for name in keeper.jobs if name in self._seen}
+            seen = self._seen[name] = Seen()
         view = job_view(
             runtime,
-            keeper.state.is_paused(runtime.name),
+            keeper.state.is_paused(name),
             self.next_run(runtime),
             len(files.pending) if files else 0,
             keeper.clock.monotonic(),
+            seen,
         )
         if runtime.config.breaker is not None:
             view["breaker"] = keeper.breakers.view(runtime.name)
