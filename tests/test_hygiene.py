@@ -126,8 +126,12 @@ def cli_report(args: list[str], cwd: Path) -> dict[str, Any]:
     whether the cyclic garbage `collector` was on at its end and anything `frozen`."""
     cli = Path(sys.executable).parent / "watchkeeper"
     script = (
-        "import gc, json, runpy, sys\n"
+        "import gc, json, os, runpy, sys\n"
         "sys.argv = ['watchkeeper', *json.loads(sys.argv[1])]\n"
+        # A quick command ends with os._exit (tui/cli/main.py): here it ends in the report.
+        "def ended(code):\n"
+        "    raise SystemExit(code)\n"
+        "os._exit = ended\n"
         "code = 0\n"
         "try:\n"
         f"    runpy.run_path({str(cli)!r}, run_name='__main__')\n"
