@@ -35,10 +35,11 @@ class JsonlStore:
         return hist.open_runs(self.directory, since)
 
     def starts_since(self, since: float) -> Iterator[tuple[str, float]]:
-        result = hist.runs_since(self.directory, datetime.fromtimestamp(since, UTC))
-        for record in result.records:
-            if started(record):
-                yield record.job, record.started_at.timestamp()
+        # Read from each line's fields where they stand, as --status rebuilds its quota
+        # view: the whole line is parsed only for a cancelled run (whether it began).
+        for start in hist.starts_since(self.directory, datetime.fromtimestamp(since, UTC)):
+            if started(start):
+                yield start.job, start.at
 
     def recent_runs(self, query: hist.Query) -> list[RunRecord]:
         return hist.recent(self.directory, query).records
