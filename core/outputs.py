@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from watchkeeper.core.events import EventBus
     from watchkeeper.core.logs import KeeperLog
     from watchkeeper.core.runtime import JobRuntime
-    from watchkeeper.core.seams import Store
+    from watchkeeper.core.seams import Clock, Store
 
 
 class Shown(Protocol):
@@ -37,6 +37,8 @@ class Shown(Protocol):
     def vault(self) -> Path: ...
     @property
     def tz(self) -> ZoneInfo: ...
+    @property
+    def clock(self) -> Clock: ...
     @property
     def stopping(self) -> bool: ...
     @property
@@ -123,7 +125,7 @@ class Outputs:
             self._stale = False
             snapshot = {**keeper.snapshot_head(), "jobs": views}
             self._publish_quota(snapshot)
-            dashboard, metrics = self._lines(snapshot, folders)
+            dashboard, metrics = self.lines(snapshot, folders)
             texts = [await slices.collect(dashboard), await slices.collect(metrics)]
             await asyncio.to_thread(self._write, *texts)
             # Keep this work to about 5% of the loop's time, however many jobs there are.
@@ -143,7 +145,7 @@ class Outputs:
         try:
             snapshot = self.keeper.snapshot()
             self._publish_quota(snapshot)
-            lines = self._lines(snapshot, summarize_all(self.keeper.vault))
+            lines = self.lines(snapshot, summarize_all(self.keeper.vault))
             self._write(*map(text_of, lines))
         except Exception as error:
             self.keeper.log.error(f"cannot make Dashboard.md / metrics.prom: {described(error)}")
@@ -160,7 +162,7 @@ class Outputs:
             "quota", usage=snapshot["quota"], runs_last_hour=snapshot["runs_last_hour"]
         )
 
-    def _lines(
+    def lines(
         self, snapshot: Mapping[str, Any], folders: list[FolderSummary]
     ) -> tuple[Iterator[str], Iterator[str]]:
         """Dashboard.md's lines and metrics.prom's. The Dashboard's runs and failures are
@@ -168,8 +170,9 @@ class Outputs:
         recent = _newest([*self._history_seen[0], *self.recent])
         failures = _newest([*self._history_seen[1], *self.failures])
         tz = self.keeper.tz
+        now = datetime.fromtimestamp(self.keeper.clock.time(), tz)
         return (
-            dashboard_lines(snapshot, folders, recent, failures, tz, datetime.now(tz)),
+            dashboard_lines(snapshot, folders, recent, failures, tz, now),
             self.metrics.lines(snapshot, folders),
         )
 
