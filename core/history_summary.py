@@ -42,6 +42,8 @@ MARK = 64  # the bytes before a summary's end, checked to tell a rewritten segme
 
 @dataclass
 class SegmentSummary:
+    """One history segment, summarised as far as `size`."""
+
     inode: int
     size: int  # bytes summarised: whole lines, from the start of the segment
     mark: str  # the MARK bytes before `size` (latin-1), as they were

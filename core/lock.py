@@ -32,6 +32,8 @@ class LockHeld(Exception):
 
 @dataclass
 class VaultLock:
+    """The vault's lock, held through `fd` until released."""
+
     path: Path
     fd: int
     previous: dict[str, Any]

@@ -18,6 +18,8 @@ STATE_NAME = "state.toml"
 
 @dataclass
 class RuntimeState:
+    """What the operator switched: everything paused, jobs paused, the console's theme."""
+
     paused: bool = False
     paused_jobs: set[str] = field(default_factory=set)
     theme: str | None = None

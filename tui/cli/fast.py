@@ -26,6 +26,8 @@ def _at_least_one(text: str) -> int | None:
 
 @dataclass(frozen=True)
 class Grammar:
+    """What one level of a quick command's line may hold."""
+
     flags: dict[str, str] = field(default_factory=dict)  # --flag -> its name
     values: dict[str, tuple[str, Convert]] = field(default_factory=dict)  # --opt -> name, type
     arguments: tuple[str, ...] = ()  # positional names, in order
