@@ -13,7 +13,9 @@ median less the interpreter's.
 Rounds interleave the commands (round i runs each once), so a box that gets busier
 midway weighs on all of them alike; loadavg before and after is in the output. The
 children may write bytecode (into a temp dir, PYTHONPYCACHEPREFIX), as an installed
-watchkeeper's modules have theirs: what is measured is a user's call, not a compile.
+watchkeeper's modules have theirs, and the quick commands' compiled dataclass methods
+beside it (tui/cli/method_cache.py), which each command's warm-up call writes: what is
+measured is a user's call, not a compile.
 `pause`/`resume` alternate, so each one changes the state. Each figure also has the
 median CPU time of the child (user + system), which a box busy with other work stretches
 far less than the wall time.
