@@ -17,35 +17,68 @@ class Firing:
         self.host = host
         self.slots = slots
         self.runs = runs
-        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop's next look at the slots: a timer, or a callback soon once woken.
+        self._next: asyncio.Handle | None = None
+        self._woken = False
+        self._lead = 0.0  # how early the timer wakes the loop for the next slot
+        self._served: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        """Look at the slots now rather than at the timer: what is due has changed."""
+        if self._next is None or self._woken:
+            return
+        assert self._loop is not None
+        self._next.cancel()
+        self._next = self._loop.call_soon(self._turn)
+        self._woken = True
 
     def behind(self) -> bool:
         """Slots are due that the loop has not fired yet."""
         return not self.host.stopping and self.slots.sleep_for() <= 0
 
     async def serve(self) -> None:
-        """Fire due slots until the keeper stops."""
-        loop, slots, host = asyncio.get_running_loop(), self.slots, self.host
-        self._wake = wake = asyncio.Event()
-        while not host.stopping:
-            self.fire_due()
-            delay, lead = slots.sleep_for(), slots.lead()
-            wake.clear()
-            # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
-            # time to ready the slot's runs) and sleep the rest precisely.
-            handle = loop.call_at(loop.time() + delay - lead, wake.set)
-            await wake.wait()
-            handle.cancel()
-            rest = slots.sleep_for()
-            if 0 < rest <= lead:
+        """Fire due slots until the keeper stops. The loop's timer calls back into the
+        firing rather than waking a task that awaits an Event: one loop turn a wake, not
+        two (the Event's waiter, then the task's step), and every slot has a wake."""
+        self._loop = asyncio.get_running_loop()
+        self._served = self._loop.create_future()
+        self._look()
+        try:
+            await self._served
+        finally:
+            if self._next is not None:
+                self._next.cancel()
+                self._next = None
+
+    def _turn(self) -> None:
+        self._next, self._woken = None, False
+        assert self._served is not None
+        try:
+            rest = self.slots.sleep_for()
+            if 0 < rest <= self._lead:
                 # The loop is ours until the slot: its runs are made ready meanwhile, so
                 # at the due time only their spawns are left.
-                host.clock.sleep_until(self.fire_due(ahead=True))
+                self.host.clock.sleep_until(self.fire_due(ahead=True))
                 self.runs.spawn()
+            self._look()
+        except Exception as error:  # serve() raises it, as it would have raised it itself
+            if not self._served.done():
+                self._served.set_exception(error)
+
+    def _look(self) -> None:
+        """Fire what is due, then set the timer for the next slot."""
+        assert self._loop is not None and self._served is not None
+        if self.host.stopping:
+            if not self._served.done():
+                self._served.set_result(None)
+            return
+        self.fire_due()
+        slots, loop = self.slots, self._loop
+        delay, self._lead = slots.timing()
+        # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
+        # time to ready the slot's runs) and sleep the rest precisely.
+        self._next = loop.call_at(loop.time() + delay - self._lead, self._turn)
 
     def fire_due(self, ahead: bool = False) -> float:
         """Request the runs of the slots that are due. With `ahead`, of the next slot

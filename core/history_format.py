@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, overload
 
@@ -112,9 +113,26 @@ class RunRecord:
         return line
 
     def to_line(self) -> bytes:
-        text = _LINE_ENCODER.encode(self.to_json())
-        # A file name that is not UTF-8 (lone surrogates) is written as \udcXX escapes.
-        return ((json_text(text) if self.files else text) + "\n").encode()
+        """to_json() as one JSON line, exactly as json.dumps(ensure_ascii=False, compact)
+        writes it, but put together field by field: a keeper writes two lines a run, and
+        this takes a third of the dict-and-encoder's time (tests/test_history_line.py
+        holds the two equal)."""
+        text = (
+            f'{{"id":{_string(self.id)},"taskId":{(job := _string(self.job))},'
+            f'"taskName":{job},"project":{_string(self.project)},'
+            f'"startedAt":"{iso(self.started_at)}","completedAt":{_value(iso(self.completed_at))},'
+            f'"status":{_string(self.status)},"duration":{_value(self.duration_ms)},'
+            f'"error":{_value(self.error)},"cronExpression":{_value(self.cron)},'
+            f'"worktreeBranch":{_value(self.worktree_branch)},"trigger":{_string(self.trigger)},'
+            f'"attempt":{_value(self.attempt)},"exitCode":{_value(self.exit_code)},'
+            f'"files":[{",".join(map(_string, self.files))}],"host":{_string(self.host)}'
+        )
+        if self.params is not None:
+            text += f',"params":{_LINE_ENCODER.encode(self.params)}'
+        text += "}\n"
+        # A file name that is not UTF-8 (lone surrogates) is written as \udcXX escapes, as
+        # is one in an error's text (which may quote a file or a server's answer).
+        return json_text(text).encode()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
@@ -144,8 +162,19 @@ def _params(value: object) -> dict[str, str] | None:
     return {str(name): str(text) for name, text in value.items()}
 
 
-# json.dumps builds an encoder per call when given options; a busy keeper writes two lines a run.
+# json.dumps builds an encoder per call when given options.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_string = encode_basestring  # a str as JSON with ensure_ascii=False
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _string(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return _LINE_ENCODER.encode(value)  # anything else exactly as json writes it
 
 SEGMENT_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl")
 

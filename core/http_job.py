@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 from watchkeeper.core.breaker import Breakers
 from watchkeeper.core.environment import Masker
 from watchkeeper.core.history_format import elapsed_ms
-from watchkeeper.core.runner import RunOutcome, RunSpec
+from watchkeeper.core.runner import Ending, RunOutcome, RunSpec
 from watchkeeper.core.seams import Clock, Executor
 from watchkeeper.core.units import format_duration
 
@@ -85,16 +85,16 @@ def prepare(call: HttpCall, env: dict[str, str]) -> _Request:
     return _Request(url, headers, Masker(secrets), shown_url(url))
 
 
-class HttpRun:
+class HttpRun(Ending):
     """One request in flight: both what submit() delivers (seams.Started) and what
     watch() returns (seams.RunHandle)."""
 
     pid: int | None = None
 
     def __init__(self, spec: RunSpec, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self.spec = spec
         self.started_mono = time.monotonic()
-        self.done: asyncio.Future[RunOutcome] = loop.create_future()
         self.task: asyncio.Task[None] | None = None
         self.stopped: tuple[str, str] | None = None
         self._held: list[bytes] = []
@@ -178,8 +178,7 @@ class HttpExecutor:
             outcome = await self._request(run, call, request)
         self._runs.discard(run)
         self._ended(run.spec, outcome)
-        if not run.done.done():
-            run.done.set_result(outcome)
+        run.finish_with(outcome)
 
     async def _request(self, run: HttpRun, call: HttpCall, request: _Request) -> RunOutcome:
         import aiohttp

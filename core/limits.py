@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from watchkeeper.core.units import brief, parse_size
@@ -29,10 +30,15 @@ class Limits:
         return any(getattr(self, key) is not None for key in LIMIT_KEYS)
 
 
+_LIMIT_VALUES = attrgetter(*LIMIT_KEYS)
+_NO_LIMITS = (None,) * len(LIMIT_KEYS)
+
+
 def limits_of(fields: Any) -> Limits | None:
-    """The limits a job (anything with the five attributes) asks for, None if none."""
-    found = Limits(**{key: getattr(fields, key) for key in LIMIT_KEYS})
-    return found if found else None
+    """The limits a job (anything with the five attributes) asks for, None if none.
+    Asked at every run: most jobs have none, and that answer takes one C call."""
+    values = _LIMIT_VALUES(fields)
+    return None if values == _NO_LIMITS else Limits(*values)
 
 
 def used_limits(jobs: Iterable[Any]) -> set[str]:

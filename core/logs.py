@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -128,6 +130,33 @@ def _encode(text: str) -> bytes:
     return text.encode(errors="backslashreplace")
 
 
+class Stamp:
+    """A moment as datetime.fromtimestamp(moment, tz).isoformat(timespec="milliseconds")
+    writes it, the date, time and offset of its second made once a second: a busy keeper
+    logs two lines a run. Local time when `tz` is None."""
+
+    def __init__(self, tz: tzinfo | None) -> None:
+        self.tz = tz
+        self._second: int | None = None
+        self._head = ""  # YYYY-MM-DDTHH:MM:SS
+        self._offset = ""  # +HH:MM
+
+    def of(self, moment: float) -> str:
+        second = math.floor(moment)
+        # Rounded to the microsecond (half to even) first, as datetime does.
+        micro = round((moment - second) * 1_000_000)
+        if micro == 1_000_000:
+            second, micro = second + 1, 0
+        if second != self._second:
+            if self.tz is None:
+                local = datetime.fromtimestamp(second).astimezone()
+            else:
+                local = datetime.fromtimestamp(second, self.tz)
+            text = local.isoformat()
+            self._second, self._head, self._offset = second, text[:19], text[19:]
+        return f"{self._head}.{micro // 1000:03d}{self._offset}"
+
+
 class KeeperLog:
     """Logs/watchkeeper.log: one line per event, ISO 8601 time with offset, level, text.
 
@@ -136,7 +165,7 @@ class KeeperLog:
 
     def __init__(self, path: Path, max_size: int, backups: int, tz: tzinfo | None = None) -> None:
         self.file = RotatingFile(path, max_size, backups, on_error=_stderr_warning)
-        self.tz = tz
+        self._stamp = Stamp(tz)
         self.listeners: list[Callable[[str, str, str], None]] = []
         self.defer: Callable[[Callable[[], None]], object] | None = None
         """Set to a (thread-safe) scheduler to gather the lines of one loop turn into one
@@ -144,8 +173,7 @@ class KeeperLog:
         self._buffer: list[str] = []
 
     def write(self, level: str, message: str) -> None:
-        now = datetime.now(self.tz) if self.tz else datetime.now().astimezone()
-        stamp = now.isoformat(timespec="milliseconds")
+        stamp = self._stamp.of(time.time())
         line = f"{stamp} {level:<5} {message}\n"
         if self.defer is None:
             self.file.write(_encode(line))

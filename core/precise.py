@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -33,13 +34,20 @@ def _prctl() -> Callable[[int, int], int] | None:
     return lambda option, value: call(option, value, 0, 0, 0)
 
 
+@functools.cache
+def _thread_slack(thread: int) -> int:
+    """The thread's own slack, read once: only sleep_until changes it, and puts it back."""
+    prctl = _prctl()
+    return prctl(PR_GET_TIMERSLACK, 0) if prctl else -1
+
+
 def sleep_until(deadline: float) -> None:
     """Block the calling thread until time.monotonic() >= deadline."""
     seconds = deadline - time.monotonic()
     if seconds <= 0:
         return
     prctl = _prctl()
-    slack = prctl(PR_GET_TIMERSLACK, 0) if prctl else -1
+    slack = _thread_slack(threading.get_ident())
     if prctl is None or slack <= FINE_SLACK_NS:  # nothing to gain, or no way to
         time.sleep(seconds)
         return

@@ -57,6 +57,27 @@ class RunOutcome:
     duration_ms: int
 
 
+class Ending:
+    """A watched run's end (seams.RunHandle's `done` and `on_end`), for each RunHandle."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[RunOutcome] = loop.create_future()
+        self._end_listeners: list[Callable[[RunOutcome], None]] = []
+
+    def on_end(self, listener: Callable[[RunOutcome], None]) -> None:
+        if self.done.done():
+            listener(self.done.result())
+        else:
+            self._end_listeners.append(listener)
+
+    def finish_with(self, outcome: RunOutcome) -> None:
+        if self.done.done():
+            return
+        self.done.set_result(outcome)
+        for listener in self._end_listeners:
+            listener(outcome)
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -254,7 +275,7 @@ class Spawner:
         self._deliver(done)
 
 
-class Run:
+class Run(Ending):
     """A started child. `done` resolves once the main process has exited and the group's
     output is closed (or the leftovers were killed)."""
 
@@ -267,8 +288,8 @@ class Run:
     ) -> None:
         self.spec = spec
         self.loop = loop or asyncio.get_running_loop()
+        super().__init__(self.loop)
         self.on_output = on_output
-        self.done: asyncio.Future[RunOutcome] = self.loop.create_future()
         self._stop_status: str | None = None
         self._stop_reason: str | None = None
         self._ended_by: int | None = None  # the signal that ended the leader
@@ -418,7 +439,7 @@ class Run:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        self.done.set_result(self._outcome)
+        self.finish_with(self._outcome)
 
 
 def _keeping_tail(on_output: Callable[[bytes], None], limited: Limited) -> Callable[[bytes], None]:

@@ -270,6 +270,10 @@ class Runs:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
         # which ends when a slot falls due, so the slot is not held up behind it. Even a
         # loop that is behind takes a little each turn, or runs would never finish.
+        if len(batch) == 1:
+            (active, spec), result = batch[0]
+            self._running(active, spec, result)
+            return
         clock = self.host.clock
         until = clock.monotonic() + max(
             tuning.STARTED_MIN, min(self.host.sleep_for(), tuning.STARTED_SLICE)
@@ -317,9 +321,7 @@ class Runs:
             lateness_ms = (run.started_mono - request.due_mono) * 1000
         host.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
         publish_run(host, "run_started", record, pid=run.pid, lateness_ms=lateness_ms)
-        run.done.add_done_callback(
-            lambda finished: self.isolation.finish(active, finished.result(), self.end.ended)
-        )
+        run.on_end(lambda outcome: self.isolation.finish(active, outcome, self.end.ended))
 
     def release_waiting(self) -> None:
         host = self.host

@@ -98,7 +98,7 @@ class Started(Protocol):
 
 class RunHandle(Protocol):
     """A run being watched: its output goes to the callback given to watch(), its end
-    to `done`."""
+    to `done` and to on_end()'s listeners (core.runner.Ending does both)."""
 
     @property
     def pid(self) -> int | None: ...
@@ -111,6 +111,11 @@ class RunHandle(Protocol):
 
     @property
     def done(self) -> asyncio.Future[RunOutcome]: ...
+
+    def on_end(self, listener: Callable[[RunOutcome], None]) -> None:
+        """Call `listener` with the outcome in the loop turn the run ends (a callback on
+        `done` runs a turn later), or now if it has ended."""
+        ...
 
     def stop(self, status: str, reason: str) -> None:
         """End the run (its whole process group, or its worker's): `status` and `reason`

@@ -9,7 +9,6 @@ import heapq
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Protocol
 
 from watchkeeper.core import tuning
@@ -80,31 +79,23 @@ class Slots:
         """Seconds from `now` until the soonest slot on either clock (negative if
         overdue), and the heap it heads."""
         now = now or self.now()
-        heads = [(heap[0][0] - now[clock], heap) for clock, heap in self.heaps.items() if heap]
-        return min(heads, key=itemgetter(0)) if heads else None
+        soonest: tuple[float, list[Entry]] | None = None
+        for clock, heap in self.heaps.items():
+            if heap and (soonest is None or heap[0][0] - now[clock] < soonest[0]):
+                soonest = (heap[0][0] - now[clock], heap)
+        return soonest
 
     def sleep_for(self) -> float:
-        slot = self.next_slot()
-        if slot is None:
-            return tuning.MAX_WALL_SLEEP
-        return max(0.0, min(tuning.MAX_WALL_SLEEP, slot[0]))
+        return _sleep(self.next_slot())
 
     def lead(self) -> float:
         """How long before the next slot the loop wakes to ready its runs."""
+        return _lead(self.next_slot())
+
+    def timing(self) -> tuple[float, float]:
+        """sleep_for() and lead(), from one look at the heaps."""
         slot = self.next_slot()
-        if slot is None:
-            return tuning.FINE_WAIT
-        heap = slot[1]
-        each, most = tuning.READY_EACH, tuning.READY_MAX
-        # Every ancestor of an entry equal to a heap's least is equal to it too: a walk
-        # down from the root through equal entries finds them all, and only them.
-        due, count, todo = heap[0][0], 0, [0]
-        while todo and count * each < most:
-            index = todo.pop()
-            if index < len(heap) and heap[index][0] == due:
-                count += 1
-                todo += (2 * index + 1, 2 * index + 2)
-        return tuning.FINE_WAIT + min(most, count * each)
+        return _sleep(slot), _lead(slot)
 
     def due(
         self, jobs: Mapping[str, Scheduled], now: Now, wait: float = 0.0, ready_by: float = 0.0
@@ -150,3 +141,25 @@ class Slots:
         """Whether a slot of the job passed since `last_start` (catch-up after downtime)."""
         now = self.clock.time()
         return any(schedule.missed_since(last_start, now) for schedule in job.schedules)
+
+
+def _sleep(slot: tuple[float, list[Entry]] | None) -> float:
+    if slot is None:
+        return tuning.MAX_WALL_SLEEP
+    return max(0.0, min(tuning.MAX_WALL_SLEEP, slot[0]))
+
+
+def _lead(slot: tuple[float, list[Entry]] | None) -> float:
+    if slot is None:
+        return tuning.FINE_WAIT
+    heap = slot[1]
+    each, most = tuning.READY_EACH, tuning.READY_MAX
+    # Every ancestor of an entry equal to a heap's least is equal to it too: a walk down
+    # from the root through equal entries finds them all, and only them.
+    due, count, todo = heap[0][0], 0, [0]
+    while todo and count * each < most:
+        index = todo.pop()
+        if index < len(heap) and heap[index][0] == due:
+            count += 1
+            todo += (2 * index + 1, 2 * index + 2)
+    return tuning.FINE_WAIT + min(most, count * each)

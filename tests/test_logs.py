@@ -108,3 +108,27 @@ def test_a_keeper_log_on_a_full_disk_drops_lines_and_warns_once(tmp_path: Path, 
     assert warnings == [
         f"watchkeeper: cannot write {path}: No space left on device; logging degraded"
     ]
+
+
+def test_stamp_writes_each_moment_as_datetime_isoformat_does() -> None:
+    import random
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from watchkeeper.core.logs import Stamp
+
+    rng = random.Random(7)
+    # Around Berlin's autumn change (2026-10-25 01:00 UTC) and spring change, a moment
+    # a microsecond either side of whole milliseconds and seconds included.
+    starts = [1792890000.0, 1774746000.0]
+    for name in ("Europe/Berlin", "UTC", "America/St_Johns"):
+        tz = ZoneInfo(name)
+        stamp = Stamp(tz)
+        for start in starts:
+            moment = start - 3600
+            while moment < start + 3600:
+                for edge in (0.0, 0.0009995, 0.0010005, 0.9999996, rng.random()):
+                    probe = int(moment) + edge
+                    expected = datetime.fromtimestamp(probe, tz).isoformat(timespec="milliseconds")
+                    assert stamp.of(probe) == expected, (name, probe)
+                moment += rng.uniform(0, 120)

@@ -156,6 +156,11 @@ class ClaimingFiring(Firing):
         self.claims = claims
         self.on_trouble = on_trouble
         self.unfired = 0  # slots that came due while leadership could not be proven
+        self._wake: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def serve(self) -> None:
         loop, slots, host = asyncio.get_running_loop(), self.slots, self.host

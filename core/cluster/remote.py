@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 from watchkeeper.core.cluster import db, heartbeats, queue
 from watchkeeper.core.cluster.dsn import DatabaseUnavailable
 from watchkeeper.core.cluster.worker import CANCEL_CHANNEL, REMOTE_CHANNEL
-from watchkeeper.core.runner import RunOutcome, RunSpec
+from watchkeeper.core.runner import Ending, RunOutcome, RunSpec
 
 POLL = 1.0
 LAPSE = 30.0  # DESIGN: a dead worker's runs are closed within 30 s
@@ -58,12 +58,13 @@ class _Remote:
     handle: RemoteRun | None = None
 
 
-class RemoteRun:
+class RemoteRun(Ending):
     """A run on a worker being watched (seams.RunHandle)."""
 
     def __init__(
         self, executor: RemoteExecutor, spec: RunSpec, started: RemoteStarted, on_output: Any
     ) -> None:
+        super().__init__(asyncio.get_running_loop())
         self._executor = executor
         self.spec = spec
         self.pid = started.pid
@@ -71,7 +72,6 @@ class RemoteRun:
         self.worker_id = started.worker_id
         self.host = started.host
         self.on_output: Callable[[bytes], None] = on_output
-        self.done: asyncio.Future[RunOutcome] = asyncio.get_running_loop().create_future()
 
     def stop(self, status: str, reason: str) -> None:
         if not self.done.done():
@@ -455,8 +455,7 @@ class RemoteExecutor:
     def _resolve(self, remote: _Remote) -> None:
         assert remote.handle is not None and remote.outcome is not None
         self._runs.pop(remote.spec.run_id, None)
-        if not remote.handle.done.done():
-            remote.handle.done.set_result(remote.outcome)
+        remote.handle.finish_with(remote.outcome)
         self._spawn(self._clean_up(remote.spec.run_id))
 
     async def _clean_up(self, run_id: str) -> None:
