@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchkeeper.core import tuning
 from watchkeeper.core.child_start import Child, start_child
+from watchkeeper.core.fdwatch import FdWatch
 from watchkeeper.core.history_format import elapsed_ms
 from watchkeeper.core.limits import Limits
 from watchkeeper.core.limits_apply import Limited, prepare
@@ -289,6 +290,7 @@ class Run(Ending):
         self.spec = spec
         self.loop = loop or asyncio.get_running_loop()
         super().__init__(self.loop)
+        self._fds = FdWatch.of(self.loop)
         self.on_output = on_output
         self._stop_status: str | None = None
         self._stop_reason: str | None = None
@@ -321,7 +323,7 @@ class Run(Ending):
         self._pipe: int | None = read_end
         if read_end is not None:
             self._watch_timer = self.loop.call_later(tuning.OUTPUT_WATCH_AFTER, self._watch_output)
-        self.loop.add_reader(self._pidfd, self._leader_exited)
+        self._fds.add(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(
                 spec.timeout,
@@ -344,7 +346,7 @@ class Run(Ending):
     def _watch_output(self) -> None:
         self._watch_timer = None
         assert self._pipe is not None
-        self.loop.add_reader(self._pipe, self._read_output)
+        self._fds.add(self._pipe, self._read_output)
 
     def _take_output(self) -> bool:
         """Hand on one read of the pipe, closing it at its end; False once nothing more
@@ -368,7 +370,7 @@ class Run(Ending):
             self._watch_timer.cancel()
             self._watch_timer = None
         else:
-            self.loop.remove_reader(self._pipe)
+            self._fds.remove(self._pipe)
         os.close(self._pipe)
         self._pipe = None
 
@@ -379,11 +381,18 @@ class Run(Ending):
 
     def _leader_exited(self) -> None:
         assert self._pidfd is not None
-        self.loop.remove_reader(self._pidfd)
         duration_ms = elapsed_ms(time.monotonic() - self.started_mono)
         # WNOWAIT keeps the leader a zombie, so its pid (the group id) cannot be reused
-        # while we signal whatever is left in the group.
-        info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        # while we signal whatever is left in the group. WNOHANG: a descriptor number
+        # reused within one batch of the FdWatch may call us before our leader is done.
+        info: os.waitid_result | None
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            if info is None:
+                return
+        except ChildProcessError:  # reaped by someone else: its status is gone
+            info = None
+        self._fds.remove(self._pidfd)
         self._outcome = self._judge(info, duration_ms)
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()

@@ -363,3 +363,15 @@ async def test_after_a_slow_spawn_lone_spawns_go_to_a_thread(tmp_path: Path, mon
     for _, spawned in (item for batch in batches for item in batch):
         assert isinstance(spawned, Spawned)
         await asyncio.wait_for(Run(spec, lambda _: None, spawned=spawned).done, 30)
+
+
+async def test_a_leader_reaped_by_someone_else_ends_as_exit_status_lost(tmp_path: Path) -> None:
+    handle = Run(RunSpec("r1", ["true"], dict(os.environ), tmp_path), lambda _: None)
+    # Reaped before the loop hears of the exit (another library's waitpid(-1), say).
+    os.waitpid(handle.pid, 0)
+    outcome = await asyncio.wait_for(handle.done, 30)
+    assert (outcome.status, outcome.exit_code, outcome.error) == (
+        "failure",
+        None,
+        "exit status lost",
+    )
