@@ -14,6 +14,8 @@ import select
 import weakref
 from collections.abc import Callable
 
+from watchkeeper.core.turn_end import TurnEnd
+
 _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FdWatch] = (
     weakref.WeakKeyDictionary()
 )
@@ -48,17 +50,23 @@ class FdWatch:
         self._epoll.unregister(fd)
 
     def _ready(self) -> None:
-        for fd, _ in self._epoll.poll(0):
-            # A callback before this one may have removed it (and a new descriptor may
-            # have its number: callbacks tolerate a call with nothing to read).
-            callback = self._callbacks.get(fd)
-            if callback is None:
-                continue
-            try:
-                callback()
-            except Exception as error:  # as the loop treats a failing reader: said, not fatal
-                loop = self._loop()
-                if loop is not None:
+        loop = self._loop()
+        if loop is None:
+            return
+        turn_end = TurnEnd.of(loop)
+        turn_end.hold()  # the records of the runs that ended go out as the batch ends
+        try:
+            for fd, _ in self._epoll.poll(0):
+                # A callback before this one may have removed it (and a new descriptor
+                # may have its number: callbacks tolerate a call with nothing to read).
+                callback = self._callbacks.get(fd)
+                if callback is None:
+                    continue
+                try:
+                    callback()
+                except Exception as error:  # as the loop treats a failing reader
                     loop.call_exception_handler(
                         {"message": f"fd {fd} watch callback failed", "exception": error}
                     )
+        finally:
+            turn_end.release()

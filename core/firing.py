@@ -10,6 +10,7 @@ from watchkeeper.core.host import Host
 from watchkeeper.core.runs import Runs
 from watchkeeper.core.runtime import StartRequest
 from watchkeeper.core.slots import Slots
+from watchkeeper.core.turn_end import TurnEnd
 
 
 class Firing:
@@ -53,7 +54,9 @@ class Firing:
 
     def _turn(self) -> None:
         self._next, self._woken = None, False
-        assert self._served is not None
+        assert self._loop is not None and self._served is not None
+        turn_end = TurnEnd.of(self._loop)
+        turn_end.hold()  # the log's and history's lines of these runs go out as it ends
         try:
             rest = self.slots.sleep_for()
             if 0 < rest <= self._lead:
@@ -65,6 +68,8 @@ class Firing:
         except Exception as error:  # serve() raises it, as it would have raised it itself
             if not self._served.done():
                 self._served.set_exception(error)
+        finally:
+            turn_end.release()
 
     def _look(self) -> None:
         """Fire what is due, then set the timer for the next slot."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +43,7 @@ from watchkeeper.core.seams import Clock, Executor, Store, SystemClock, utc
 from watchkeeper.core.slots import Slots
 from watchkeeper.core.state import RuntimeState
 from watchkeeper.core.store import JsonlStore
+from watchkeeper.core.turn_end import TurnEnd
 from watchkeeper.core.views import DayCounts, Views
 
 if TYPE_CHECKING:
@@ -99,7 +99,6 @@ class Keeper:
         self.stopping = False
         self.day = DayCounts(self.clock)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
         self._watches: Watches | None = None  # from serve() on
 
     async def start(self, catch_up: bool = True, files: bool = True) -> None:
@@ -107,8 +106,7 @@ class Keeper:
         schedule, catch up what downtime missed, and find files already waiting."""
         self._loop = self.outputs.loop = asyncio.get_running_loop()
         self.runs.attach(self._loop)
-        self._loop_thread = threading.get_ident()
-        self.log.defer = self._defer
+        self.log.defer = TurnEnd.of(self._loop).defer
         self.store.attach(self._loop)
         self.notifier.attach(self._loop, self.config)
         previous = self.lock.previous if self.lock else {}
@@ -152,15 +150,6 @@ class Keeper:
 
     def wake(self) -> None:
         self.firing.wake()
-
-    def _defer(self, callback: Callable[[], None]) -> None:
-        # call_soon_threadsafe also writes to the loop's self-pipe: a syscall (and a GIL
-        # handoff) the loop's own callers can spare.
-        assert self._loop is not None
-        if threading.get_ident() == self._loop_thread:
-            self._loop.call_soon(callback)
-        else:
-            self._loop.call_soon_threadsafe(callback)
 
     async def serve(self) -> None:
         """Fire due slots until stop() is called; watch the vault meanwhile."""

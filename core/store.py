@@ -17,6 +17,7 @@ from watchkeeper.core.quota import started
 from watchkeeper.core.seams import LastRuns
 from watchkeeper.core.state import RuntimeState, load_state, update_state
 from watchkeeper.core.status import last_runs_in
+from watchkeeper.core.turn_end import TurnEnd
 
 
 class JsonlStore:
@@ -27,8 +28,7 @@ class JsonlStore:
         self.ledger = Ledger(vault / "Logs" / LEDGER_NAME, log)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Only the loop writes history, so a plain call_soon gathers its lines.
-        self.history.defer = loop.call_soon
+        self.history.defer = TurnEnd.of(loop).defer
         self.history.retry_later = self.ledger.out.retry_later = loop.call_later
 
     def open_runs(self, since: datetime) -> list[RunRecord]:
