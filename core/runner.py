@@ -75,7 +75,11 @@ class Ending:
         if self.done.done():
             return
         self.done.set_result(outcome)
-        for listener in self._end_listeners:
+        # Let go of them, as a future does of its callbacks: a listener holds the keeper's
+        # record of the run, which holds this run, and that cycle would keep both (and the
+        # run's environment) until a full collection.
+        listeners, self._end_listeners = self._end_listeners, []
+        for listener in listeners:
             listener(outcome)
 
 

@@ -375,3 +375,31 @@ async def test_a_leader_reaped_by_someone_else_ends_as_exit_status_lost(tmp_path
         None,
         "exit status lost",
     )
+
+
+async def test_an_ended_run_lets_go_of_its_end_listeners() -> None:
+    # A listener holds the keeper's record of the run, which holds the run: kept after
+    # the end, that cycle (and the run's environment) would wait for a full collection.
+    import gc
+    import weakref
+
+    from watchkeeper.core.runner import Ending, RunOutcome
+
+    class Record:
+        run: Ending
+
+    heard: list[RunOutcome] = []
+    record = Record()
+    record.run = Ending(asyncio.get_running_loop())
+    record.run.on_end(lambda outcome, record=record: heard.append(outcome))
+    gone = weakref.ref(record.run)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        record.run.finish_with(RunOutcome("success", 0, None, 5))
+        assert heard == [RunOutcome("success", 0, None, 5)]
+        del record
+        assert gone() is None
+    finally:
+        if collecting:
+            gc.enable()
