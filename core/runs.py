@@ -412,7 +412,7 @@ class Runs:
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """True once no run is in flight or waiting for a slot, and every record is on
-        disk (a run's final line is written a loop turn after the run has closed)."""
+        disk (a run's final line waits for the end of its loop turn: core/turn_end.py)."""
         try:
             async with asyncio.timeout(timeout):
                 await self.idle.wait()
