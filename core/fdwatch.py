@@ -28,6 +28,7 @@ class FdWatch:
         self._loop = weakref.ref(loop)
         self._epoll = select.epoll()
         self._callbacks: dict[int, Callable[[], None]] = {}
+        self._turn_end = TurnEnd.of(loop)
         loop.add_reader(self._epoll.fileno(), self._ready)
 
     @classmethod
@@ -50,10 +51,7 @@ class FdWatch:
         self._epoll.unregister(fd)
 
     def _ready(self) -> None:
-        loop = self._loop()
-        if loop is None:
-            return
-        turn_end = TurnEnd.of(loop)
+        turn_end = self._turn_end
         turn_end.hold()  # the records of the runs that ended go out as the batch ends
         try:
             for fd, _ in self._epoll.poll(0):
@@ -65,8 +63,9 @@ class FdWatch:
                 try:
                     callback()
                 except Exception as error:  # as the loop treats a failing reader
-                    loop.call_exception_handler(
-                        {"message": f"fd {fd} watch callback failed", "exception": error}
-                    )
+                    if (loop := self._loop()) is not None:
+                        loop.call_exception_handler(
+                            {"message": f"fd {fd} watch callback failed", "exception": error}
+                        )
         finally:
             turn_end.release()

@@ -24,6 +24,7 @@ class Firing:
         self._woken = False
         self._lead = 0.0  # how early the timer wakes the loop for the next slot
         self._served: asyncio.Future[None] | None = None
+        self._turn_end: TurnEnd | None = None
 
     def wake(self) -> None:
         """Look at the slots now rather than at the timer: what is due has changed."""
@@ -44,6 +45,7 @@ class Firing:
         two (the Event's waiter, then the task's step), and every slot has a wake."""
         self._loop = asyncio.get_running_loop()
         self._served = self._loop.create_future()
+        self._turn_end = TurnEnd.of(self._loop)
         self._look()
         try:
             await self._served
@@ -54,8 +56,8 @@ class Firing:
 
     def _turn(self) -> None:
         self._next, self._woken = None, False
-        assert self._loop is not None and self._served is not None
-        turn_end = TurnEnd.of(self._loop)
+        assert self._served is not None and self._turn_end is not None
+        turn_end = self._turn_end
         turn_end.hold()  # the log's and history's lines of these runs go out as it ends
         try:
             rest = self.slots.sleep_for()

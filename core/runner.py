@@ -290,11 +290,12 @@ class Run(Ending):
         on_output: Callable[[bytes], None],
         loop: asyncio.AbstractEventLoop | None = None,
         spawned: Spawned | None = None,
+        fds: FdWatch | None = None,
     ) -> None:
         self.spec = spec
         self.loop = loop or asyncio.get_running_loop()
         super().__init__(self.loop)
-        self._fds = FdWatch.of(self.loop)
+        self._fds = fds or FdWatch.of(self.loop)
         self.on_output = on_output
         self._stop_status: str | None = None
         self._stop_reason: str | None = None
@@ -471,15 +472,21 @@ class LocalExecutor:
         self, deliver: Callable[[list[SpawnResult]], None], threads: int = tuning.SPAWN_THREADS
     ) -> None:
         self._spawner = Spawner(threads, deliver)
+        self._fds: FdWatch | None = None  # the loop's, found at the first run
 
     def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
         self._spawner.submit(batch)
 
     def watch(self, spec: RunSpec, started: Spawned, on_output: Callable[[bytes], None]) -> Run:
-        return Run(spec, on_output, None, started)
+        return Run(spec, on_output, None, started, self._watch())
 
     def run(self, spec: RunSpec, on_output: Callable[[bytes], None]) -> Run:
-        return Run(spec, on_output)
+        return Run(spec, on_output, None, None, self._watch())
+
+    def _watch(self) -> FdWatch:
+        if self._fds is None:
+            self._fds = FdWatch.of(asyncio.get_running_loop())
+        return self._fds
 
     def shutdown(self) -> None:
         self._spawner.shutdown()

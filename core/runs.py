@@ -270,14 +270,12 @@ class Runs:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,
         # which ends when a slot falls due, so the slot is not held up behind it. Even a
         # loop that is behind takes a little each turn, or runs would never finish.
-        if len(batch) == 1:
-            (active, spec), result = batch[0]
-            self._running(active, spec, result)
-            return
         clock = self.host.clock
-        until = clock.monotonic() + max(
-            tuning.STARTED_MIN, min(self.host.sleep_for(), tuning.STARTED_SLICE)
-        )
+        until = 0.0  # a batch of one, the usual, is never sliced: no clock read for it
+        if len(batch) > 1:
+            until = clock.monotonic() + max(
+                tuning.STARTED_MIN, min(self.host.sleep_for(), tuning.STARTED_SLICE)
+            )
         for index, ((active, spec), result) in enumerate(batch):
             self._running(active, spec, result)
             if index + 1 < len(batch) and clock.monotonic() >= until:

@@ -81,8 +81,10 @@ class Slots:
         now = now or self.now()
         soonest: tuple[float, list[Entry]] | None = None
         for clock, heap in self.heaps.items():
-            if heap and (soonest is None or heap[0][0] - now[clock] < soonest[0]):
-                soonest = (heap[0][0] - now[clock], heap)
+            if heap:
+                gap = heap[0][0] - now[clock]
+                if soonest is None or gap < soonest[0]:
+                    soonest = (gap, heap)
         return soonest
 
     def sleep_for(self) -> float:
