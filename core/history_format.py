@@ -117,15 +117,25 @@ class RunRecord:
         writes it, but put together field by field: a keeper writes two lines a run, and
         this takes a third of the dict-and-encoder's time (tests/test_history_line.py
         holds the two equal)."""
+        string = _string
+        # Each optional field written out rather than through a helper: two lines a run.
+        done = self.completed_at
+        completed = "null" if done is None else f'"{done.astimezone(UTC).isoformat("T", _MS)}"'
+        duration = "null" if (ms := self.duration_ms) is None else _number(ms)
+        error = "null" if (text := self.error) is None else string(text)
+        cron = "null" if (text := self.cron) is None else string(text)
+        branch = "null" if (text := self.worktree_branch) is None else string(text)
+        exit_code = "null" if (code := self.exit_code) is None else _number(code)
+        started = self.started_at.astimezone(UTC).isoformat("T", _MS)
         text = (
-            f'{{"id":{_string(self.id)},"taskId":{(job := _string(self.job))},'
-            f'"taskName":{job},"project":{_string(self.project)},'
-            f'"startedAt":"{iso(self.started_at)}","completedAt":{_value(iso(self.completed_at))},'
-            f'"status":{_string(self.status)},"duration":{_value(self.duration_ms)},'
-            f'"error":{_value(self.error)},"cronExpression":{_value(self.cron)},'
-            f'"worktreeBranch":{_value(self.worktree_branch)},"trigger":{_string(self.trigger)},'
-            f'"attempt":{_value(self.attempt)},"exitCode":{_value(self.exit_code)},'
-            f'"files":[{",".join(map(_string, self.files))}],"host":{_string(self.host)}'
+            f'{{"id":{string(self.id)},"taskId":{(job := string(self.job))},'
+            f'"taskName":{job},"project":{string(self.project)},'
+            f'"startedAt":"{started}","completedAt":{completed},'
+            f'"status":{string(self.status)},"duration":{duration},'
+            f'"error":{error},"cronExpression":{cron},'
+            f'"worktreeBranch":{branch},"trigger":{string(self.trigger)},'
+            f'"attempt":{_number(self.attempt)},"exitCode":{exit_code},'
+            f'"files":[{",".join(map(string, self.files))}],"host":{string(self.host)}'
         )
         if self.params is not None:
             text += f',"params":{_LINE_ENCODER.encode(self.params)}'
@@ -167,14 +177,13 @@ _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _string = encode_basestring  # a str as JSON with ensure_ascii=False
 
 
-def _value(value: object) -> str:
-    if value is None:
-        return "null"
-    if type(value) is str:
-        return _string(value)
-    if type(value) is int:
-        return int.__repr__(value)
-    return _LINE_ENCODER.encode(value)  # anything else exactly as json writes it
+_MS = "milliseconds"
+
+
+def _number(value: int) -> str:
+    # A record read back may hold a float or a bool where an int belongs: written as json
+    # writes it.
+    return int.__repr__(value) if type(value) is int else _LINE_ENCODER.encode(value)
 
 SEGMENT_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl")
 

@@ -145,12 +145,13 @@ class _Minutes:
         self.used = 0
 
     def expire(self, now: float) -> None:
+        # _minute_end written out: this and add() run twice for every run that starts.
         buckets = self.buckets
-        while buckets and _minute_end(buckets[0][0]) + WINDOW <= now:
+        while buckets and buckets[0][0] * _BUCKET_SECONDS + WINDOW <= now:
             self.used -= buckets.popleft()[1]
 
     def add(self, at: float) -> None:
-        minute = _minute(at)
+        minute = math.ceil(at / _BUCKET_SECONDS)  # _minute(at)
         buckets = self.buckets
         self.used += 1
         if buckets and buckets[-1][0] == minute:
@@ -249,10 +250,10 @@ class Quota:
 
     def check(self, job: str, now: float, manual: bool = False) -> Refusal | None:
         """None to admit a run of `job` now; else the refusal of the scope that frees last."""
-        if manual:
+        job_limit = self.job_limits.get(job, 0)
+        if manual or not (job_limit or self.global_limit):
             return None
         refusals = []
-        job_limit = self.job_limits.get(job, 0)
         if job_limit:
             # isinstance only narrows the type: set_limits keeps limited scopes exact.
             scope = self._job_scope(job, now)

@@ -186,7 +186,7 @@ class RunEnd:
             return
         if retrying:
             self._retry_later(job, request, record)
-        if record.status == "success":
+        if record.status == "success" and job.name in self.chains.dependents:
             self._advance_chains(job.name, request.wave or record.id)
         if runtime.queued and not host.state.is_paused(job.name):
             pipeline.request(runtime.queued.popleft())

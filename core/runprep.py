@@ -39,6 +39,8 @@ def run_env(
     }
     if request.files:
         env.update(files_env(request.files))
+    if not runtime.config.params:  # as run_values() would find, without the call
+        return env, masker
     values = run_values(runtime.config, request.params)
     if values:
         env.update(param_env(values))
@@ -82,5 +84,5 @@ def run_record(
         cron=job.cron if job is not None else None,
         attempt=request.attempt,
         files=list(request.files),
-        params=recorded(run_values(job, request.params)) if job is not None else None,
+        params=recorded(run_values(job, request.params)) if job and job.params else None,
     )

@@ -20,6 +20,7 @@ methods.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -170,7 +171,7 @@ class Runs:
 
     def _admit(self, runtime: JobRuntime, request: StartRequest) -> bool:
         host = self.host
-        if (circuit := self.route.refusal(request.job)) is not None:
+        if runtime.config.breaker is not None and (circuit := self.route.refusal(request.job)):
             self.end.never_started(request, "skipped", circuit)
             return False
         now = host.clock.time()
@@ -319,7 +320,10 @@ class Runs:
             lateness_ms = (run.started_mono - request.due_mono) * 1000
         host.log.info(f"run {record.id} of {record.job} started ({request.trigger}, pid {run.pid})")
         publish_run(host, "run_started", record, pid=run.pid, lateness_ms=lateness_ms)
-        run.on_end(lambda outcome: self.isolation.finish(active, outcome, self.end.ended))
+        if request.run_id in self.isolation.trees:  # its worktree is settled first
+            run.on_end(lambda outcome: self.isolation.finish(active, outcome, self.end.ended))
+        else:
+            run.on_end(functools.partial(self.end.ended, active))
 
     def release_waiting(self) -> None:
         host = self.host
