@@ -86,8 +86,9 @@ class Appender(Generic[Key]):
         with self._lock:
             self._lines.append((key, line))
             self._size += len(line)
-            notes = self._trim() if self._error is not None else []
-        self._tell(notes)
+            notes = self._trim() if self._error is not None else None
+        if notes:
+            self._tell(notes)
 
     def waiting(self) -> list[bytes]:
         """Whole lines not on disk yet, oldest first."""
@@ -132,7 +133,8 @@ class Appender(Generic[Key]):
                 self._error, self._late, self._held, self._episode_dropped = None, 0, 0, 0
         if failure is not None and self.log is None:
             raise failure[0]
-        self._tell(notes)
+        if notes:
+            self._tell(notes)
         if retry and self.retry_later is not None:
             self.retry_later(RETRY_INTERVAL, self._retry)
 
@@ -156,6 +158,18 @@ class Appender(Generic[Key]):
     # ---- under the lock -------------------------------------------------------------
 
     def _write_out(self) -> tuple[OSError, Path] | None:
+        lines = self._lines
+        if len(lines) == 1 and not self._head_done and self._fd is not None:
+            # One line for the open file, a busy keeper's usual flush: written without the
+            # lists and views of the general way, which takes over after any failure.
+            key, line = lines[0]
+            if key == self._key:
+                with contextlib.suppress(OSError):  # the general way retries, and tells
+                    written = os.write(self._fd, line)
+                    if written == len(line):
+                        self._consume([line], written)
+                        return None
+                    self._head_done = written
         while self._lines:
             key = self._lines[0][0]
             parts: list[bytes] = []
