@@ -164,12 +164,14 @@ class Appender(Generic[Key]):
             # lists and views of the general way, which takes over after any failure.
             key, line = lines[0]
             if key == self._key:
-                with contextlib.suppress(OSError):  # the general way retries, and tells
+                try:
                     written = os.write(self._fd, line)
-                    if written == len(line):
-                        self._consume([line], written)
-                        return None
-                    self._head_done = written
+                except OSError:
+                    written = 0  # the general way writes it again, and tells of a failure
+                if written == len(line):
+                    self._consume([line], written)
+                    return None
+                self._head_done = written
         while self._lines:
             key = self._lines[0][0]
             parts: list[bytes] = []

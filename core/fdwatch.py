@@ -5,13 +5,20 @@ Adding and removing a reader through asyncio costs some forty Python calls each 
 transport checks, selector keys, handles); a run adds and removes at least one. Here it
 is one system call each way, and the loop's wake for a run's end costs one epoll_wait
 more. Level-triggered, like the loop's own readers.
+
+A run's output pipe is watched only once the run has lasted a while (most runs end
+sooner): add_after() queues it, and one loop timer serves the whole queue. A loop timer a
+run cost some twenty-five Python calls (its handle, and TimerHandle.__lt__ at each step
+of the loop's heap on the way in and out, cancelled or not).
 """
 
 from __future__ import annotations
 
 import asyncio
 import select
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 from watchkeeper.core.turn_end import TurnEnd
@@ -30,6 +37,11 @@ class FdWatch:
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._turn_end = TurnEnd.of(loop)
         loop.add_reader(self._epoll.fileno(), self._ready)
+        # add_after()'s: (monotonic due time, fd, [callback]), in due order; a callback
+        # None once its fd was removed before its time.
+        self._later: deque[tuple[float, int, list[Callable[[], None] | None]]] = deque()
+        self._pending: dict[int, list[Callable[[], None] | None]] = {}
+        self._later_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> FdWatch:
@@ -44,11 +56,46 @@ class FdWatch:
         self._epoll.register(fd, select.EPOLLIN)
         self._callbacks[fd] = callback
 
+    def add_after(self, delay: float, fd: int, callback: Callable[[], None]) -> None:
+        """add(fd, callback) once `delay` seconds have passed, unless remove(fd) comes
+        first. Every caller passes the same delay (a run's output watch); a shorter one
+        than the last waits for the last's time."""
+        due = time.monotonic() + delay
+        later = self._later
+        if later and due < later[-1][0]:
+            due = later[-1][0]  # in order, so the queue's head is always the next due
+        entry: list[Callable[[], None] | None] = [callback]
+        later.append((due, fd, entry))
+        self._pending[fd] = entry
+        if self._later_timer is None and (loop := self._loop()) is not None:
+            self._later_timer = loop.call_at(due, self._later_due)
+
+    def waiting(self, fd: int) -> bool:
+        """`fd` was added with add_after() and is not watched yet."""
+        return fd in self._pending
+
     def remove(self, fd: int) -> None:
         """Before `fd` is closed: a number closed and reused must not find the old
         callback."""
+        entry = self._pending.pop(fd, None)
+        if entry is not None:
+            entry[0] = None
+            return
         del self._callbacks[fd]
         self._epoll.unregister(fd)
+
+    def _later_due(self) -> None:
+        self._later_timer = None
+        later, now = self._later, time.monotonic()
+        # Removed ones leave from the head whatever their time: most runs end first.
+        while later and (later[0][2][0] is None or later[0][0] <= now):
+            _, fd, entry = later.popleft()
+            callback = entry[0]
+            if callback is not None:
+                del self._pending[fd]
+                self.add(fd, callback)
+        if later and (loop := self._loop()) is not None:
+            self._later_timer = loop.call_at(later[0][0], self._later_due)
 
     def _ready(self) -> None:
         turn_end = self._turn_end

@@ -121,11 +121,14 @@ class RunRecord:
         # Each optional field written out rather than through a helper: two lines a run.
         done = self.completed_at
         completed = "null" if done is None else f'"{done.astimezone(UTC).isoformat("T", _MS)}"'
-        duration = "null" if (ms := self.duration_ms) is None else _number(ms)
+        # An int the usual way; a record read back may hold a float or a bool there.
+        ms, code, attempt = self.duration_ms, self.exit_code, self.attempt
+        duration = "null" if ms is None else str(ms) if type(ms) is int else _other(ms)
         error = "null" if (text := self.error) is None else string(text)
         cron = "null" if (text := self.cron) is None else string(text)
         branch = "null" if (text := self.worktree_branch) is None else string(text)
-        exit_code = "null" if (code := self.exit_code) is None else _number(code)
+        exit_code = "null" if code is None else str(code) if type(code) is int else _other(code)
+        tries = str(attempt) if type(attempt) is int else _other(attempt)
         started = self.started_at.astimezone(UTC).isoformat("T", _MS)
         text = (
             f'{{"id":{string(self.id)},"taskId":{(job := string(self.job))},'
@@ -134,7 +137,7 @@ class RunRecord:
             f'"status":{string(self.status)},"duration":{duration},'
             f'"error":{error},"cronExpression":{cron},'
             f'"worktreeBranch":{branch},"trigger":{string(self.trigger)},'
-            f'"attempt":{_number(self.attempt)},"exitCode":{exit_code},'
+            f'"attempt":{tries},"exitCode":{exit_code},'
             f'"files":[{",".join(map(string, self.files))}],"host":{string(self.host)}'
         )
         if self.params is not None:
@@ -180,10 +183,7 @@ _string = encode_basestring  # a str as JSON with ensure_ascii=False
 _MS = "milliseconds"
 
 
-def _number(value: int) -> str:
-    # A record read back may hold a float or a bool where an int belongs: written as json
-    # writes it.
-    return int.__repr__(value) if type(value) is int else _LINE_ENCODER.encode(value)
+_other = _LINE_ENCODER.encode  # any other value exactly as json writes it
 
 SEGMENT_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl")
 

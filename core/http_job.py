@@ -114,7 +114,7 @@ class HttpRun(Ending):
         return self
 
     def stop(self, status: str, reason: str) -> None:
-        if self.stopped is None and not self.done.done() and self.task is not None:
+        if self.stopped is None and self.final is None and self.task is not None:
             self.stopped = (status, reason)
             self.task.cancel()
 

@@ -62,19 +62,33 @@ class Ending:
     """A watched run's end (seams.RunHandle's `done` and `on_end`), for each RunHandle."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.done: asyncio.Future[RunOutcome] = loop.create_future()
+        self._loop = loop
+        self._done: asyncio.Future[RunOutcome] | None = None
+        self.final: RunOutcome | None = None  # the outcome, once it has ended
         self._end_listeners: list[Callable[[RunOutcome], None]] = []
 
+    @property
+    def done(self) -> asyncio.Future[RunOutcome]:
+        """Made when first asked for: the keeper hears of an end through on_end(), and a
+        future a run cost it calls for nothing."""
+        if self._done is None:
+            self._done = self._loop.create_future()
+            if self.final is not None:
+                self._done.set_result(self.final)
+        return self._done
+
     def on_end(self, listener: Callable[[RunOutcome], None]) -> None:
-        if self.done.done():
-            listener(self.done.result())
+        if self.final is not None:
+            listener(self.final)
         else:
             self._end_listeners.append(listener)
 
     def finish_with(self, outcome: RunOutcome) -> None:
-        if self.done.done():
+        if self.final is not None:
             return
-        self.done.set_result(outcome)
+        self.final = outcome
+        if self._done is not None and not self._done.done():  # a waiter may have cancelled it
+            self._done.set_result(outcome)
         # Let go of them, as a future does of its callbacks: a listener holds the keeper's
         # record of the run, which holds this run, and that cycle would keep both (and the
         # run's environment) until a full collection.
@@ -305,7 +319,6 @@ class Run(Ending):
         self._outcome: RunOutcome | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._timeout_timer: asyncio.TimerHandle | None = None
-        self._watch_timer: asyncio.TimerHandle | None = None
         spawned = spawned or spawn(spec)
         self._limited = spawned.limited
         if self._limited is not None:  # its output's end may tell which limit ended it
@@ -329,7 +342,7 @@ class Run(Ending):
             self.on_output(spawned.early_output)
         self._pipe: int | None = read_end
         if read_end is not None:
-            self._watch_timer = self.loop.call_later(tuning.OUTPUT_WATCH_AFTER, self._watch_output)
+            self._fds.add_after(tuning.OUTPUT_WATCH_AFTER, read_end, self._read_output)
         self._fds.add(self._pidfd, self._leader_exited)
         if spec.timeout:
             self._timeout_timer = self.loop.call_later(
@@ -350,11 +363,6 @@ class Run(Ending):
     def _kill_group(self) -> None:
         _end_group(self.pid, signal.SIGKILL)
 
-    def _watch_output(self) -> None:
-        self._watch_timer = None
-        assert self._pipe is not None
-        self._fds.add(self._pipe, self._read_output)
-
     def _take_output(self) -> bool:
         """Hand on one read of the pipe, closing it at its end; False once nothing more
         is there for now."""
@@ -373,11 +381,7 @@ class Run(Ending):
 
     def _close_pipe(self) -> None:
         assert self._pipe is not None
-        if self._watch_timer is not None:
-            self._watch_timer.cancel()
-            self._watch_timer = None
-        else:
-            self._fds.remove(self._pipe)
+        self._fds.remove(self._pipe)  # watched, or waiting to be
         os.close(self._pipe)
         self._pipe = None
 
@@ -404,7 +408,7 @@ class Run(Ending):
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()
         _end_group(self.pid, signal.SIGTERM)
-        if self._watch_timer is not None:  # what the run wrote waits in the pipe
+        if self._pipe is not None and self._fds.waiting(self._pipe):  # output waits there
             for _ in range(tuning.EXIT_READS):
                 if not self._take_output():
                     break
@@ -437,7 +441,7 @@ class Run(Ending):
         return RunOutcome("success" if exit_code == 0 else "failure", exit_code, error, duration_ms)
 
     def _finish(self) -> None:
-        if self.done.done():
+        if self.final is not None:
             return
         if self._kill_timer is not None:
             self._kill_timer.cancel()

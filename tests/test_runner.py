@@ -403,3 +403,25 @@ async def test_an_ended_run_lets_go_of_its_end_listeners() -> None:
     finally:
         if collecting:
             gc.enable()
+
+
+async def test_done_asked_for_after_the_end_holds_the_outcome_and_a_cancelled_one_is_left_be(
+    tmp_path: Path,
+) -> None:
+    # `done` is made when first asked for (the keeper listens through on_end): asked for
+    # late, it is resolved already; given up by a waiter (cancelled), the end still comes.
+    from watchkeeper.core.runner import Ending, RunOutcome
+
+    output = bytearray()
+    handle = Run(RunSpec("r1", ["true"], dict(os.environ), tmp_path), output.extend)
+    ended: asyncio.Future[RunOutcome] = asyncio.get_running_loop().create_future()
+    handle.on_end(ended.set_result)
+    outcome = await asyncio.wait_for(ended, 30)
+    assert handle.done.done() and handle.done.result() == outcome == handle.final
+
+    waited = Ending(asyncio.get_running_loop())
+    waited.done.cancel()
+    heard: list[RunOutcome] = []
+    waited.on_end(heard.append)
+    waited.finish_with(RunOutcome("success", 0, None, 1))
+    assert heard == [RunOutcome("success", 0, None, 1)] and waited.done.cancelled()

@@ -74,7 +74,7 @@ class RemoteRun(Ending):
         self.on_output: Callable[[bytes], None] = on_output
 
     def stop(self, status: str, reason: str) -> None:
-        if not self.done.done():
+        if self.final is None:
             self._executor.cancel(self.spec.run_id, status, reason)
 
 
