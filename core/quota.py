@@ -111,6 +111,11 @@ class _Exact:
         # once used - limit + 1 of the oldest starts have left the window.
         return Refusal(scope, limit, self.times[used - limit] + WINDOW)
 
+    def start(self, now: float) -> None:
+        """A start now: expire(now), then add(now)."""
+        self.expire(now)
+        self.add(now)
+
     def per_minute(self, now: float) -> list[int]:
         starts = list(self.times)  # one copy in C, then bisect: cheap at millions of starts
         oldest = now - WINDOW
@@ -165,6 +170,19 @@ class _Minutes:
                 buckets[index][1] += 1
             else:
                 buckets.insert(index, [minute, 1])
+
+    def start(self, now: float) -> None:
+        """A start now: expire(now), then add(now), in one call (two a run: the global
+        scope's and the job's)."""
+        buckets = self.buckets
+        while buckets and buckets[0][0] * _BUCKET_SECONDS + WINDOW <= now:
+            self.used -= buckets.popleft()[1]
+        minute = math.ceil(now / _BUCKET_SECONDS)
+        if buckets and buckets[-1][0] == minute:
+            buckets[-1][1] += 1
+            self.used += 1
+        else:
+            self.add(now)
 
     def per_minute(self, now: float) -> list[int]:
         counts = [0] * _BUCKETS
@@ -268,14 +286,11 @@ class Quota:
 
     def record(self, job: str, now: float) -> None:
         """A run of `job` started at `now`."""
-        self._global.expire(now)
-        self._global.add(now)
+        self._global.start(now)
         scope = self._jobs.get(job)
         if scope is None:
             scope = self._jobs[job] = _scope(job in self.job_limits)
-        else:
-            scope.expire(now)
-        scope.add(now)
+        scope.start(now)
 
     def usage(self, now: float) -> list[ScopeUsage]:
         """Global first, then (by name) every job with a limit or with starts in the window."""
