@@ -9,7 +9,7 @@ import asyncio
 from watchkeeper.core.host import Host
 from watchkeeper.core.runs import Runs
 from watchkeeper.core.runtime import StartRequest
-from watchkeeper.core.slots import Slots
+from watchkeeper.core.slots import Head, Now, Slots
 from watchkeeper.core.turn_end import TurnEnd
 
 
@@ -60,44 +60,51 @@ class Firing:
         turn_end = self._turn_end
         turn_end.hold()  # the log's and history's lines of these runs go out as it ends
         try:
-            rest = self.slots.sleep_for()
-            if 0 < rest <= self._lead:
+            slots = self.slots
+            now = slots.now()
+            slot = slots.next_slot(now)
+            if slot is not None and 0 < slot[0] <= self._lead:
                 # The loop is ours until the slot: its runs are made ready meanwhile, so
                 # at the due time only their spawns are left.
-                self.host.clock.sleep_until(self.fire_due(ahead=True))
+                self.host.clock.sleep_until(self.fire_due(True, now, slot))
                 self.runs.spawn()
-            self._look()
+                self._look()  # from a new look at the clocks: time went by
+            else:
+                self._look(now, slot)
         except Exception as error:  # serve() raises it, as it would have raised it itself
             if not self._served.done():
                 self._served.set_exception(error)
         finally:
             turn_end.release()
 
-    def _look(self) -> None:
-        """Fire what is due, then set the timer for the next slot."""
+    def _look(self, now: Now | None = None, slot: Head | None = None) -> None:
+        """Fire what is due, then set the timer for the next slot. `now` and `slot`: the
+        clocks and the head the caller has just read (Slots.now(), Slots.next_slot())."""
         assert self._loop is not None and self._served is not None
         if self.host.stopping:
             if not self._served.done():
                 self._served.set_result(None)
             return
-        self.fire_due()
         slots, loop = self.slots, self._loop
-        delay, self._lead = slots.timing()
+        if now is None:
+            now = slots.now()
+            slot = slots.next_slot(now)
+        if slot is not None and slot[0] <= 0:  # else nothing is due: no batch to make
+            self.fire_due(False, now)
+            slot = slots.next_slot()
+        delay, self._lead = slots.timing(slot)
         # epoll sleeps whole milliseconds, rounded up: wake `lead` early (FINE_WAIT, and
         # time to ready the slot's runs) and sleep the rest precisely.
         self._next = loop.call_at(loop.time() + delay - self._lead, self._turn)
 
-    def fire_due(self, ahead: bool = False) -> float:
-        """Request the runs of the slots that are due. With `ahead`, of the next slot
-        instead, before it is due: they are readied and left to the caller's spawn() at
-        the instant returned (monotonic). As many as are ready by then; a burst's rest
-        goes the usual way."""
-        now = self.slots.now()
-        # From the same reading of the clocks, so the horizon is the slot's instant exactly.
-        slot = self.slots.next_slot(now) if ahead else None
+    def fire_due(self, ahead: bool, now: Now, slot: Head | None = None) -> float:
+        """Request the runs of the slots due at `now` (Slots.now()). With `ahead`, of the
+        next slot instead (`slot`, read at `now`), before it is due: they are readied and
+        left to the caller's spawn() at the instant returned (monotonic). As many as are
+        ready by then; a burst's rest goes the usual way."""
         wait = max(0.0, slot[0]) if slot else 0.0
         ready_by = now["mono"] + wait
-        host = self.host
+        host, runs = self.host, self.runs
 
         def fire() -> None:
             for due in self.slots.due(host.jobs, now, wait, ready_by if ahead else 0.0):
@@ -105,7 +112,7 @@ class Firing:
                     host.jobs[due.job].missed_while_paused += 1
                     host.notifier.missed(due.job, "paused", due.due_wall)
                     continue
-                host.submit(
+                runs.request(
                     StartRequest(
                         due.job,
                         "schedule",

@@ -24,6 +24,7 @@ import functools
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.core import tuning
@@ -265,7 +266,8 @@ class Runs:
             return
         batch, self._to_spawn = self._to_spawn, []
         self.host.history.flush()
-        self.route.submit([(token, token[1]) for token in batch])
+        # Each (active, spec) is the token the executor hands back with its spec.
+        self.route.submit(list(zip(batch, map(itemgetter(1), batch), strict=True)))
 
     def _started(self, batch: list[tuple[Any, Any]]) -> None:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,

@@ -18,6 +18,8 @@ from watchkeeper.core.triggers import Schedule
 # (due, push order, job, index of the job's schedule)
 Entry = tuple[float, int, str, int]
 Now = dict[str, float]
+# Seconds until the soonest slot (negative if overdue), and the heap it heads.
+Head = tuple[float, list[Entry]]
 
 
 class Scheduled(Protocol):
@@ -75,11 +77,11 @@ class Slots:
         for index, schedule in enumerate(job.schedules):
             self.push(schedule.clock, job.next_due[index], name, index, schedule.jitter)
 
-    def next_slot(self, now: Now | None = None) -> tuple[float, list[Entry]] | None:
+    def next_slot(self, now: Now | None = None) -> Head | None:
         """Seconds from `now` until the soonest slot on either clock (negative if
         overdue), and the heap it heads."""
         now = now or self.now()
-        soonest: tuple[float, list[Entry]] | None = None
+        soonest: Head | None = None
         for clock, heap in self.heaps.items():
             if heap:
                 gap = heap[0][0] - now[clock]
@@ -94,9 +96,10 @@ class Slots:
         """How long before the next slot the loop wakes to ready its runs."""
         return _lead(self.next_slot())
 
-    def timing(self) -> tuple[float, float]:
-        """sleep_for() and lead(), from one look at the heaps."""
-        slot = self.next_slot()
+    @staticmethod
+    def timing(slot: Head | None) -> tuple[float, float]:
+        """sleep_for() and lead() from a look at the heaps the caller has just taken
+        (next_slot())."""
         return _sleep(slot), _lead(slot)
 
     def due(
@@ -145,13 +148,13 @@ class Slots:
         return any(schedule.missed_since(last_start, now) for schedule in job.schedules)
 
 
-def _sleep(slot: tuple[float, list[Entry]] | None) -> float:
+def _sleep(slot: Head | None) -> float:
     if slot is None:
         return tuning.MAX_WALL_SLEEP
     return max(0.0, min(tuning.MAX_WALL_SLEEP, slot[0]))
 
 
-def _lead(slot: tuple[float, list[Entry]] | None) -> float:
+def _lead(slot: Head | None) -> float:
     if slot is None:
         return tuning.FINE_WAIT
     heap = slot[1]
