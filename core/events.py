@@ -64,28 +64,31 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self) -> None:
-        self._subscribers: list[Subscription] = []
+    def __init__(self, listening: Callable[[bool], None] | None = None) -> None:
+        """`listening(True)` as the first reader subscribes, `listening(False)` as the
+        last one leaves: a publisher with work of its own before each publish (the
+        keeper log's two lines a run) does it only while someone reads."""
+        self.subscribers: list[Subscription] = []  # a publisher may test it before it builds
+        self._listening = listening
 
     def subscribe(self, maxsize: int = 1000) -> Subscription:
         subscription = Subscription(self, maxsize)
-        self._subscribers.append(subscription)
+        self.subscribers.append(subscription)
+        if len(self.subscribers) == 1 and self._listening is not None:
+            self._listening(True)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        if subscription in self._subscribers:
-            self._subscribers.remove(subscription)
-
-    @property
-    def has_subscribers(self) -> bool:
-        """Lets a publisher skip building an event nobody reads."""
-        return bool(self._subscribers)
+        if subscription in self.subscribers:
+            self.subscribers.remove(subscription)
+            if not self.subscribers and self._listening is not None:
+                self._listening(False)
 
     def publish(self, kind: str, **data: Any) -> None:
-        if not self._subscribers:
+        if not self.subscribers:
             return
         event = Event(kind, data)
-        for subscription in self._subscribers:
+        for subscription in self.subscribers:
             subscription.offer(event)
 
     def lines_of(self, source: str) -> Callable[[str], None]:

@@ -67,13 +67,12 @@ class Keeper:
         self.config, self.vault, self.lock, self.tz = config, config.vault, lock, config.keeper.tz
         self.clock = clock or SystemClock()
         self.host = socket.gethostname()
-        self.bus = EventBus()
+        self.bus = EventBus(self._log_listened)
         settings = config.keeper
         self.log = open_keeper_log(
             self.vault / "Logs",
             *(settings.log_mode, settings.log_max_size, settings.log_backups, self.tz),
         )
-        self.log.listeners.append(self._publish_log_line)
         self.notifier = Notifier(self.log, self.host)
         self.retention = LogRetention(
             self.vault / "Logs", lambda: self.config.keeper.log_retention_days, self.log
@@ -347,6 +346,11 @@ class Keeper:
 
     def _publish_log_line(self, stamp: str, level: str, message: str) -> None:
         self.bus.publish("log_line", source="keeper", time=stamp, level=level, line=message)
+
+    def _log_listened(self, listened: bool) -> None:
+        # Keeper log lines reach the bus only while someone reads it (two lines a run).
+        listeners = self.log.listeners
+        (listeners.append if listened else listeners.remove)(self._publish_log_line)
 
     def _log_write_failed(self, path: Path, error: OSError) -> None:
         self.log.error(f"cannot write {path}: {error.strerror}; job output dropped until it can")

@@ -36,7 +36,7 @@ def backoff(job: JobConfig, attempt: int) -> float:
 
 def publish_run(host: Host, kind: str, record: RunRecord, **extra: Any) -> None:
     # Two of these a run: a busy headless keeper skips the stamps and dicts nobody reads.
-    if host.bus.has_subscribers:
+    if host.bus.subscribers:
         host.bus.publish(kind, **record.to_json(), **extra)
 
 
@@ -141,7 +141,7 @@ class RunEnd:
         )
         self.forget(active)
         runtime = active.runtime
-        self.pipeline.logs.keep_open(runtime.log, self.pipeline.active.values())
+        self.pipeline.logs.keep_open(active.sink.log, self.pipeline.active.values())
         level = host.log.info if outcome.status == "success" else host.log.warning
         level(
             f"run {record.id} of {record.job} {outcome.status}"

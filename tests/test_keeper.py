@@ -584,3 +584,26 @@ def test_a_job_name_not_in_the_config_is_an_unknown_job(make_vault) -> None:
             call()
         assert isinstance(caught.value, LookupError) and str(caught.value) == "no job named 'nope'"
     keeper.log.close()
+
+
+async def test_keeper_log_lines_reach_the_bus_only_while_someone_reads_it(make_vault) -> None:
+    # A headless keeper does not hand its log lines to a bus nobody reads (two a run); a
+    # reader that subscribes gets them from then on, until the last reader leaves.
+    vault = make_vault('[jobs.tick]\ncommand = ["true"]\n')
+    keeper = await started_keeper(vault)
+    try:
+        assert keeper.log.listeners == []
+        first, second = keeper.bus.subscribe(), keeper.bus.subscribe()
+        keeper.log.info("hello readers")
+        for reader in (first, second):
+            event = reader.get_nowait()
+            while event is not None and event.kind != "log_line":
+                event = reader.get_nowait()
+            assert event is not None and event.data["line"] == "hello readers"
+            assert event.data["source"] == "keeper"
+        keeper.bus.unsubscribe(first)
+        assert keeper.log.listeners != []  # one reader is left
+        keeper.bus.unsubscribe(second)
+        assert keeper.log.listeners == []
+    finally:
+        await keeper.stop(grace=5.0)
