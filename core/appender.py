@@ -158,20 +158,6 @@ class Appender(Generic[Key]):
     # ---- under the lock -------------------------------------------------------------
 
     def _write_out(self) -> tuple[OSError, Path] | None:
-        lines = self._lines
-        if len(lines) == 1 and not self._head_done and self._fd is not None:
-            # One line for the open file, a busy keeper's usual flush: written without the
-            # lists and views of the general way, which takes over after any failure.
-            key, line = lines[0]
-            if key == self._key:
-                try:
-                    written = os.write(self._fd, line)
-                except OSError:
-                    written = 0  # the general way writes it again, and tells of a failure
-                if written == len(line):
-                    self._consume([line], written)
-                    return None
-                self._head_done = written
         while self._lines:
             key = self._lines[0][0]
             parts: list[bytes] = []

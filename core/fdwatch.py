@@ -17,22 +17,16 @@ from __future__ import annotations
 import asyncio
 import select
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
+from watchkeeper.core.per_loop import PerLoop
 from watchkeeper.core.turn_end import TurnEnd
 
-_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FdWatch] = (
-    weakref.WeakKeyDictionary()
-)
 
-
-class FdWatch:
+class FdWatch(PerLoop):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Held weakly: the loop holds this (its reader's callback), and a loop left
-        # behind (tests make many) must still be collected.
-        self._loop = weakref.ref(loop)
+        super().__init__(loop)  # held weakly: the loop holds this (its reader's callback)
         self._epoll = select.epoll()
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._turn_end = TurnEnd.of(loop)
@@ -42,14 +36,6 @@ class FdWatch:
         self._later: deque[tuple[float, int, list[Callable[[], None] | None]]] = deque()
         self._pending: dict[int, list[Callable[[], None] | None]] = {}
         self._later_timer: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> FdWatch:
-        """The loop's own, made at first use."""
-        watch = _BY_LOOP.get(loop)
-        if watch is None:
-            watch = _BY_LOOP[loop] = cls(loop)
-        return watch
 
     def add(self, fd: int, callback: Callable[[], None]) -> None:
         """Call `callback` on the loop whenever `fd` is readable, until remove(fd)."""

@@ -141,7 +141,7 @@ class RunRecord:
             f'"files":[{",".join(map(string, self.files))}],"host":{string(self.host)}'
         )
         if self.params is not None:
-            text += f',"params":{_LINE_ENCODER.encode(self.params)}'
+            text += f',"params":{_other(self.params)}'
         text += "}\n"
         # A file name that is not UTF-8 (lone surrogates) is written as \udcXX escapes, as
         # is one in an error's text (which may quote a file or a server's answer).
@@ -177,13 +177,9 @@ def _params(value: object) -> dict[str, str] | None:
 
 # json.dumps builds an encoder per call when given options.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_other = _LINE_ENCODER.encode  # any value exactly as json writes it
 _string = encode_basestring  # a str as JSON with ensure_ascii=False
-
-
 _MS = "milliseconds"
-
-
-_other = _LINE_ENCODER.encode  # any other value exactly as json writes it
 
 SEGMENT_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl")
 

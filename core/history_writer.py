@@ -50,9 +50,7 @@ class HistoryWriter:
         return segment_path(self.directory, day)
 
     def append(self, record: RunRecord) -> None:
-        # record.written_at, without the property's call: two lines a run.
-        written_at = record.completed_at or record.started_at
-        self._out.add(written_at.astimezone(UTC).date(), record.to_line())
+        self._out.add(record.written_at.astimezone(UTC).date(), record.to_line())
         if self.defer is None:
             self._out.write()
             return

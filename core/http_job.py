@@ -275,9 +275,6 @@ class HttpRouting:
             threading.Thread(target=importlib.import_module, args=("aiohttp",), daemon=True).start()
 
     def submit(self, batch: list[tuple[Any, RunSpec]]) -> None:
-        if len(batch) == 1:  # a slot's one run, the usual: nothing to sort
-            (self.inner if batch[0][1].http is None else self.http).submit(batch)
-            return
         calls = [item for item in batch if item[1].http is not None]
         if calls:
             self.http.submit(calls)

@@ -118,10 +118,8 @@ class Notifier:
     def ended(self, record: RunRecord, retrying: bool = False) -> None:
         """A final record (a run that ran or one that never started). `retrying`: a failed
         attempt the keeper retries: nothing yet, its last attempt tells."""
-        if retrying or self.config is None or not self.config.notify:
-            return  # as channels_of() would say, without the call: every run ends here
         names = self.channels_of(record.job)
-        if not names:
+        if not names or self.config is None or retrying:
             return
         job = self.config.jobs.get(record.job)
         failing_before = record.job in self.failing

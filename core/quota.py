@@ -111,11 +111,6 @@ class _Exact:
         # once used - limit + 1 of the oldest starts have left the window.
         return Refusal(scope, limit, self.times[used - limit] + WINDOW)
 
-    def start(self, now: float) -> None:
-        """A start now: expire(now), then add(now)."""
-        self.expire(now)
-        self.add(now)
-
     def per_minute(self, now: float) -> list[int]:
         starts = list(self.times)  # one copy in C, then bisect: cheap at millions of starts
         oldest = now - WINDOW
@@ -150,13 +145,12 @@ class _Minutes:
         self.used = 0
 
     def expire(self, now: float) -> None:
-        # _minute_end written out: this and add() run twice for every run that starts.
         buckets = self.buckets
-        while buckets and buckets[0][0] * _BUCKET_SECONDS + WINDOW <= now:
+        while buckets and _minute_end(buckets[0][0]) + WINDOW <= now:
             self.used -= buckets.popleft()[1]
 
     def add(self, at: float) -> None:
-        minute = math.ceil(at / _BUCKET_SECONDS)  # _minute(at)
+        minute = _minute(at)
         buckets = self.buckets
         self.used += 1
         if buckets and buckets[-1][0] == minute:
@@ -170,19 +164,6 @@ class _Minutes:
                 buckets[index][1] += 1
             else:
                 buckets.insert(index, [minute, 1])
-
-    def start(self, now: float) -> None:
-        """A start now: expire(now), then add(now), in one call (two a run: the global
-        scope's and the job's)."""
-        buckets = self.buckets
-        while buckets and buckets[0][0] * _BUCKET_SECONDS + WINDOW <= now:
-            self.used -= buckets.popleft()[1]
-        minute = math.ceil(now / _BUCKET_SECONDS)
-        if buckets and buckets[-1][0] == minute:
-            buckets[-1][1] += 1
-            self.used += 1
-        else:
-            self.add(now)
 
     def per_minute(self, now: float) -> list[int]:
         counts = [0] * _BUCKETS
@@ -286,11 +267,14 @@ class Quota:
 
     def record(self, job: str, now: float) -> None:
         """A run of `job` started at `now`."""
-        self._global.start(now)
+        self._global.expire(now)
+        self._global.add(now)
         scope = self._jobs.get(job)
         if scope is None:
             scope = self._jobs[job] = _scope(job in self.job_limits)
-        scope.start(now)
+        else:
+            scope.expire(now)
+        scope.add(now)
 
     def usage(self, now: float) -> list[ScopeUsage]:
         """Global first, then (by name) every job with a limit or with starts in the window."""

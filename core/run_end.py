@@ -129,7 +129,7 @@ class RunEnd:
         record.exit_code = outcome.exit_code
         record.error = outcome.error
         record.duration_ms = outcome.duration_ms
-        record.completed_at = datetime.fromtimestamp(host.clock.time(), UTC)  # utc(), a call less
+        record.completed_at = utc(host.clock)
         host.history.append(record)
         active.sink.close(
             lambda: (

@@ -484,7 +484,7 @@ class LocalExecutor:
         self._spawner.submit(batch)
 
     def watch(self, spec: RunSpec, started: Spawned, on_output: Callable[[bytes], None]) -> Run:
-        return Run(spec, on_output, None, started, self._fds or self._watch())
+        return Run(spec, on_output, None, started, self._watch())
 
     def run(self, spec: RunSpec, on_output: Callable[[bytes], None]) -> Run:
         return Run(spec, on_output, None, None, self._watch())

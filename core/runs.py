@@ -24,7 +24,6 @@ import functools
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.core import tuning
@@ -41,7 +40,7 @@ from watchkeeper.core.run_end import RunEnd, RunWatch, publish_run
 from watchkeeper.core.runner import RunSpec
 from watchkeeper.core.runprep import run_env, run_record, run_spec
 from watchkeeper.core.runtime import ActiveRun, JobRuntime, OpenLogs, StartRequest
-from watchkeeper.core.seams import Executor, Started
+from watchkeeper.core.seams import Executor, Started, utc
 from watchkeeper.core.units import format_duration
 
 if TYPE_CHECKING:
@@ -72,8 +71,9 @@ class Runs:
         self.on_readied: list[Callable[[StartRequest], None]] = []
         self.on_started: list[Callable[[ActiveRun, Started], None]] = []
         self.on_never_started = self.end.on_never_started
-        # Runs prepared this loop turn, handed to the executor together (see spawn()).
-        self._to_spawn: list[tuple[ActiveRun, RunSpec]] = []
+        # Runs prepared this loop turn, handed to the executor together (see spawn()): each
+        # (token, spec), the token (active, spec) coming back with the executor's result.
+        self._to_spawn: list[tuple[tuple[ActiveRun, RunSpec], RunSpec]] = []
         self._ahead = False  # runs prepared now wait for their slot to be spawned
         self._caller_spawns = False  # ... or for the spawn() that ends the caller's batch
         self.logs = OpenLogs()
@@ -210,7 +210,7 @@ class Runs:
             host.handover.carry(job.name, request.files, request.run_id)
         if not self._admit(runtime, request):
             return
-        started_at = datetime.fromtimestamp(host.clock.time(), UTC)  # utc(), a call less
+        started_at = utc(host.clock)
         if self._ahead and request.due_wall is not None:
             # Spawned at its slot, a moment from now: the record says so, and never that
             # the run started before its slot.
@@ -244,7 +244,7 @@ class Runs:
         self._ready(active, spec)
 
     def _ready(self, active: ActiveRun, spec: RunSpec) -> None:
-        self._to_spawn.append((active, spec))
+        self._to_spawn.append(((active, spec), spec))
         if len(self._to_spawn) >= tuning.SPAWN_BATCH and not self._ahead:
             self.spawn()  # a burst: let the executor start on it while we prepare the rest
         elif len(self._to_spawn) == 1 and not (self._caller_spawns or self._ahead):
@@ -266,8 +266,7 @@ class Runs:
             return
         batch, self._to_spawn = self._to_spawn, []
         self.host.history.flush()
-        # Each (active, spec) is the token the executor hands back with its spec.
-        self.route.submit(list(zip(batch, map(itemgetter(1), batch), strict=True)))
+        self.route.submit(batch)
 
     def _started(self, batch: list[tuple[Any, Any]]) -> None:
         # A burst comes back as one batch of up to thousands: taken a slice per loop turn,

@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import Callable
 
-_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnEnd] = (
-    weakref.WeakKeyDictionary()
-)
+from watchkeeper.core.per_loop import PerLoop
 
 
-class TurnEnd:
+class TurnEnd(PerLoop):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Held weakly: the loop holds this (a scheduled callback), and a loop left
-        # behind (tests make many) must still be collected.
-        self._loop = weakref.ref(loop)
+        super().__init__(loop)  # held weakly: the loop holds this (a scheduled callback)
         self._thread = threading.get_ident()  # made on the loop's thread (see of())
         self._due: list[Callable[[], None]] = []
         self._scheduled = False
         self._held = 0
-
-    @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> TurnEnd:
-        """The loop's own, made at first use: on its thread, where every user is."""
-        turn_end = _BY_LOOP.get(loop)
-        if turn_end is None:
-            turn_end = _BY_LOOP[loop] = cls(loop)
-        return turn_end
 
     def defer(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this turn's work is done (thread-safe)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from watchkeeper.core.history_format import RunRecord
 from watchkeeper.core.names import json_text
@@ -66,33 +67,28 @@ def test_to_line_writes_what_json_dumps_writes() -> None:
         assert record.to_line() == oracle(record), record
 
 
-def test_an_error_with_a_lone_surrogate_or_a_line_separator_is_one_readable_line() -> None:
-    record = RunRecord(
+def manual_run(status: str, **fields: Any) -> RunRecord:
+    return RunRecord(
         id="r1",
         job="j",
         project="p",
         started_at=datetime(2026, 3, 1, tzinfo=UTC),
-        status="failure",
+        status=status,
         trigger="manual",
         host="h",
-        error="cannot read b\udcffd.md\u2028next",
+        **fields,
     )
+
+
+def test_an_error_with_a_lone_surrogate_or_a_line_separator_is_one_readable_line() -> None:
+    record = manual_run("failure", error="cannot read b\udcffd.md\u2028next")
     line = record.to_line()
     assert line.count(b"\n") == 1 and len(line.decode().splitlines()) == 1
     assert json.loads(line)["error"] == "cannot read b\udcffd.md\u2028next"
 
 
 def test_a_duration_read_back_as_a_float_is_written_as_json_writes_it() -> None:
-    record = RunRecord(
-        id="r1",
-        job="j",
-        project="p",
-        started_at=datetime(2026, 3, 1, tzinfo=UTC),
-        status="success",
-        trigger="manual",
-        host="h",
-        duration_ms=12.5,  # type: ignore[arg-type]
-        exit_code=True,  # type: ignore[arg-type]
-    )
+    # Not an int where the record's types say one: as a line read back may hold.
+    record = manual_run("success", duration_ms=12.5, exit_code=True)
     assert record.to_line() == oracle(record)
     assert json.loads(record.to_line())["duration"] == 12.5
